@@ -1,0 +1,133 @@
+"""Never leave a half-written output.
+
+Outputs are written under a temporary name in the destination's folder (same file
+system, so the final ``os.replace`` is atomic) and moved into place only on success.
+A process killed at any moment leaves either the old file or the new one, plus at
+worst a hidden ``.fastct-tmp-*`` file that later runs clean up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+TMP_PREFIX = ".fastct-tmp-"
+
+
+def temp_name(path: Path) -> Path:
+    """A unique hidden sibling of ``path`` carrying our pid (for stale-file cleanup)."""
+    token = os.urandom(4).hex()
+    return path.with_name(f"{TMP_PREFIX}{os.getpid()}-{token}-{path.name}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(folder: Path) -> None:
+    """Delete temp files left by fastct processes that no longer run."""
+    try:
+        entries = list(Path(folder).glob(TMP_PREFIX + "*"))
+    except OSError:
+        return
+    for entry in entries:
+        try:
+            pid = int(entry.name[len(TMP_PREFIX) :].split("-", 1)[0])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not _pid_alive(pid):
+            with contextlib.suppress(OSError):
+                entry.unlink()
+
+
+def fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def commit(tmp: Path, path: Path) -> None:
+    """Durably move a finished temp file onto ``path``."""
+    fsync_path(tmp)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def clone_file(src: Path, dst: Path) -> None:
+    """Copy ``src`` to ``dst``, sharing blocks (reflink) when the file system can."""
+    try:
+        FICLONE = 0x40049409  # linux/fs.h; copy-on-write clone on btrfs, xfs, ...
+        with open(src, "rb") as fsrc, open(dst, "wb") as fdst:
+            fcntl.ioctl(fdst.fileno(), FICLONE, fsrc.fileno())
+        shutil.copymode(src, dst)
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EBADF):
+            raise
+    shutil.copyfile(src, dst)
+    shutil.copymode(src, dst)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary path to write; it replaces ``path`` only if the block succeeds.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> d = tempfile.mkdtemp()
+    >>> with atomic_path(os.path.join(d, "a.npy")) as tmp:
+    ...     with open(tmp, "wb") as f:
+    ...         np.save(f, np.zeros(3))
+    >>> os.listdir(d)
+    ['a.npy']
+    """
+    path = Path(path)
+    if not overwrite and path.exists():
+        raise FileExistsError(f"output {str(path)!r} already exists")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"output folder {str(path.parent)!r} does not exist")
+    remove_stale_temps(path.parent)
+    tmp = temp_name(path)
+    try:
+        yield tmp
+        commit(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock serialising writers of one archive."""
+    lock = path.with_name(f".{path.name}.lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

@@ -1,0 +1,105 @@
+"""One place for compilation flags and thread policy.
+
+Every ``@njit`` kernel takes its options from here so that the fastmath policy and
+caching are decided once. ``nnan``/``ninf`` are deliberately absent: NaN and inf must
+propagate exactly as in scipy/numpy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+# Reassociation and contraction only; NaN/inf semantics are kept.
+FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
+
+# Options for every compiled kernel. ``cache`` is off: cached ``parallel=True``
+# kernels have crashed in other projects when the thread count changed between runs.
+NJIT_OPTIONS = {"nogil": True, "cache": False}
+
+_ENV_THREADS = "FASTCT_NUM_THREADS"
+_num_threads: int | None = None  # None: follow FASTCT_NUM_THREADS, else all cores
+
+
+def _max_threads() -> int:
+    import numba
+
+    return int(numba.config.NUMBA_NUM_THREADS)
+
+
+def _parse_threads(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise TypeError(f"{name} must be a positive integer, got {type(value).__name__}")
+    try:
+        n = int(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}") from None
+    if n < 1:
+        raise ValueError(f"{name} must be a positive integer, got {n}")
+    return n
+
+
+def set_num_threads(n: int | None) -> None:
+    """Set the number of threads fastct kernels use.
+
+    Parameters
+    ----------
+    n : int or None
+        Number of threads, at least 1; values above the number of cores Numba was
+        started with are capped to it. ``None`` restores the default: the
+        ``FASTCT_NUM_THREADS`` environment variable if set, else all cores.
+
+    Examples
+    --------
+    >>> import fastct
+    >>> fastct.set_num_threads(1)
+    >>> fastct.get_num_threads()
+    1
+    >>> fastct.set_num_threads(None)
+    """
+    global _num_threads
+    _num_threads = None if n is None else _parse_threads(n, "n")
+
+
+def get_num_threads() -> int:
+    """Return the number of threads fastct kernels will use."""
+    n = _num_threads
+    if n is None:
+        env = os.environ.get(_ENV_THREADS)
+        n = _parse_threads(env, _ENV_THREADS) if env else _max_threads()
+    return max(1, min(n, _max_threads()))
+
+
+@contextlib.contextmanager
+def kernel_threads() -> Iterator[int]:
+    """Run a block of kernel calls at fastct's thread count.
+
+    Numba's global thread count is restored afterwards, even on error, so fastct never
+    leaves a caller's Numba setting changed.
+    """
+    import numba
+
+    previous = numba.get_num_threads()
+    n = get_num_threads()
+    numba.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        numba.set_num_threads(previous)
+
+
+# Progress bars: None = automatic (long work on a terminal), True/False = forced.
+_progress: bool | None = None
+
+
+def set_progress(enabled: bool | None) -> None:
+    """Force progress bars on stderr on (True) or off (False); None = automatic."""
+    global _progress
+    if enabled is not None and not isinstance(enabled, bool):
+        raise TypeError(f"enabled must be True, False or None, got {enabled!r}")
+    _progress = enabled
+
+
+def get_progress() -> bool | None:
+    return _progress

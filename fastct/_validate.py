@@ -1,0 +1,146 @@
+"""Argument checks and the dtype policy, in one place.
+
+Public functions call these helpers before handing C-contiguous arrays of a fixed
+layout to the private kernels. Every error names the parameter, what was expected
+and what was received.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+
+import numpy as np
+
+MODES = ("reflect", "mirror", "nearest", "constant", "wrap")
+# scipy.ndimage aliases accepted for convenience.
+_MODE_ALIASES = {"grid-mirror": "reflect", "grid-wrap": "wrap"}
+
+
+def check_mode(mode: object, name: str = "mode") -> str:
+    """Return the canonical boundary-mode name (scipy.ndimage semantics)."""
+    if not isinstance(mode, str):
+        raise TypeError(f"{name} must be a string, one of {MODES}, got {type(mode).__name__}")
+    canonical = _MODE_ALIASES.get(mode, mode)
+    if canonical not in MODES:
+        raise ValueError(f"{name} must be one of {MODES}, got {mode!r}")
+    return canonical
+
+
+def check_ndim(ndim: int, name: str = "image") -> None:
+    if ndim not in (2, 3):
+        raise ValueError(f"{name} must be 2-D (y, x) or 3-D (z, y, x), got {ndim}-D")
+
+
+def as_image(image: object, name: str = "image", *, allow_bool: bool = True) -> np.ndarray:
+    """Validate an in-memory image: 2-D or 3-D, real numeric, no empty axes.
+
+    Returns a native-endian array (a view when possible).
+    """
+    if not isinstance(image, np.ndarray):
+        try:
+            image = np.asarray(image)
+        except Exception as exc:  # noqa: BLE001 - report what we were given
+            raise TypeError(f"{name} must be an array, got {type(image).__name__}") from exc
+    kind = image.dtype.kind
+    if kind not in "biuf" or (kind == "b" and not allow_bool):
+        raise TypeError(f"{name} must have a real numeric dtype, got {image.dtype}")
+    check_ndim(image.ndim, name)
+    if 0 in image.shape:
+        raise ValueError(f"{name} must not have an empty axis, got shape {image.shape}")
+    if not image.dtype.isnative:
+        image = image.astype(image.dtype.newbyteorder("="))
+    return image
+
+
+def smoothing_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype policy: float32 and float64 stay, integers and bools compute in float32."""
+    dtype = np.dtype(dtype)
+    if dtype == np.float64:
+        return np.dtype(np.float64)
+    if dtype.kind in "biuf":
+        return np.dtype(np.float32)
+    raise TypeError(f"unsupported dtype {dtype}")
+
+
+def per_axis(
+    value: object, ndim: int, name: str, *, kind: type = float, allow_zero: bool = True
+) -> tuple:
+    """Normalise a scalar or per-axis sequence to a tuple of ``ndim`` finite values >= 0."""
+    if isinstance(value, (numbers.Number, np.number)) and not isinstance(value, bool):
+        values = (value,) * ndim
+    elif isinstance(value, (Sequence, np.ndarray)) and not isinstance(value, str):
+        values = tuple(np.asarray(value).ravel().tolist())
+        if len(values) != ndim:
+            raise ValueError(f"{name} must have {ndim} values (one per axis), got {len(values)}")
+    else:
+        raise TypeError(f"{name} must be a number or a sequence of {ndim} numbers, got {value!r}")
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (numbers.Real, np.number)):
+            raise TypeError(f"{name} must contain real numbers, got {v!r}")
+        if not math.isfinite(v):
+            raise ValueError(f"{name} must be finite, got {value!r}")
+        if kind is int:
+            if int(v) != v:
+                raise ValueError(f"{name} must contain integers, got {value!r}")
+            v = int(v)
+        else:
+            v = float(v)
+        if v < 0 or (v == 0 and not allow_zero):
+            bound = ">= 0" if allow_zero else "> 0"
+            raise ValueError(f"{name} must be {bound} on every axis, got {value!r}")
+        out.append(v)
+    return tuple(out)
+
+
+def check_spacing(spacing: object, ndim: int, name: str = "spacing") -> tuple[float, ...]:
+    """Per-axis voxel spacing in mm, positive and finite; ``None`` means 1 mm."""
+    if spacing is None:
+        return (1.0,) * ndim
+    return per_axis(spacing, ndim, name, allow_zero=False)
+
+
+def check_origin(origin: object, ndim: int, name: str = "origin") -> tuple[float, ...]:
+    if origin is None:
+        return (0.0,) * ndim
+    arr = np.asarray(origin, dtype=float).ravel() if not isinstance(origin, str) else None
+    if arr is None or arr.size != ndim:
+        raise ValueError(f"{name} must have {ndim} values, got {origin!r}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite, got {origin!r}")
+    return tuple(float(v) for v in arr)
+
+
+def check_direction(direction: object, ndim: int, name: str = "direction") -> np.ndarray | None:
+    """An ``ndim x ndim`` direction-cosine matrix with orthonormal columns, or None."""
+    if direction is None:
+        return None
+    arr = np.asarray(direction, dtype=float)
+    if arr.shape != (ndim, ndim):
+        raise ValueError(f"{name} must be a {ndim}x{ndim} matrix, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite")
+    if not np.allclose(arr.T @ arr, np.eye(ndim), atol=1e-4):
+        raise ValueError(f"{name} must have orthonormal columns, got {arr.tolist()}")
+    return arr
+
+
+def check_positive_int(value: object, name: str, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_shape(shape: object, name: str = "shape") -> tuple[int, ...]:
+    try:
+        dims = tuple(int(s) for s in shape)  # type: ignore[union-attr]
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence of integers, got {shape!r}") from None
+    check_ndim(len(dims), name)
+    if any(d < 1 for d in dims):
+        raise ValueError(f"{name} must be positive on every axis, got {dims}")
+    return dims
