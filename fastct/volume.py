@@ -38,7 +38,9 @@ _CHUNK_CACHE_BYTES = 64 * 1024**2
 
 def _normalise_name(name: object, param: str = "name") -> str:
     if not isinstance(name, str):
-        raise TypeError(f"{param} must be a string path inside the archive, got {type(name).__name__}")
+        raise TypeError(
+            f"{param} must be a string path inside the archive, got {type(name).__name__}"
+        )
     parts = [p for p in name.strip().split("/") if p]
     if not parts or any(p in (".", "..") for p in parts):
         raise ValueError(f"{param} must be a path like 'scans/a/image', got {name!r}")
@@ -57,7 +59,9 @@ def _check_chunks(chunks: object, shape: tuple[int, ...]) -> tuple[int, ...]:
     try:
         dims = tuple(int(c) for c in chunks)  # type: ignore[union-attr]
     except TypeError:
-        raise TypeError(f"chunks must be a sequence of {len(shape)} integers, got {chunks!r}") from None
+        raise TypeError(
+            f"chunks must be a sequence of {len(shape)} integers, got {chunks!r}"
+        ) from None
     if len(dims) != len(shape) or any(c < 1 for c in dims):
         raise ValueError(f"chunks must be {len(shape)} positive integers, got {chunks!r}")
     return tuple(min(c, s) for c, s in zip(dims, shape))
@@ -190,6 +194,18 @@ class Volume:
     def __setitem__(self, key: Any, value: Any) -> None:
         self._archive._check_writable()
         self._ds[key] = value
+
+    def read_region(self, region: tuple[slice, ...], out: np.ndarray) -> None:
+        """Read a box of unit-step slices straight into a C-contiguous ``out`` (no copy)."""
+        self._ds.read_direct(out, source_sel=region)
+
+    def write_region(self, region: tuple[slice, ...], data: np.ndarray) -> None:
+        """Write a C-contiguous array of the volume's dtype into a box of unit-step slices."""
+        self._archive._check_writable()
+        if data.dtype == self.dtype and data.flags.c_contiguous:
+            self._ds.write_direct(data, dest_sel=region)
+        else:
+            self._ds[region] = data
 
     def read(self, out: np.ndarray | None = None) -> np.ndarray:
         """Read the whole volume into memory (into ``out`` if given)."""
@@ -506,7 +522,9 @@ class Archive:
         path = _normalise_name(name)
         if data is not None:
             if isinstance(data, Volume):
-                raise TypeError("data must be an in-memory array; stream volumes with fastct.streaming")
+                raise TypeError(
+                    "data must be an in-memory array; stream volumes with fastct.streaming"
+                )
             data = np.asarray(data)
             if data.dtype.kind not in "biuf":
                 raise TypeError(f"data must have a real numeric or bool dtype, got {data.dtype}")
@@ -542,7 +560,9 @@ class Archive:
             raise ValueError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
         if compression == "gzip" and compression_opts is not None:
             if not isinstance(compression_opts, int) or not 0 <= compression_opts <= 9:
-                raise ValueError(f"compression_opts must be a gzip level 0-9, got {compression_opts!r}")
+                raise ValueError(
+                    f"compression_opts must be a gzip level 0-9, got {compression_opts!r}"
+                )
         chunk_shape = _check_chunks(chunks, shape)
         if path in self._file:
             if not overwrite:
@@ -568,7 +588,9 @@ class Archive:
             _write_in_slabs(ds, data)
         return Volume(ds, self)
 
-    def create_volume_like(self, name: str, like: Volume | np.ndarray, *, dtype: Any = None, **kw: Any) -> Volume:
+    def create_volume_like(
+        self, name: str, like: Volume | np.ndarray, *, dtype: Any = None, **kw: Any
+    ) -> Volume:
         """An empty volume with the shape, chunks and metadata of ``like``."""
         if isinstance(like, Volume):
             meta = like.metadata()
