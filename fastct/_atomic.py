@@ -84,7 +84,14 @@ def clone_file(src: Path, dst: Path) -> None:
         shutil.copymode(src, dst)
         return
     except OSError as exc:
-        if exc.errno not in (errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EBADF):
+        if exc.errno not in (
+            errno.EOPNOTSUPP,
+            errno.ENOTTY,
+            errno.EXDEV,
+            errno.EINVAL,
+            errno.ENOSYS,
+            errno.EBADF,
+        ):
             raise
     shutil.copyfile(src, dst)
     shutil.copymode(src, dst)
@@ -122,12 +129,31 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
 
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock serialising writers of one archive."""
+    """An exclusive advisory lock serialising writers of one archive.
+
+    The lock file (``.NAME.lock``) is removed on release. A waiter that wakes up
+    holding a lock on a file that was meanwhile removed (or replaced) retries, so
+    two writers can never both believe they hold the lock.
+    """
     lock = path.with_name(f".{path.name}.lock")
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+        except BaseException:
+            os.close(fd)
+            raise
+        if same:
+            break
+        os.close(fd)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
+        with contextlib.suppress(OSError):
+            lock.unlink()
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)

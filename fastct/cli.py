@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         kwargs["series_uid"] = args.series_uid
     if args.volume_index is not None:
         kwargs["volume_index"] = args.volume_index
+    if args.recursive:
+        kwargs["recursive"] = True
     imported = io.read_volume(args.input, **kwargs)
     path, name = args.dest
     with fastct.open(path, "a") as ar:
@@ -243,28 +246,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # -- parser -------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
+def _common_options(defaults: bool) -> argparse.ArgumentParser:
+    """Options accepted before or after the command name.
+
+    Sub-commands use SUPPRESS defaults so an option given before the command name
+    (``fastct --quiet info``) is not reset by the sub-command's own default.
+    """
     common = _Parser(add_help=False)
     g = common.add_argument_group("common options")
-    g.add_argument(
-        "--threads",
-        type=positive_int,
-        metavar="N",
-        help="threads for compiled kernels (default: FASTCT_NUM_THREADS or all cores)",
-    )
-    g.add_argument(
-        "--chunks",
-        type=int_triple,
-        metavar="Z,Y,X",
-        help="chunk shape of new volumes (default about 64^3)",
-    )
-    g.add_argument("--quiet", "-q", action="store_true", help="no progress bars or summaries")
+    default = (lambda value: value) if defaults else (lambda value: argparse.SUPPRESS)
+    g.add_argument("--threads", type=positive_int, metavar="N", default=default(None),
+                   help="threads for compiled kernels (default: FASTCT_NUM_THREADS or all cores)")
+    g.add_argument("--chunks", type=int_triple, metavar="Z,Y,X", default=default(None),
+                   help="chunk shape of new volumes (default about 64^3)")
+    g.add_argument("--quiet", "-q", action="store_true", default=default(False),
+                   help="no progress bars or summaries")
+    return common
 
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common_options(defaults=False)
     parser = _Parser(
         prog="fastct",
         description="Compiled-kernel engine for 3-D medical volumes in HDF5 archives. "
         "Volumes are named FILE.h5:/path/in/file.",
-        parents=[common],
+        parents=[_common_options(defaults=True)],
     )
     parser.add_argument("--version", action="version", version=f"fastct {fastct.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -283,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spacing", type=float_list, metavar="Z,Y,X", help="spacing in mm (.npy input)")
     p.add_argument("--series-uid", help="pick one series of a folder holding several")
     p.add_argument("--volume-index", type=int, help="pick one volume of a 4-D NIfTI file")
+    p.add_argument("--recursive", action="store_true", help="search sub-folders for DICOM files")
     p.add_argument("--compression", choices=["gzip", "lzf"], help="HDF5 compression filter")
     p.add_argument("--overwrite", action="store_true", help="replace an existing volume")
     p.set_defaults(func=cmd_import)
@@ -316,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
+    # pydicom warns about every oddity it tolerates; the CLI reports real problems as
+    # one error line instead.
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\..*)?$")
     try:
         args = parser.parse_args(argv)
         if getattr(args, "func", None) is None:
