@@ -16,7 +16,9 @@ import numpy as np
 def plain_h5py(src_path: str, dst_path: str) -> None:
     with h5py.File(src_path, "r") as fs, h5py.File(dst_path, "w") as fd:
         src = fs["scans/big/image"]
-        dst = fd.create_dataset("scans/big/copy", shape=src.shape, dtype=src.dtype, chunks=src.chunks)
+        dst = fd.create_dataset(
+            "scans/big/copy", shape=src.shape, dtype=src.dtype, chunks=src.chunks
+        )
         step = src.chunks[0]
         buf = np.empty((step,) + src.shape[1:], dtype=src.dtype)
         for z in range(0, src.shape[0], step):

@@ -28,8 +28,12 @@ REPORT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "streamin
 def run_worker(case: str, src: Path, dst: Path) -> dict:
     if dst.exists():
         dst.unlink()
-    out = subprocess.run([sys.executable, str(WORKER), case, str(src), str(dst)],
-                         check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, str(WORKER), case, str(src), str(dst)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -61,26 +65,30 @@ def test_stream_2gib_passthrough(big_source):
     rows = []
     for case in ("h5py", "fastct"):
         b = best[case]
-        rows.append(f"| {case} | {b['seconds']:.2f} | {nbytes / b['seconds'] / 2**20:.0f} | "
-                    f"{b['peak_rss'] / 2**20:.0f} |")
-    table = "\n".join([
-        "# Streaming benchmark: 2 GiB int16 pass-through",
-        "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"fastct {fastct.__version__}. Volume {SHAPE} int16, chunks 64^3, uncompressed. "
-        "Best of 2 runs, each in a fresh process. fastct includes the transactional archive "
-        "(temporary file, fsync, atomic rename).",
-        "",
-        "| run | seconds | MiB/s (read + write) | peak RSS (MiB) |",
-        "|---|---|---|---|",
-        *rows,
-        "",
-        f"fastct throughput = **{ratio:.0%}** of plain h5py (target >= 60%); "
-        f"peak RSS {best['fastct']['peak_rss'] / 2**20:.0f} MiB (target < 600 MB).",
-        "",
-        "Reproduce: `make bench` (or `python -m pytest benchmarks/bench_streaming.py -s`).",
-        "",
-    ])
+        rows.append(
+            f"| {case} | {b['seconds']:.2f} | {nbytes / b['seconds'] / 2**20:.0f} | "
+            f"{b['peak_rss'] / 2**20:.0f} |"
+        )
+    table = "\n".join(
+        [
+            "# Streaming benchmark: 2 GiB int16 pass-through",
+            "",
+            f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"fastct {fastct.__version__}. Volume {SHAPE} int16, chunks 64^3, uncompressed. "
+            "Best of 2 runs, each in a fresh process. fastct includes the transactional archive "
+            "(temporary file, fsync, atomic rename).",
+            "",
+            "| run | seconds | MiB/s (read + write) | peak RSS (MiB) |",
+            "|---|---|---|---|",
+            *rows,
+            "",
+            f"fastct throughput = **{ratio:.0%}** of plain h5py (target >= 60%); "
+            f"peak RSS {best['fastct']['peak_rss'] / 2**20:.0f} MiB (target < 600 MB).",
+            "",
+            "Reproduce: `make bench` (or `python -m pytest benchmarks/bench_streaming.py -s`).",
+            "",
+        ]
+    )
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text(table)
     print(table)

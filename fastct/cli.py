@@ -255,12 +255,27 @@ def _common_options(defaults: bool) -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     g = common.add_argument_group("common options")
     default = (lambda value: value) if defaults else (lambda value: argparse.SUPPRESS)
-    g.add_argument("--threads", type=positive_int, metavar="N", default=default(None),
-                   help="threads for compiled kernels (default: FASTCT_NUM_THREADS or all cores)")
-    g.add_argument("--chunks", type=int_triple, metavar="Z,Y,X", default=default(None),
-                   help="chunk shape of new volumes (default about 64^3)")
-    g.add_argument("--quiet", "-q", action="store_true", default=default(False),
-                   help="no progress bars or summaries")
+    g.add_argument(
+        "--threads",
+        type=positive_int,
+        metavar="N",
+        default=default(None),
+        help="threads for compiled kernels (default: FASTCT_NUM_THREADS or all cores)",
+    )
+    g.add_argument(
+        "--chunks",
+        type=int_triple,
+        metavar="Z,Y,X",
+        default=default(None),
+        help="chunk shape of new volumes (default about 64^3)",
+    )
+    g.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        default=default(False),
+        help="no progress bars or summaries",
+    )
     return common
 
 

@@ -14,8 +14,12 @@ from fastct.cli import main
 
 def run(*argv):
     """Run the CLI in a fresh process (as a user would)."""
-    proc = subprocess.run([sys.executable, "-m", "fastct.cli", *map(str, argv)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastct.cli", *map(str, argv)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -47,8 +51,20 @@ def test_import_info_export_round_trip(tmp_path, capsys):
     npy = tmp_path / "vol.npy"
     np.save(npy, data)
     archive = tmp_path / "a.h5"
-    assert main(["import", str(npy), f"{archive}:/scans/x/image", "--spacing", "2,1,1",
-                 "--chunks", "2,2,2"]) == 0
+    assert (
+        main(
+            [
+                "import",
+                str(npy),
+                f"{archive}:/scans/x/image",
+                "--spacing",
+                "2,1,1",
+                "--chunks",
+                "2,2,2",
+            ]
+        )
+        == 0
+    )
     assert main(["info", str(archive)]) == 0
     out = capsys.readouterr().out
     assert "/scans/x/image: 3 x 4 x 5 int16" in out and "spacing 2 x 1 x 1" in out
@@ -66,8 +82,13 @@ def test_import_real_samples(tmp_path):
     assert code == 0, err
     code, _, err = run("import", nibabel_sample("anatomical.nii"), f"{archive}:/scans/mr/image")
     assert code == 0, err
-    code, _, err = run("import", nibabel_sample("example4d.nii.gz"), f"{archive}:/scans/f/image",
-                       "--volume-index", "1")
+    code, _, err = run(
+        "import",
+        nibabel_sample("example4d.nii.gz"),
+        f"{archive}:/scans/f/image",
+        "--volume-index",
+        "1",
+    )
     assert code == 0, err
     with fastct.open(archive) as ar:
         ct = ar["scans/ct/image"]
@@ -115,13 +136,30 @@ def test_threads_option_and_environment(tmp_path, capsys):
     env = dict(os.environ, FASTCT_NUM_THREADS="1")
     proc = subprocess.run(
         [sys.executable, "-c", "import fastct; print(fastct.get_num_threads())"],
-        capture_output=True, text=True, env=env)
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert proc.stdout.strip() == "1"
     env["FASTCT_NUM_THREADS"] = "zero"
     proc = subprocess.run(
         [sys.executable, "-c", "import fastct; fastct.get_num_threads()"],
-        capture_output=True, text=True, env=env)
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert "FASTCT_NUM_THREADS" in proc.stderr
-    assert main(["--threads", "1", "--quiet", "import", str(tmp_path / "v.npy"),
-                 f"{tmp_path / 'a.h5'}:/v"]) == 0
+    assert (
+        main(
+            [
+                "--threads",
+                "1",
+                "--quiet",
+                "import",
+                str(tmp_path / "v.npy"),
+                f"{tmp_path / 'a.h5'}:/v",
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out == ""

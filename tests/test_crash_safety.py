@@ -44,8 +44,12 @@ def fresh_destination(folder, other, trial):
 
 def run_and_kill(src, dst, sig, delay):
     env = dict(os.environ, FASTCT_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, str(WRITER), str(src), str(dst), "0.05"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, str(WRITER), str(src), str(dst), "0.05"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     time.sleep(delay)
     if proc.poll() is None:
         proc.send_signal(sig)

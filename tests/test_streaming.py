@@ -94,10 +94,24 @@ def test_boundary_extension_matches_scipy(mode):
 def test_box_streamed_equals_reference_3d(mode, shape, radius, block, rng):
     image = rng.integers(-1000, 3000, size=shape).astype(np.int16)
     expected = reference_box_sum(image, radius, mode, cval=7)
-    whole = map_overlap(box_kernel(radius), image, depth=radius, mode=mode, cval=7,
-                        dtype=np.float64, block_shape=shape)
-    streamed = map_overlap(box_kernel(radius), image, depth=radius, mode=mode, cval=7,
-                           dtype=np.float64, block_shape=block)
+    whole = map_overlap(
+        box_kernel(radius),
+        image,
+        depth=radius,
+        mode=mode,
+        cval=7,
+        dtype=np.float64,
+        block_shape=shape,
+    )
+    streamed = map_overlap(
+        box_kernel(radius),
+        image,
+        depth=radius,
+        mode=mode,
+        cval=7,
+        dtype=np.float64,
+        block_shape=block,
+    )
     assert np.array_equal(whole, expected)
     assert np.array_equal(streamed, whole)
 
@@ -108,8 +122,9 @@ def test_box_streamed_equals_in_memory_2d(mode, block, rng):
     image = rng.integers(0, 255, size=(23, 19)).astype(np.uint8)
     radius = (3, 3)
     whole = map_overlap(box_kernel(radius), image, depth=radius, mode=mode, dtype=np.float64)
-    streamed = map_overlap(box_kernel(radius), image, depth=radius, mode=mode,
-                           dtype=np.float64, block_shape=block)
+    streamed = map_overlap(
+        box_kernel(radius), image, depth=radius, mode=mode, dtype=np.float64, block_shape=block
+    )
     assert np.array_equal(streamed, whole)
     assert np.array_equal(whole, reference_box_sum(image, radius, mode, 0.0))
 
@@ -119,8 +134,14 @@ def test_box_streamed_equals_in_memory_2d(mode, block, rng):
 def test_box_archive_streaming_equals_in_memory(archive_path, chunks, mode, rng):
     image = rng.normal(size=(19, 14, 12)).astype(np.float32)
     radius = (2, 2, 2)
-    in_memory = map_overlap(box_kernel(radius), image, depth=radius, mode=mode,
-                            dtype=np.float64, block_shape=image.shape)
+    in_memory = map_overlap(
+        box_kernel(radius),
+        image,
+        depth=radius,
+        mode=mode,
+        dtype=np.float64,
+        block_shape=image.shape,
+    )
     with fastct.open(archive_path, "w") as ar:
         src = ar.create_volume("scans/a/image", image, chunks=chunks)
         dst = ar.create_volume("scans/a/box", shape=image.shape, dtype=np.float64, chunks=chunks)
@@ -179,8 +200,9 @@ def test_same_bits_at_any_thread_count(threads, rng):
     before = numba.get_num_threads()
     image = rng.normal(size=(30, 20, 10)).astype(np.float32)
     fastct.set_num_threads(threads)
-    got = map_overlap(box_kernel((2, 1, 1)), image, depth=(2, 1, 1), dtype=np.float64,
-                      block_shape=(8, 8, 8))
+    got = map_overlap(
+        box_kernel((2, 1, 1)), image, depth=(2, 1, 1), dtype=np.float64, block_shape=(8, 8, 8)
+    )
     fastct.set_num_threads(None)
     ref = map_overlap(box_kernel((2, 1, 1)), image, depth=(2, 1, 1), dtype=np.float64)
     assert np.array_equal(got, ref)
