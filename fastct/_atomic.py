@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 TMP_PREFIX = ".fastct-tmp-"
+_HELD: set[str] = set()  # lock files this process holds
 
 
 def temp_name(path: Path) -> Path:
@@ -136,6 +137,12 @@ def file_lock(path: Path) -> Iterator[None]:
     two writers can never both believe they hold the lock.
     """
     lock = path.with_name(f".{path.name}.lock")
+    key = os.path.realpath(lock)
+    if key in _HELD:
+        # flock is per open file: a second writer in this process would wait forever.
+        raise RuntimeError(
+            f"archive {str(path)!r} is already open for writing in this process; close it first"
+        )
     while True:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -150,9 +157,11 @@ def file_lock(path: Path) -> Iterator[None]:
         if same:
             break
         os.close(fd)
+    _HELD.add(key)
     try:
         yield
     finally:
+        _HELD.discard(key)
         with contextlib.suppress(OSError):
             lock.unlink()
         fcntl.flock(fd, fcntl.LOCK_UN)

@@ -70,10 +70,12 @@ class BlockInfo:
 
     @property
     def core_shape(self) -> tuple[int, ...]:
+        """Shape of the core (the kernel's output for this block)."""
         return tuple(e - s for s, e in zip(self.start, self.stop))
 
     @property
     def global_slices(self) -> tuple[slice, ...]:
+        """The core's position in the whole volume."""
         return tuple(slice(s, e) for s, e in zip(self.start, self.stop))
 
 
@@ -282,8 +284,9 @@ def map_overlap(
         Core block shape. Default: about 32 MiB per block, aligned to the
         destination's (else the source's) chunk shape.
     progress : bool, optional
-        Progress bar on stderr; default: only for long work on a terminal, and
-        never when turned off by ``fastct.set_progress(False)`` / ``--quiet``.
+        Progress bar on stderr. ``None`` (default) follows
+        ``fastct.set_progress`` (``--quiet`` sets it to False); when that is
+        automatic too, a bar is shown only for long work on a terminal.
     desc : str, optional
         Label of the progress bar.
     prefetch : bool

@@ -94,6 +94,11 @@ class Volume:
         self._archive = archive
         self.name: str = dataset.name
         check_ndim(dataset.ndim, f"volume {self.name!r}")
+        if dataset.dtype.kind not in "biuf":
+            raise ValueError(
+                f"volume {self.name!r} has dtype {dataset.dtype}; fastct volumes hold "
+                "real numbers or booleans"
+            )
         self._check_metadata()
 
     # -- metadata ---------------------------------------------------------------
@@ -109,34 +114,42 @@ class Volume:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """Number of voxels per axis."""
         return tuple(self._ds.shape)
 
     @property
     def dtype(self) -> np.dtype:
+        """Element type."""
         return self._ds.dtype
 
     @property
     def ndim(self) -> int:
+        """2 or 3."""
         return self._ds.ndim
 
     @property
     def size(self) -> int:
+        """Total number of voxels."""
         return int(np.prod(self.shape))
 
     @property
     def nbytes(self) -> int:
+        """Uncompressed size in bytes."""
         return self.size * self.dtype.itemsize
 
     @property
     def chunks(self) -> tuple[int, ...] | None:
+        """HDF5 chunk shape."""
         return self._ds.chunks
 
     @property
     def compression(self) -> str | None:
+        """HDF5 compression filter name, or None."""
         return self._ds.compression
 
     @property
     def spacing(self) -> tuple[float, ...]:
+        """Voxel size in mm per axis (settable in a writable archive)."""
         return self._spacing
 
     @spacing.setter
@@ -147,6 +160,7 @@ class Volume:
 
     @property
     def origin(self) -> tuple[float, ...]:
+        """Physical position in mm of voxel index 0 (settable in a writable archive)."""
         return self._origin
 
     @origin.setter
@@ -157,14 +171,17 @@ class Volume:
 
     @property
     def direction(self) -> np.ndarray | None:
+        """Direction cosines (ndim x ndim, columns per array axis), or None."""
         return None if self._direction is None else self._direction.copy()
 
     @property
     def modality(self) -> str | None:
+        """Imaging modality, e.g. 'CT', or None."""
         return _str_attr(self._ds.attrs.get("modality"))
 
     @property
     def units(self) -> str | None:
+        """Intensity units, e.g. 'HU', or None."""
         return _str_attr(self._ds.attrs.get("units"))
 
     @property
@@ -305,14 +322,11 @@ class Archive:
         self.allow_external = bool(allow_external)
         self._tmp: Path | None = None
         self._lock: contextlib.ExitStack | None = None
-        exists = self.path.exists()
-        if exists and self.path.is_dir():
+        if self.path.is_dir():
             raise IsADirectoryError(f"archive path {str(self.path)!r} is a folder, not a file")
-        if mode in ("r", "r+") and not exists:
-            raise FileNotFoundError(f"archive {str(self.path)!r} does not exist")
-        if mode == "x" and exists:
-            raise FileExistsError(f"archive {str(self.path)!r} already exists")
         if mode == "r":
+            if not self.path.exists():
+                raise FileNotFoundError(f"archive {str(self.path)!r} does not exist")
             self._file = self._open_h5(self.path, "r")
             self._check_format()
             return
@@ -321,14 +335,20 @@ class Archive:
         self._lock = contextlib.ExitStack()
         self._lock.enter_context(_atomic.file_lock(self.path))
         try:
+            # Decided under the lock: another writer may have created the file meanwhile.
+            exists = self.path.exists()
+            if mode == "r+" and not exists:
+                raise FileNotFoundError(f"archive {str(self.path)!r} does not exist")
+            if mode == "x" and exists:
+                raise FileExistsError(f"archive {str(self.path)!r} already exists")
             _atomic.remove_stale_temps(self.path.parent)
             self._tmp = _atomic.temp_name(self.path)
             if exists and mode in ("r+", "a"):
                 _atomic.clone_file(self.path, self._tmp)
-                self._file = self._open_h5(self._tmp, "r+")
+                self._file = self._open_h5(self._tmp, "r+", shown_as=self.path)
                 self._check_format()
             else:
-                self._file = self._open_h5(self._tmp, "w")
+                self._file = self._open_h5(self._tmp, "w", shown_as=self.path)
             self._file.attrs["fastct_format"] = FORMAT_NAME
             self._file.attrs["fastct_format_version"] = FORMAT_VERSION
         except BaseException:
@@ -336,11 +356,13 @@ class Archive:
             raise
 
     @staticmethod
-    def _open_h5(path: Path, mode: str) -> h5py.File:
+    def _open_h5(path: Path, mode: str, shown_as: Path | None = None) -> h5py.File:
         try:
             return h5py.File(path, mode, rdcc_nbytes=_CHUNK_CACHE_BYTES, rdcc_nslots=10007)
         except OSError as exc:
-            raise ValueError(f"{str(path)!r} is not a readable HDF5 archive ({exc})") from None
+            reason = str(exc).split("(")[0].strip().rstrip(",")
+            name = str(shown_as or path)
+            raise ValueError(f"{name!r} is not a readable HDF5 archive ({reason})") from None
 
     def _check_format(self) -> None:
         version = self._file.attrs.get("fastct_format_version")
@@ -353,10 +375,12 @@ class Archive:
     # -- life cycle -------------------------------------------------------------
     @property
     def writable(self) -> bool:
+        """True unless opened with mode 'r'."""
         return self.mode != "r"
 
     @property
     def closed(self) -> bool:
+        """True once closed."""
         return not bool(self._file)
 
     def _check_writable(self) -> None:
@@ -437,6 +461,7 @@ class Archive:
         return node
 
     def __getitem__(self, name: str) -> Volume | Group:
+        """``archive['scans/a/image']``: a :class:`Volume`, or a :class:`Group` for a folder."""
         node = self._resolve(name)
         if isinstance(node, h5py.Dataset):
             return Volume(node, self)
@@ -450,6 +475,7 @@ class Archive:
         return True
 
     def keys(self) -> list[str]:
+        """Names of the top-level groups and datasets."""
         return list(self._file.keys())
 
     def volumes(self) -> list[str]:

@@ -256,3 +256,24 @@ def test_big_endian_and_repr(archive_path):
         assert vol.dtype == np.dtype("<i2")
         assert "fastct.Volume" in repr(vol) and "fastct.Archive" in repr(ar)
     assert os.path.getsize(archive_path) > 0
+
+
+def test_second_writer_in_same_process_is_refused_not_deadlocked(archive_path):
+    with fastct.open(archive_path, "w"):
+        pass
+    with fastct.open(archive_path, "a") as ar:
+        ar.create_volume("v", np.zeros((2, 2)))
+        with pytest.raises(RuntimeError, match="already open for writing"):
+            fastct.open(archive_path, "a")
+        with fastct.open(archive_path) as reader:  # readers see the last published state
+            assert reader.volumes() == []
+    with fastct.open(archive_path) as ar:
+        assert ar.volumes() == ["/v"]
+
+
+def test_complex_dataset_refused(archive_path):
+    with h5py.File(archive_path, "w") as f:
+        f.create_dataset("c", data=np.ones((2, 2, 2), np.complex64))
+    with fastct.open(archive_path) as ar:
+        with pytest.raises(ValueError, match="complex64"):
+            ar["c"]
