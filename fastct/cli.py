@@ -321,7 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a synthetic baseline/follow-up chest-CT pair with ground truth",
     )
     p.add_argument("archive", type=Path, metavar="ARCHIVE.h5")
-    p.add_argument("--size", default="small", help="preset: tiny, small, medium, clinical")
+    p.add_argument(
+        "--size", default="small", help="preset: tiny, small, medium, large, clinical (512x512x400)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--transform", choices=["rigid", "similarity"], default="rigid")
     p.add_argument("--prefix", default="scans/phantom", help="group to write under")

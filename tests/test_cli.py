@@ -163,3 +163,43 @@ def test_threads_option_and_environment(tmp_path, capsys):
         == 0
     )
     assert capsys.readouterr().out == ""
+
+
+def test_phantom_writes_pair_with_truth(tmp_path):
+    archive = tmp_path / "ph.h5"
+    code, out, err = run(
+        "phantom", archive, "--size", "tiny", "--seed", "3", "--transform", "similarity"
+    )
+    assert code == 0, err
+    import h5py
+
+    with fastct.open(archive) as ar:
+        base = ar["scans/phantom/baseline/image"]
+        follow = ar["scans/phantom/followup/image"]
+        assert base.dtype == np.int16 and base.modality == "CT" and base.units == "HU"
+        assert follow.shape == base.shape
+        assert ar["scans/phantom/baseline/labels/nodules"].read().max() >= 1
+    with h5py.File(archive) as f:
+        truth = f["scans/phantom/truth"].attrs
+        assert truth["transform"].shape == (4, 4)
+        assert "baseline" in truth["transform_convention"]
+    # Same seed, same bytes of the image.
+    again = tmp_path / "again.h5"
+    assert (
+        run("phantom", again, "--size", "tiny", "--seed", "3", "--transform", "similarity")[0] == 0
+    )
+    with fastct.open(archive) as a, fastct.open(again) as b:
+        assert np.array_equal(
+            a["scans/phantom/followup/image"].read(), b["scans/phantom/followup/image"].read()
+        )
+    code, _, err = run("phantom", archive, "--size", "huge")
+    assert code == 2 and "size" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run("phantom", archive, "--size", "tiny")
+    assert code == 2 and "overwrite" in err
+
+
+def test_demo_runs(tmp_path):
+    code, out, err = run("demo", "--out", tmp_path / "demo", "--size", "tiny")
+    assert code == 0, err
+    assert (tmp_path / "demo" / "demo.h5").exists()
+    assert "not implemented yet" in out
