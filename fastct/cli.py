@@ -65,6 +65,15 @@ def int_triple(text: str) -> tuple[int, ...]:
     return values
 
 
+def int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected integers like 3 or 3,5,5, got {text!r}"
+        ) from None
+
+
 def float_list(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(v) for v in text.split(","))
@@ -220,6 +229,84 @@ def _nodules_json(pair: Any) -> str:
     )
 
 
+def _stream_filter(args: argparse.Namespace, name: str, run: Any, out_dtype: Any) -> int:
+    """Open SRC read-only and DST's archive as a transaction; stream ``run`` into DST."""
+    src_path, src_name = args.source
+    dst_path, dst_name = args.dest
+    t0 = time.perf_counter()
+    with fastct.open(src_path) as src_ar, fastct.open(dst_path, "a") as dst_ar:
+        src = src_ar[src_name]
+        if not isinstance(src, fastct.Volume):
+            raise ValueError(f"{src_path}:{src_name} is a group, not a volume")
+        dtype = out_dtype(src.dtype)
+        kwargs: dict[str, Any] = {"dtype": dtype, "overwrite": args.overwrite}
+        if args.chunks is not None:
+            kwargs["chunks"] = args.chunks
+        dst = dst_ar.create_volume_like(dst_name, src, **kwargs)
+        run(src, dst)
+    _say(
+        args,
+        f"{name}: {src_path}:{src_name} -> {dst_path}:{dst_name} "
+        f"({' x '.join(map(str, src.shape))} {np.dtype(dtype)}) in {time.perf_counter() - t0:.1f} s",
+    )
+    return 0
+
+
+def _one_or_per_axis(values: tuple) -> Any:
+    """``--sigma 2`` means every axis; ``--sigma 2,1,1`` one value per axis."""
+    return values[0] if len(values) == 1 else values
+
+
+def _physical_spacing(args: argparse.Namespace, vol: Any) -> Any:
+    return vol.spacing if args.mm else None
+
+
+def cmd_gaussian(args: argparse.Namespace) -> int:
+    from ._validate import smoothing_dtype
+    from .filters import gaussian
+
+    def run(src: Any, dst: Any) -> None:
+        gaussian(
+            src,
+            _one_or_per_axis(args.sigma),
+            spacing=_physical_spacing(args, src),
+            mode=args.mode,
+            cval=args.cval,
+            truncate=args.truncate,
+            method=args.method,
+            out=dst,
+        )
+
+    return _stream_filter(args, "gaussian", run, smoothing_dtype)
+
+
+def cmd_median(args: argparse.Namespace) -> int:
+    from .filters import median
+
+    def run(src: Any, dst: Any) -> None:
+        median(src, _one_or_per_axis(args.size), mode=args.mode, cval=args.cval, out=dst)
+
+    return _stream_filter(args, "median", run, lambda dtype: dtype)
+
+
+def cmd_unsharp(args: argparse.Namespace) -> int:
+    from ._validate import smoothing_dtype
+    from .filters import unsharp_mask
+
+    def run(src: Any, dst: Any) -> None:
+        unsharp_mask(
+            src,
+            _one_or_per_axis(args.radius),
+            args.amount,
+            spacing=_physical_spacing(args, src),
+            mode=args.mode,
+            truncate=args.truncate,
+            out=dst,
+        )
+
+    return _stream_filter(args, "unsharp", run, smoothing_dtype)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The stages that exist so far, on the built-in phantom."""
     out = Path(args.out)
@@ -329,6 +416,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prefix", default="scans/phantom", help="group to write under")
     p.add_argument("--overwrite", action="store_true", help="replace existing volumes")
     p.set_defaults(func=cmd_phantom)
+
+    def filter_parser(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help_text)
+        p.add_argument("source", type=volume_spec, metavar="SRC.h5:/path")
+        p.add_argument("dest", type=volume_spec, metavar="DST.h5:/path")
+        p.add_argument(
+            "--mode",
+            default="reflect",
+            choices=["reflect", "mirror", "nearest", "constant", "wrap"],
+            help="boundary mode, as in scipy.ndimage (default reflect)",
+        )
+        p.add_argument("--cval", type=float, default=0.0, help="fill value for --mode constant")
+        p.add_argument("--overwrite", action="store_true", help="replace an existing DST volume")
+        return p
+
+    p = filter_parser("gaussian", "Gaussian smoothing (scipy.ndimage semantics), streamed")
+    p.add_argument(
+        "--sigma",
+        type=float_list,
+        required=True,
+        metavar="S[,S,S]",
+        help="standard deviation in voxels (in mm with --mm), one or one per axis",
+    )
+    p.add_argument("--mm", action="store_true", help="sigma in mm, using the volume's spacing")
+    p.add_argument("--truncate", type=float, default=4.0, help="kernel radius in sigmas")
+    p.add_argument("--method", choices=["exact", "recursive"], default="exact")
+    p.set_defaults(func=cmd_gaussian)
+
+    p = filter_parser("median", "median filter (scipy.ndimage semantics), streamed")
+    p.add_argument(
+        "--size",
+        type=int_list,
+        default=(3,),
+        metavar="K[,K,K]",
+        help="window size, one or one per axis (default 3)",
+    )
+    p.set_defaults(func=cmd_median)
+
+    p = filter_parser("unsharp", "unsharp mask: image + amount * (image - gaussian)")
+    p.add_argument(
+        "--radius",
+        type=float_list,
+        default=(1.0,),
+        metavar="R[,R,R]",
+        help="Gaussian sigma in voxels (in mm with --mm)",
+    )
+    p.add_argument("--amount", type=float, default=1.0, help="sharpening strength (default 1)")
+    p.add_argument("--mm", action="store_true", help="radius in mm, using the volume's spacing")
+    p.add_argument("--truncate", type=float, default=4.0, help="kernel radius in sigmas")
+    p.set_defaults(func=cmd_unsharp)
 
     p = sub.add_parser("demo", parents=[common], help="run the pipeline on the built-in phantom")
     p.add_argument("--out", default="demo-out", help="output folder (default demo-out)")
