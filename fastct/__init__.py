@@ -22,8 +22,12 @@ _LAZY = {
     "Archive": "volume",
     "Volume": "volume",
     "map_overlap": "streaming",
+    "region_features": "features",
+    "region_adjacency": "features",
+    "FeatureTable": "features",
+    "RegionAdjacency": "features",
 }
-_SUBMODULES = {"volume", "streaming", "datasets", "io", "cli"}
+_SUBMODULES = {"volume", "streaming", "datasets", "io", "cli", "features", "filters"}
 
 __all__ = [
     "__version__",

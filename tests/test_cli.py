@@ -203,3 +203,24 @@ def test_demo_runs(tmp_path):
     assert code == 0, err
     assert (tmp_path / "demo" / "demo.h5").exists()
     assert "not implemented yet" in out
+
+
+def test_features_command_writes_csv(tmp_path):
+    labels = np.zeros((6, 8, 8), np.int32)
+    labels[:3] = 1
+    labels[3:, :, :4] = 2
+    image = np.arange(labels.size, dtype=np.float32).reshape(labels.shape)
+    archive = tmp_path / "f.h5"
+    with fastct.open(archive, "w") as ar:
+        ar.create_volume("labels", labels, spacing=(2, 1, 1), chunks=(4, 4, 4))
+        ar.create_volume("image", image, spacing=(2, 1, 1), chunks=(4, 4, 4))
+    out = tmp_path / "table.csv"
+    code, _, err = run("features", f"{archive}:/labels", f"{archive}:/image", "--out", out)
+    assert code == 0, err
+    lines = out.read_text().splitlines()
+    header = lines[0].split(",")
+    assert "volume_mm3" in header and len(lines) == 3
+    row = dict(zip(header, lines[1].split(",")))
+    assert int(float(row["count"])) == 3 * 64 and float(row["volume_mm3"]) == 3 * 64 * 2
+    code, _, err = run("features", f"{archive}:/labels", f"{archive}:/image", "--out", out)
+    assert code == 2 and "overwrite" in err
