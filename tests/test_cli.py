@@ -224,3 +224,37 @@ def test_features_command_writes_csv(tmp_path):
     assert int(float(row["count"])) == 3 * 64 and float(row["volume_mm3"]) == 3 * 64 * 2
     code, _, err = run("features", f"{archive}:/labels", f"{archive}:/image", "--out", out)
     assert code == 2 and "overwrite" in err
+
+
+def test_filter_commands_stream_and_match_in_memory(tmp_path):
+    import scipy.ndimage as ndi
+
+    rng = np.random.default_rng(1)
+    image = rng.integers(-1000, 1000, size=(20, 24, 22)).astype(np.int16)
+    src = tmp_path / "src.h5"
+    with fastct.open(src, "w") as ar:
+        ar.create_volume("scans/a/image", image, spacing=(2.0, 1.0, 1.0), chunks=(8, 8, 8))
+    dst = tmp_path / "dst.h5"
+    assert run("gaussian", f"{src}:/scans/a/image", f"{dst}:/g", "--sigma", "2", "--mm")[0] == 0
+    assert run("median", f"{src}:/scans/a/image", f"{dst}:/m", "--size", "3,3,5")[0] == 0
+    code, _, err = run(
+        "unsharp",
+        f"{src}:/scans/a/image",
+        f"{dst}:/u",
+        "--radius",
+        "1.5",
+        "--amount",
+        "0.7",
+        "--mode",
+        "nearest",
+    )
+    assert code == 0, err
+    with fastct.open(dst) as ar:
+        g = ar["g"].read()
+        assert g.dtype == np.float32
+        assert np.array_equal(g, fastct.gaussian(image, 2.0, spacing=(2.0, 1.0, 1.0)))
+        assert np.array_equal(ar["m"].read(), ndi.median_filter(image, size=(3, 3, 5)))
+        u = fastct.unsharp_mask(image, 1.5, 0.7, mode="nearest")
+        assert np.array_equal(ar["u"].read(), u)
+    code, _, err = run("gaussian", f"{src}:/scans/a/image", f"{dst}:/g2", "--sigma", "-1")
+    assert code == 2 and "sigma" in err and len(err.strip().splitlines()) == 1
