@@ -25,12 +25,13 @@ _LAZY = {
     "gaussian": "filters",
     "median": "filters",
     "unsharp_mask": "filters",
+    "slic": "segmentation",
     "region_features": "features",
     "region_adjacency": "features",
     "FeatureTable": "features",
     "RegionAdjacency": "features",
 }
-_SUBMODULES = {"volume", "streaming", "datasets", "io", "cli", "features", "filters"}
+_SUBMODULES = {"volume", "streaming", "datasets", "io", "cli", "features", "filters", "segmentation", "metrics"}
 
 __all__ = [
     "__version__",

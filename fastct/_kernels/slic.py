@@ -1,0 +1,897 @@
+"""Compiled kernels for SLIC supervoxels (see :func:`fastct.slic`).
+
+Everything works on a canonical 3-D layout: features ``F`` of shape ``(Z, Y, X, C)``
+(float32 or float64, already rescaled and multiplied by ``1 / compactness``), labels
+``L`` of shape ``(Z, Y, X)`` int32 and a mask ``M`` (uint8; a dummy when unused). A 2-D
+image is handed over as ``(H, 1, W)``. Kernels see one *slab* of whole tiles along
+``z`` at a time: the in-memory path is the one-slab case of the streamed path.
+
+Assignment is tiled: the volume is cut into fixed tiles (a global grid, so the tiling
+never depends on how the volume is streamed), each tile gets the list of cluster
+centres whose 2S search window touches it, and every voxel takes the nearest centre
+among those whose window contains it, ties to the lowest index. That is exactly what
+scikit-image's centre-by-centre sweep with a strict ``>`` produces, and the distances
+are computed with the same float operations in the same order, so the labels agree
+bit for bit. Each row of a tile visits its candidates in increasing order of a lower
+bound of their distance (a counting sort) and stops once the bound exceeds the row's
+largest current distance; a candidate is skipped on a row its spatial distance alone
+cannot bring under that maximum. Both are true lower bounds, so the result is
+unchanged, and a voxel meets ~5 candidates instead of ~64 (3-D) or ~16 (2-D). The
+candidate-against-row evaluation is branch-free and vectorises.
+
+The update reproduces scikit-image's running sums (in the features' float type, voxels
+in C order) one centre per thread over the centre's bounding box, so it is parallel,
+independent of the thread count, and continues unchanged from one slab to the next.
+
+Parallel kernels are thin ``prange`` wrappers around plain per-tile functions, with
+their parameters packed into two small vectors: Numba's compile time grows quickly
+with the size and the argument list of a parallel loop. The kernels are cached on
+disk (``cache=True``), unlike fastct's default; see ``_PAR`` below.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .._config import NJIT_OPTIONS
+
+# Cached (unlike the project default): the SLIC kernels take ~10 s to compile, and the
+# cache was tested with thread counts changing within and between processes
+# (tests/test_slic.py::test_cache_survives_thread_count_changes).
+_SER = dict(NJIT_OPTIONS, cache=True)
+_PAR = dict(NJIT_OPTIONS, parallel=True, cache=True)
+
+# ip: integer parameters of a slab call
+IP_ZOFF, IP_TZ0, IP_TZ1, IP_T0, IP_T1, IP_T2, IP_N0, IP_N1, IP_N2 = range(9)
+IP_USE_MASK, IP_FRESH, IP_SLICO, IP_NOCOLOR, IP_START, IP_MASKLAB, IP_Z, IP_Y = range(9, 17)
+IP_UNIFORM = 17
+IP_SIZE = 18
+# fp: float parameters, in the features' float type
+FP_W, FP_INIT, FP_ZERO, FP_NEG = range(4)
+FP_SIZE = 4
+
+
+# --------------------------------------------------------------------------------------
+# candidate lists per tile
+# --------------------------------------------------------------------------------------
+@njit(**_SER)
+def _window_tiles(windows, k, tile):
+    return (
+        windows[k, 0] // tile[0],
+        (windows[k, 1] - 1) // tile[0],
+        windows[k, 2] // tile[1],
+        (windows[k, 3] - 1) // tile[1],
+        windows[k, 4] // tile[2],
+        (windows[k, 5] - 1) // tile[2],
+    )
+
+
+@njit(**_SER)
+def build_candidates(windows, tile, ntiles):
+    """CSR lists of the centres whose window touches each tile, in ascending order.
+
+    Dead centres have an empty window and appear nowhere.
+    """
+    n_tiles = ntiles[0] * ntiles[1] * ntiles[2]
+    counts = np.zeros(n_tiles + 1, np.int64)
+    K = windows.shape[0]
+    for k in range(K):
+        if windows[k, 1] <= windows[k, 0] or windows[k, 3] <= windows[k, 2]:
+            continue
+        if windows[k, 5] <= windows[k, 4]:
+            continue
+        z0, z1, y0, y1, x0, x1 = _window_tiles(windows, k, tile)
+        for tz in range(z0, z1 + 1):
+            for ty in range(y0, y1 + 1):
+                base = (tz * ntiles[1] + ty) * ntiles[2]
+                for tx in range(x0, x1 + 1):
+                    counts[base + tx + 1] += 1
+    for t in range(n_tiles):
+        counts[t + 1] += counts[t]
+    fill = counts[:-1].copy()
+    indices = np.empty(counts[n_tiles], np.int32)
+    for k in range(K):
+        if windows[k, 1] <= windows[k, 0] or windows[k, 3] <= windows[k, 2]:
+            continue
+        if windows[k, 5] <= windows[k, 4]:
+            continue
+        z0, z1, y0, y1, x0, x1 = _window_tiles(windows, k, tile)
+        for tz in range(z0, z1 + 1):
+            for ty in range(y0, y1 + 1):
+                base = (tz * ntiles[1] + ty) * ntiles[2]
+                for tx in range(x0, x1 + 1):
+                    t = base + tx
+                    indices[fill[t]] = k
+                    fill[t] += 1
+    return counts, indices
+
+
+# --------------------------------------------------------------------------------------
+# features and the distance, exactly as scikit-image evaluates them
+# --------------------------------------------------------------------------------------
+@njit(**_SER)
+def _color_dist(feat, v, centers, k, fzero):
+    dc = fzero
+    for c in range(feat.shape[1]):
+        t = feat[v, c] - centers[k, 3 + c]
+        dc += t * t
+    return dc
+
+
+@njit(**_SER)
+def _tile_box(lt, ip, nzs, ny, nx):
+    """Local z range, y range, x range and global tile id of local tile ``lt``."""
+    per_z = ip[IP_N1] * ip[IP_N2]
+    itz = ip[IP_TZ0] + lt // per_z
+    rem = lt % per_z
+    ity = rem // ip[IP_N2]
+    itx = rem % ip[IP_N2]
+    lz0 = itz * ip[IP_T0] - ip[IP_ZOFF]
+    lz1 = min(lz0 + ip[IP_T0], nzs)
+    y0 = ity * ip[IP_T1]
+    y1 = min(y0 + ip[IP_T1], ny)
+    x0 = itx * ip[IP_T2]
+    x1 = min(x0 + ip[IP_T2], nx)
+    return lz0, lz1, y0, y1, x0, x1, itz * per_z + rem
+
+
+@njit(**_SER)
+def _n_local(ip):
+    return (ip[IP_TZ1] - ip[IP_TZ0]) * ip[IP_N1] * ip[IP_N2]
+
+
+# --------------------------------------------------------------------------------------
+# assignment
+# --------------------------------------------------------------------------------------
+# The row loops index 0-based views: with an index that provably starts at 0, LLVM
+# drops Numba's negative-index wrap-around and vectorises (10x here).
+@njit(**_SER)
+def _row_gray(best, bk, featg, coords, v0, ox, xa, xb, dzy, w, spx, ckx, ck3, k):
+    """One centre against a row of grayscale voxels: scikit-image's distance, keeping
+    the smaller one with ties to the lower centre index; branch-free so that it
+    vectorises. Returns the number of voxels that changed."""
+    n = xb - xa
+    bb = best[v0 + xa : v0 + xb]
+    kb = bk[v0 + xa : v0 + xb]
+    fb = featg[v0 + xa : v0 + xb]
+    cb = coords[ox + xa : ox + xb]
+    ch = 0
+    for i in range(n):
+        dx = spx * (ckx - cb[i])
+        dx *= dx
+        d = (dzy + dx) * w
+        t = fb[i] - ck3
+        d += t * t  # dist_color = 0 + t * t is exactly t * t
+        b = bb[i]
+        kk = kb[i]
+        c = (d < b) | ((d == b) & (k < kk))
+        bb[i] = d if c else b
+        kb[i] = k if c else kk
+        ch += np.int32(c)
+    return ch
+
+
+@njit(**_SER)
+def _row_general(best, bk, feat, coords, v0, ox, xa, xb, dzy, w, spx, ckx, ccol, mdc, k,
+                 slic_zero, ignore_color, fzero, dbuf, cbuf):  # fmt: skip
+    """One centre against a row: any number of channels, SLICO, or spatial only."""
+    n = xb - xa
+    cb = coords[ox + xa : ox + xb]
+    for i in range(n):
+        dx = spx * (ckx - cb[i])
+        dx *= dx
+        dbuf[i] = (dzy + dx) * w
+    if not ignore_color:
+        for i in range(n):
+            cbuf[i] = fzero
+        for c in range(feat.shape[0]):
+            ck = ccol[c]
+            fb = feat[c, v0 + xa : v0 + xb]
+            for i in range(n):
+                t = fb[i] - ck
+                cbuf[i] += t * t
+        if slic_zero:
+            for i in range(n):
+                cbuf[i] /= mdc
+        for i in range(n):
+            dbuf[i] += cbuf[i]
+    bb = best[v0 + xa : v0 + xb]
+    kb = bk[v0 + xa : v0 + xb]
+    ch = 0
+    for i in range(n):
+        d = dbuf[i]
+        b = bb[i]
+        kk = kb[i]
+        c = (d < b) | ((d == b) & (k < kk))
+        bb[i] = d if c else b
+        kb[i] = k if c else kk
+        ch += np.int32(c)
+    return ch
+
+
+@njit(**_SER)
+def _row_max(best, dcs, v0, n, shifted):
+    """The row's largest current distance (minus the shared colour term when all
+    centres have the same colour), as a float64 bound. Branch-free selects: the
+    comparisons are unpredictable."""
+    bb = best[v0 : v0 + n]
+    if shifted:
+        db = dcs[v0 : v0 + n]
+        m = -np.inf
+        for i in range(n):
+            b = np.float64(bb[i])
+            # b + 2 ulp: a distance above this rounds above b, strictly
+            t = b * (1.0 + 2.5e-7) - db[i]
+            t = t if b >= 0 else -np.inf
+            m = t if t > m else m
+        return m
+    m = bb[0]
+    for i in range(1, n):
+        b = bb[i]
+        m = b if b > m else m
+    return np.float64(m)
+
+
+# Lower bounds are sorted by a counting sort on LB * _LBQ buckets (exact enough: a row
+# stops once a bucket's lower edge exceeds its largest distance).
+_LBQ = 16.0
+_NBUCKET = 64
+
+
+@njit(**_SER)
+def _assign_tile(lt, X, M, L, centers, windows, maxdc, sp, coords, indptr, indices, ip, fp, out,
+                 sc_feat, sc_best, sc_bk, sc_row, sc_dcs, sc_edge, sc_cand, sc_candi, sc_key,
+                 sc_cnt, sc_buf):  # fmt: skip
+    """Nearest admissible centre of every voxel of one tile (see ``assign_slab``)."""
+    nzs, ny, nx = L.shape
+    nc = X.shape[3]
+    z_off = ip[IP_ZOFF]
+    use_mask = ip[IP_USE_MASK] != 0
+    fresh = ip[IP_FRESH] != 0
+    slic_zero = ip[IP_SLICO] != 0
+    ignore_color = ip[IP_NOCOLOR] != 0
+    uniform = ip[IP_UNIFORM] != 0 and not ignore_color
+    gray = nc == 1 and not slic_zero and not ignore_color
+    start_label = ip[IP_START]
+    mask_label = ip[IP_MASKLAB]
+    oy = ip[IP_Z]  # coords = [z..., y..., x...]
+    ox = oy + ip[IP_Y]
+    w = fp[FP_W]
+    dist_init = fp[FP_INIT]
+    fzero = fp[FP_ZERO]
+    neg = fp[FP_NEG]
+    lz0, lz1, y0, y1, x0, x1, tid = _tile_box(lt, ip, nzs, ny, nx)
+    gz0 = lz0 + z_off
+    gz1 = lz1 + z_off
+    sy_ = y1 - y0
+    sx_ = x1 - x0
+    nrows = (lz1 - lz0) * sy_
+    out[lt, 0] = 0
+    out[lt, 1] = 0
+    c0 = indptr[tid]
+    c1 = indptr[tid + 1]
+    feat = sc_feat
+    best = sc_best
+    bk = sc_bk
+    row_ok = sc_row
+    dcs = sc_dcs
+    # -- features (channel-major rows); masked voxels get a negative best: never beaten
+    any_valid = False
+    for r in range(nrows):
+        lz = lz0 + r // sy_
+        y = y0 + r % sy_
+        vb = r * sx_
+        bb = best[vb : vb + sx_]
+        kb = bk[vb : vb + sx_]
+        for i in range(sx_):
+            kb[i] = -1
+            bb[i] = dist_init
+        for c in range(nc):
+            fr = feat[c, vb : vb + sx_]
+            xr = X[lz, y, x0:x1, c]
+            for i in range(sx_):
+                fr[i] = xr[i]
+        n_ok = sx_
+        if use_mask:
+            mr = M[lz, y, x0:x1]
+            for i in range(sx_):
+                if mr[i] == 0:
+                    bb[i] = neg
+                    n_ok -= 1
+                    if fresh:
+                        L[lz, y, x0 + i] = mask_label
+        row_ok[r] = n_ok > 0
+        if n_ok > 0 and uniform and c1 > c0:
+            # every centre has the same colour: the colour term is common to all
+            k0 = indices[c0]
+            db = dcs[vb : vb + sx_]
+            if nc == 1:
+                ck = centers[k0, 3]
+                fr = feat[0, vb : vb + sx_]
+                for i in range(sx_):
+                    t = fr[i] - ck
+                    db[i] = np.float64(t * t)
+            else:
+                for i in range(sx_):
+                    acc = fzero
+                    for c in range(nc):
+                        t = feat[c, vb + i] - centers[k0, 3 + c]
+                        acc += t * t
+                    db[i] = np.float64(acc)
+            if slic_zero:  # the float64 quotient is within the bound's 2-ulp margin
+                m0 = np.float64(maxdc[k0])
+                for i in range(sx_):
+                    db[i] = db[i] / m0
+        any_valid = any_valid or row_ok[r]
+    if not any_valid:
+        return
+    shifted = uniform and c1 > c0
+    if c1 > c0:
+        # -- candidates by a lower bound of their distance to the tile (counting sort)
+        nk = c1 - c0
+        cnt = sc_cnt
+        for q in range(_NBUCKET + 1):
+            cnt[q] = 0
+        keys = sc_key
+        nn = 0
+        for j in range(nk):
+            k = indices[c0 + j]
+            za = max(windows[k, 0], gz0)
+            zb = min(windows[k, 1], gz1)
+            ya = max(windows[k, 2], y0)
+            yb = min(windows[k, 3], y1)
+            xa = max(windows[k, 4], x0)
+            xb = min(windows[k, 5], x1)
+            if za >= zb or ya >= yb or xa >= xb:
+                keys[j] = -1  # reaches no voxel of this tile
+                continue
+            ckz = np.float64(centers[k, 0])
+            cky = np.float64(centers[k, 1])
+            ckx = np.float64(centers[k, 2])
+            a = (ckz - min(max(ckz, np.float64(za)), np.float64(zb - 1))) * sp[0]
+            b = (cky - min(max(cky, np.float64(ya)), np.float64(yb - 1))) * sp[1]
+            c = (ckx - min(max(ckx, np.float64(xa)), np.float64(xb - 1))) * sp[2]
+            lb = (a * a + b * b + c * c) * w * (1.0 - 1e-5)
+            q = _NBUCKET - 1
+            if lb < (_NBUCKET - 1) / _LBQ:
+                q = int(lb * _LBQ)
+            elif not lb >= 0:  # NaN (a zero step: infinite weight): visit first
+                q = 0
+            keys[j] = q
+            cnt[q + 1] += 1
+            nn += 1
+        for q in range(_NBUCKET):
+            cnt[q + 1] += cnt[q]
+        edge = sc_edge  # sorted lower edges of the buckets
+        cand = sc_cand  # sorted: [cz, cy, cx, colours...] in the float type
+        candi = sc_candi  # sorted: [k, wz0, wz1, wy0, wy1, wx0, wx1]
+        for j in range(nk):
+            q = keys[j]
+            if q < 0:
+                continue
+            pos = cnt[q]
+            cnt[q] += 1
+            k = indices[c0 + j]
+            edge[pos] = q / _LBQ if q > 0 else -np.inf
+            for f in range(3 + nc):
+                cand[pos, f] = centers[k, f]
+            candi[pos, 0] = k
+            for f in range(6):
+                candi[pos, 1 + f] = windows[k, f]
+        spz = sp[0]
+        spy = sp[1]
+        spx = sp[2]
+        featg = feat[0]
+        dbuf = sc_buf[0]
+        for r in range(nrows):
+            if not row_ok[r]:
+                continue
+            lz = lz0 + r // sy_
+            y = y0 + r % sy_
+            gz = lz + z_off
+            zf = coords[gz]
+            yf = coords[oy + y]
+            vr = r * sx_ - x0
+            rmax = _row_max(best, dcs, vr + x0, sx_, shifted)
+            stale = False  # rmax is an upper bound; refreshed only when it decides
+            for jj in range(nn):
+                # no remaining centre can come closer than the row's worst voxel
+                if edge[jj] > rmax:
+                    break
+                if stale:
+                    rmax = _row_max(best, dcs, vr + x0, sx_, shifted)
+                    stale = False
+                    if edge[jj] > rmax:
+                        break
+                if gz < candi[jj, 1] or gz >= candi[jj, 2]:
+                    continue
+                if y < candi[jj, 3] or y >= candi[jj, 4]:
+                    continue
+                xa = max(candi[jj, 5], x0)
+                xb = min(candi[jj, 6], x1)
+                dz = spz * (cand[jj, 0] - zf)
+                dz *= dz
+                dy = spy * (cand[jj, 1] - yf)
+                dy *= dy
+                dzy = dz + dy
+                # exact row bound: fl((dz + dy) * w) <= every voxel's rounded distance
+                if np.float64(dzy * w) > rmax:
+                    continue
+                k = np.int32(candi[jj, 0])
+                if gray:
+                    ch = _row_gray(best, bk, featg, coords, vr, ox, xa, xb, dzy, w, spx,
+                                   cand[jj, 2], cand[jj, 3], k)  # fmt: skip
+                else:
+                    ch = _row_general(best, bk, feat, coords, vr, ox, xa, xb, dzy, w, spx,
+                                      cand[jj, 2], cand[jj, 3:], maxdc[k], k, slic_zero,
+                                      ignore_color, fzero, dbuf, sc_buf[1])  # fmt: skip
+                if ch > 0:
+                    stale = True
+    # -- write labels; count the tile's distinct labels (entries of the update step)
+    nd = 0
+    last = mask_label
+    seen = sc_key
+    for r in range(nrows):
+        if not row_ok[r]:
+            continue
+        lz = lz0 + r // sy_
+        y = y0 + r % sy_
+        vr = r * sx_ - x0
+        for x in range(x0, x1):
+            v = vr + x
+            if best[v] < fzero:  # masked out
+                continue
+            if bk[v] >= 0:
+                L[lz, y, x] = bk[v] + start_label
+                out[lt, 1] = 1
+            elif fresh:
+                L[lz, y, x] = mask_label
+            lab = L[lz, y, x]
+            if lab != mask_label and lab != last:
+                found = False
+                for i in range(nd):
+                    if seen[i] == lab:
+                        found = True
+                        break
+                if not found:
+                    seen[nd] = lab
+                    nd += 1
+                last = lab
+    out[lt, 0] = nd
+
+
+@njit(**_PAR)
+def assign_slab(X, M, L, centers, windows, maxdc, sp, coords, indptr, indices, ip, fp, out,
+                max_cand):  # fmt: skip
+    """Assignment step on the tiles ``ip[IP_TZ0] <= tz < ip[IP_TZ1]`` held by this slab.
+
+    ``X`` (input values; the features are computed on the fly), ``M`` (mask) and ``L``
+    (labels, updated in place) hold global z ``z_off .. z_off + nz``. Every voxel takes
+    the nearest centre among those whose window contains it, ties to the lowest index:
+    scikit-image's sweep. Voxels that no window reaches keep their label (with
+    ``fresh``: the unassigned label). The rows of a tile visit the candidate centres in
+    increasing order of a lower bound of their distance and stop when it exceeds the
+    row's largest current distance; the evaluation itself is a branch-free,
+    vectorised row loop. ``out[t] = (distinct labels in tile t, any voxel assigned)``.
+    """
+    n_rows_of_tiles = (ip[IP_TZ1] - ip[IP_TZ0]) * ip[IP_N1]
+    nc = X.shape[3]
+    nv = ip[IP_T0] * ip[IP_T1] * ip[IP_T2]
+    ntx = ip[IP_N2]
+    ft = centers.dtype
+    for tr in prange(n_rows_of_tiles):
+        # one set of scratch buffers per row of tiles
+        sc_feat = np.empty((nc, nv), ft)
+        sc_best = np.empty(nv, ft)
+        sc_bk = np.empty(nv, np.int32)
+        sc_row = np.empty(ip[IP_T0] * ip[IP_T1], np.bool_)
+        sc_dcs = np.empty(nv)
+        sc_edge = np.empty(max_cand)
+        sc_cand = np.empty((max_cand, 3 + nc), ft)
+        sc_candi = np.empty((max_cand, 7), np.int64)
+        sc_key = np.empty(max(max_cand, nv), np.int64)
+        sc_cnt = np.empty(_NBUCKET + 1, np.int64)
+        sc_buf = np.empty((2, ip[IP_T2]), ft)
+        for tx in range(ntx):
+            _assign_tile(tr * ntx + tx, X, M, L, centers, windows, maxdc, sp, coords, indptr,
+                         indices, ip, fp, out, sc_feat, sc_best, sc_bk, sc_row, sc_dcs, sc_edge,
+                         sc_cand, sc_candi, sc_key, sc_cnt, sc_buf)  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------
+# update
+# --------------------------------------------------------------------------------------
+@njit(**_SER)
+def _find_entry(ent_label, base, n, lab):
+    for i in range(base, base + n):
+        if ent_label[i] == lab:
+            return i
+    return -1
+
+
+@njit(**_SER)
+def _bbox_tile(lt, M, L, ip, offsets, ent_label, ent_box):
+    nzs, ny, nx = L.shape
+    use_mask = ip[IP_USE_MASK] != 0
+    mask_label = ip[IP_MASKLAB]
+    lz0, lz1, y0, y1, x0, x1, _ = _tile_box(lt, ip, nzs, ny, nx)
+    base = offsets[lt]
+    n = 0
+    last = mask_label
+    e = -1
+    for lz in range(lz0, lz1):
+        gz = lz + ip[IP_ZOFF]
+        for y in range(y0, y1):
+            lr = L[lz, y, x0:x1]
+            mr = M[lz, y, x0:x1] if use_mask else M[0, 0, 0:1]
+            w = x1 - x0
+            i = 0
+            while i < w:
+                if use_mask and mr[i] == 0:
+                    i += 1
+                    continue
+                lab = lr[i]
+                j = i + 1  # the run of equal labels (and inside the mask) from i
+                if use_mask:
+                    while j < w and lr[j] == lab and mr[j] != 0:
+                        j += 1
+                else:
+                    while j < w and lr[j] == lab:
+                        j += 1
+                if lab != mask_label:
+                    if lab != last:
+                        e = _find_entry(ent_label, base, n, lab)
+                        if e < 0:
+                            e = base + n
+                            n += 1
+                            ent_label[e] = lab
+                            ent_box[e, 0] = gz
+                            ent_box[e, 2] = y
+                            ent_box[e, 3] = y
+                            ent_box[e, 4] = x0 + i
+                            ent_box[e, 5] = x0 + j - 1
+                        last = lab
+                    ent_box[e, 1] = gz  # z only grows in raster order
+                    if y < ent_box[e, 2]:
+                        ent_box[e, 2] = y
+                    if y > ent_box[e, 3]:
+                        ent_box[e, 3] = y
+                    if x0 + i < ent_box[e, 4]:
+                        ent_box[e, 4] = x0 + i
+                    if x0 + j - 1 > ent_box[e, 5]:
+                        ent_box[e, 5] = x0 + j - 1
+                i = j
+
+
+@njit(**_PAR)
+def bbox_slab(M, L, ip, offsets, ent_label, ent_box):
+    """Per-tile bounding boxes ``[z0, z1, y0, y1, x0, x1]`` (global, inclusive) per label,
+    compacted at ``offsets``."""
+    for lt in prange(_n_local(ip)):
+        _bbox_tile(np.int64(lt), M, L, ip, offsets, ent_label, ent_box)
+
+
+@njit(**_SER)
+def reduce_bbox(ent_label, ent_box, start_label, box):
+    """Union of the tile boxes per centre (min/max: order-independent)."""
+    for e in range(ent_label.shape[0]):
+        k = ent_label[e] - start_label
+        for a in range(3):
+            if ent_box[e, 2 * a] < box[k, 2 * a]:
+                box[k, 2 * a] = ent_box[e, 2 * a]
+            if ent_box[e, 2 * a + 1] > box[k, 2 * a + 1]:
+                box[k, 2 * a + 1] = ent_box[e, 2 * a + 1]
+
+
+@njit(**_SER)
+def _update_one(k, X, M, L, box, coords, ip, sums, counts):
+    nzs = L.shape[0]
+    nc = X.shape[3]
+    z_off = ip[IP_ZOFF]
+    use_mask = ip[IP_USE_MASK] != 0
+    oy = ip[IP_Z]
+    ox = oy + ip[IP_Y]
+    lab = k + ip[IP_START]
+    za = max(box[k, 0] - z_off, 0)
+    zb = min(box[k, 1] - z_off + 1, nzs)
+    xa = box[k, 4]
+    xb = box[k, 5] + 1
+    n = counts[k]
+    # the running sums live in registers (the same additions in the same order)
+    s0 = sums[k, 0]
+    s1 = sums[k, 1]
+    s2 = sums[k, 2]
+    s3 = sums[k, 3] if nc == 1 else sums[k, 0]
+    for lz in range(za, zb):
+        zf = coords[lz + z_off]
+        for y in range(box[k, 2], box[k, 3] + 1):
+            yf = coords[oy + y]
+            lr = L[lz, y, xa:xb]
+            xr = X[lz, y, xa:xb, 0]
+            cr = coords[ox + xa : ox + xb]
+            for i in range(xb - xa):
+                if lr[i] != lab:
+                    continue
+                if use_mask and M[lz, y, xa + i] == 0:
+                    continue
+                n += 1
+                s0 += zf
+                s1 += yf
+                s2 += cr[i]
+                if nc == 1:
+                    s3 += xr[i]
+                else:
+                    for c in range(nc):
+                        sums[k, 3 + c] += X[lz, y, xa + i, c]
+    sums[k, 0] = s0
+    sums[k, 1] = s1
+    sums[k, 2] = s2
+    if nc == 1:
+        sums[k, 3] = s3
+    counts[k] = n
+
+
+@njit(**_PAR)
+def update_slab(X, M, L, box, coords, ip, sums, counts):
+    """Running sums per centre over its voxels in C order, one centre per thread.
+
+    This is scikit-image's update loop (``segments[k, c] += value`` in the image's float
+    type, voxels in C order) restricted to each label's bounding box, so the sums are
+    the same numbers, computed in parallel over centres. ``sums``/``counts`` carry over
+    from slab to slab (slabs come in z order, so the order of the additions is kept).
+    """
+    for k in prange(box.shape[0]):
+        if box[k, 1] >= box[k, 0]:
+            _update_one(np.int64(k), X, M, L, box, coords, ip, sums, counts)
+
+
+@njit(**_SER)
+def _slico_tile(lt, X, M, L, centers, ip, fp, offsets, ent_label, ent_max):
+    nzs, ny, nx = L.shape
+    use_mask = ip[IP_USE_MASK] != 0
+    mask_label = ip[IP_MASKLAB]
+    start_label = ip[IP_START]
+    fzero = fp[FP_ZERO]
+    lz0, lz1, y0, y1, x0, x1, _ = _tile_box(lt, ip, nzs, ny, nx)
+    base = offsets[lt]
+    n = 0
+    last = mask_label
+    e = -1
+    for lz in range(lz0, lz1):
+        for y in range(y0, y1):
+            for x in range(x0, x1):
+                if use_mask and M[lz, y, x] == 0:
+                    continue
+                lab = L[lz, y, x]
+                if lab == mask_label:
+                    continue
+                if lab != last:
+                    e = _find_entry(ent_label, base, n, lab)
+                    if e < 0:
+                        e = base + n
+                        n += 1
+                        ent_label[e] = lab
+                        ent_max[e] = fp[FP_NEG]
+                    last = lab
+                k = lab - start_label
+                dc = fzero
+                for c in range(X.shape[3]):
+                    t = X[lz, y, x, c] - centers[k, 3 + c]
+                    dc += t * t
+                if ent_max[e] < dc:
+                    ent_max[e] = dc
+
+
+@njit(**_PAR)
+def slico_slab(X, M, L, centers, ip, fp, offsets, ent_label, ent_max):
+    """Per-tile maxima of each voxel's colour distance to its (new) centre (SLICO)."""
+    for lt in prange(_n_local(ip)):
+        _slico_tile(np.int64(lt), X, M, L, centers, ip, fp, offsets, ent_label, ent_max)
+
+
+@njit(**_SER)
+def reduce_max(ent_label, ent_max, start_label, maxdc):
+    for e in range(ent_label.shape[0]):
+        k = ent_label[e] - start_label
+        if maxdc[k] < ent_max[e]:
+            maxdc[k] = ent_max[e]
+
+
+# --------------------------------------------------------------------------------------
+# connectivity (scikit-image's _enforce_label_connectivity_cython, slab-capable)
+# --------------------------------------------------------------------------------------
+@njit(**_SER)
+def enforce_connectivity(seg, out, z_begin, z_end, min_size, max_size, mask_label, state, coord):
+    """Scan components starting in ``z_begin <= z < z_end`` of the slab, in raster order.
+
+    ``seg`` holds the SLIC labels and ``out`` the relabelled result (``mask_label``
+    where not yet visited); both cover the same z range, which must contain every voxel
+    of the components that start in the scanned range plus one slice on each side.
+    ``state[0]`` carries scikit-image's ``current_new_label`` from slab to slab.
+    """
+    depth, height, width = seg.shape
+    cur = state[0]
+    for z in range(z_begin, z_end):
+        for y in range(height):
+            for x in range(width):
+                if seg[z, y, x] == mask_label:
+                    continue
+                if out[z, y, x] > mask_label:
+                    continue
+                adjacent = cur
+                label = seg[z, y, x]
+                out[z, y, x] = cur
+                size = 1
+                visited = 0
+                coord[0, 0] = z
+                coord[0, 1] = y
+                coord[0, 2] = x
+                while visited < size and size < max_size:
+                    bz = coord[visited, 0]
+                    by = coord[visited, 1]
+                    bx = coord[visited, 2]
+                    for i in range(6):
+                        zz = bz
+                        yy = by
+                        xx = bx
+                        if i == 0:
+                            xx = bx + 1
+                        elif i == 1:
+                            xx = bx - 1
+                        elif i == 2:
+                            yy = by + 1
+                        elif i == 3:
+                            yy = by - 1
+                        elif i == 4:
+                            zz = bz + 1
+                        else:
+                            zz = bz - 1
+                        if 0 <= xx < width and 0 <= yy < height and 0 <= zz < depth:
+                            o = out[zz, yy, xx]
+                            if seg[zz, yy, xx] == label and o == mask_label:
+                                out[zz, yy, xx] = cur
+                                coord[size, 0] = zz
+                                coord[size, 1] = yy
+                                coord[size, 2] = xx
+                                size += 1
+                                if size >= max_size:
+                                    break
+                            elif o > mask_label and o != cur:
+                                adjacent = o
+                    visited += 1
+                if size < min_size:
+                    for i in range(size):
+                        out[coord[i, 0], coord[i, 1], coord[i, 2]] = adjacent
+                else:
+                    cur += 1
+    state[0] = cur
+
+
+@njit(**_SER)
+def label_z_extent(L, z_off, mask_label, start_label, zmin, zmax):
+    """Running per-label min/max of the z index (for the streamed connectivity window)."""
+    nz, ny, nx = L.shape
+    for z in range(nz):
+        gz = z + z_off
+        for y in range(ny):
+            for x in range(nx):
+                lab = L[z, y, x]
+                if lab == mask_label:
+                    continue
+                k = lab - start_label
+                if gz < zmin[k]:
+                    zmin[k] = gz
+                if gz > zmax[k]:
+                    zmax[k] = gz
+
+
+# --------------------------------------------------------------------------------------
+# input checks and masked seeding helpers
+# --------------------------------------------------------------------------------------
+@njit(**_SER)
+def ranks_to_coords(M, z_off, ranks, state, out):
+    """Coordinates of the mask voxels whose rank (C order among mask voxels) is listed.
+
+    ``ranks`` is sorted; ``state = [voxels seen so far, next rank position]`` carries
+    across slabs.
+    """
+    nz, ny, nx = M.shape
+    seen = state[0]
+    pos = state[1]
+    n = ranks.shape[0]
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                if M[z, y, x] == 0:
+                    continue
+                while pos < n and ranks[pos] == seen:
+                    out[pos, 0] = z + z_off
+                    out[pos, 1] = y
+                    out[pos, 2] = x
+                    pos += 1
+                seen += 1
+    state[0] = seen
+    state[1] = pos
+
+
+@njit(**_SER)
+def _vq_one(i, data, codes, cell, origin, gshape, cell_start, cell_items, labels):
+    gz, gy, gx = gshape[0], gshape[1], gshape[2]
+    rmax = max(gz, max(gy, gx))
+    p0 = np.float64(data[i, 0])
+    p1 = np.float64(data[i, 1])
+    p2 = np.float64(data[i, 2])
+    c0 = min(max(int((p0 - origin[0]) // cell[0]), 0), gz - 1)
+    c1 = min(max(int((p1 - origin[1]) // cell[1]), 0), gy - 1)
+    c2 = min(max(int((p2 - origin[2]) // cell[2]), 0), gx - 1)
+    best = np.inf
+    bj = -1
+    hmin = min(cell[0], min(cell[1], cell[2]))
+    for r in range(rmax + 1):
+        if r >= 1 and bj >= 0:
+            # every cell of shell r is at least (r - 1) cells away on some axis
+            lb = (r - 1) * hmin
+            if lb * lb * (1.0 - 1e-9) > best:
+                break
+        for a in range(c0 - r, c0 + r + 1):
+            if a < 0 or a >= gz:
+                continue
+            for b in range(c1 - r, c1 + r + 1):
+                if b < 0 or b >= gy:
+                    continue
+                edge_ab = abs(a - c0) == r or abs(b - c1) == r
+                for c in range(c2 - r, c2 + r + 1):
+                    if c < 0 or c >= gx:
+                        continue
+                    if not edge_ab and abs(c - c2) != r:
+                        continue
+                    cid = (a * gy + b) * gx + c
+                    for q in range(cell_start[cid], cell_start[cid + 1]):
+                        j = cell_items[q]
+                        dist = 0.0
+                        t = codes[j, 0] - p0
+                        dist += t * t
+                        t = codes[j, 1] - p1
+                        dist += t * t
+                        t = codes[j, 2] - p2
+                        dist += t * t
+                        if dist < best or (dist == best and j < bj):
+                            best = dist
+                            bj = j
+    labels[i] = bj
+
+
+@njit(**_PAR)
+def vq_grid(data, codes, cell, origin, gshape, cell_start, cell_items, labels):
+    """Nearest code of every observation, exactly as scipy.cluster.vq.vq (nfeat < 5).
+
+    The squared distance is accumulated feature by feature in float64 starting from 0,
+    and the first (lowest-index) code wins ties. Codes are bucketed in a uniform grid
+    and cells are visited in growing shells until no farther cell can win.
+    """
+    for i in prange(data.shape[0]):
+        _vq_one(np.int64(i), data, codes, cell, origin, gshape, cell_start, cell_items, labels)
+
+
+@njit(**_SER)
+def cluster_means(data, labels, nc, old):
+    """scipy's update_cluster_means for integer observations (sums are exact)."""
+    sums = np.zeros((nc, 3))
+    counts = np.zeros(nc, np.int64)
+    for i in range(data.shape[0]):
+        j = labels[i]
+        counts[j] += 1
+        for c in range(3):
+            sums[j, c] += data[i, c]
+    out = np.empty((nc, 3))
+    empty = False
+    for j in range(nc):
+        if counts[j] > 0:
+            for c in range(3):
+                out[j, c] = sums[j, c] / counts[j]
+        else:
+            empty = True
+            for c in range(3):
+                out[j, c] = old[j, c]
+    return out, empty
