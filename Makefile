@@ -29,7 +29,7 @@ demo: $(VENV)/.stamp-io,report
 	$(VENV)/bin/fastct demo --out demo-out
 
 test: $(VENV)/.stamp-test
-	$(PY) -m pytest -m "not slow" -q
+	$(PY) -m pytest -m "not slow" -q tests fastct --doctest-modules
 
 test-all: $(VENV)/.stamp-test
 	$(PY) -m pytest -q
