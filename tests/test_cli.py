@@ -258,3 +258,35 @@ def test_filter_commands_stream_and_match_in_memory(tmp_path):
         assert np.array_equal(ar["u"].read(), u)
     code, _, err = run("gaussian", f"{src}:/scans/a/image", f"{dst}:/g2", "--sigma", "-1")
     assert code == 2 and "sigma" in err and len(err.strip().splitlines()) == 1
+
+
+def test_slic_command_matches_in_memory(tmp_path):
+    rng = np.random.default_rng(2)
+    image = rng.normal(size=(16, 20, 18)).astype(np.float32)
+    image[:, :, 9:] += 5.0
+    mask = np.ones(image.shape, np.uint8)
+    mask[:2] = 0
+    src = tmp_path / "s.h5"
+    with fastct.open(src, "w") as ar:
+        ar.create_volume("img", image, chunks=(8, 8, 8))
+        ar.create_volume("mask", mask, chunks=(8, 8, 8))
+    code, _, err = run(
+        "slic",
+        f"{src}:/img",
+        f"{src}:/labels",
+        "--n-segments",
+        "20",
+        "--compactness",
+        "0.5",
+        "--mask",
+        f"{src}:/mask",
+    )
+    assert code == 0, err
+    with fastct.open(src) as ar:
+        got = ar["labels"].read()
+    expected = fastct.slic(image, 20, 0.5, mask=mask.astype(bool))
+    assert got.dtype == np.int32 and np.array_equal(got, expected)
+    code, _, err = run(
+        "slic", f"{src}:/img", f"{src}:/l2", "--n-segments", "0", "--compactness", "1"
+    )
+    assert code == 2 and len(err.strip().splitlines()) == 1
