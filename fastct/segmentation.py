@@ -21,6 +21,7 @@ labels equal the in-memory ones bit for bit whatever the chunk shape.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import os
@@ -39,6 +40,10 @@ __all__ = ["slic", "regular_grid"]
 
 # Target bytes of one streamed slab (input + mask + labels); tests lower it.
 _SLAB_BYTES = 48 * 1024**2
+# Kernel calls on fewer voxels run on one thread: a parallel region costs little on an
+# idle machine but can stall for milliseconds when another process holds a core, and
+# small slabs have too little work to gain from it (the labels never depend on it).
+_PARALLEL_MIN_VOXELS = 1 << 17
 # Up to this many centroids the maskSLIC spacing estimate uses the full distance matrix
 # as scikit-image does; above, a k-d tree finds the same nearest neighbours.
 _PDIST_MAX = 2000
@@ -267,8 +272,9 @@ class _Scratch:
 
 
 class _Engine:
-    """Input values, mask and labels per slab: in memory one slab is the whole volume
-    (views, no copies); streamed, slabs are read and the labels written back."""
+    """Input values, mask, labels and features per z slab: in memory the slabs are views
+    (usually one slab for the whole volume); streamed, slabs are read and the labels
+    written back. Only the features (float type) live in a scratch buffer."""
 
     def __init__(self, src: _Source, labels: Any, slab_z: int, scratch: _Scratch):
         self.src = src
@@ -419,21 +425,22 @@ def _run_pass(
             L = eng.read_labels(z0, z1, fresh)
             p = slab_params(z0, z1, use_mask)
             res = np.empty((int(p[K.IP_TZ1] - p[K.IP_TZ0]) * per_z, 2), np.int64)
-            K.assign_slab(Xs, M, L, centers, windows, maxdc, sp, coords, indptr, indices, p, fp,
-                          res, max_cand)  # fmt: skip
-            eng.write_labels(z0, z1, L)
-            distinct.append(res[:, 0].copy())
-            any_change = any_change or bool(res[:, 1].any())
-            if need_update:
-                offsets = _offsets(res[:, 0])
-                ent_label = np.empty(int(offsets[-1]), np.int32)
-                ent_box = np.empty((int(offsets[-1]), 6), np.int64)
-                K.bbox_slab(M, L, p, offsets, ent_label, ent_box)
-                box = np.empty((nK, 6), np.int64)
-                box[:, 0::2] = np.iinfo(np.int64).max
-                box[:, 1::2] = -1
-                K.reduce_bbox(ent_label, ent_box, start_label, box)
-                K.update_slab(Xs, M, L, box, coords, p, sums, count)
+            with _threads_for(L.size):
+                K.assign_slab(Xs, M, L, centers, windows, maxdc, sp, coords, indptr, indices, p, fp,
+                              res, max_cand)  # fmt: skip
+                eng.write_labels(z0, z1, L)
+                distinct.append(res[:, 0].copy())
+                any_change = any_change or bool(res[:, 1].any())
+                if need_update:
+                    offsets = _offsets(res[:, 0])
+                    ent_label = np.empty(int(offsets[-1]), np.int32)
+                    ent_box = np.empty((int(offsets[-1]), 6), np.int64)
+                    K.bbox_slab(M, L, p, offsets, ent_label, ent_box)
+                    box = np.empty((nK, 6), np.int64)
+                    box[:, 0::2] = np.iinfo(np.int64).max
+                    box[:, 1::2] = -1
+                    K.reduce_bbox(ent_label, ent_box, start_label, box)
+                    K.update_slab(Xs, M, L, box, coords, p, sums, count)
         if not any_change or not need_update:
             break
         _finalize(count, sums, centers, alive)
@@ -446,8 +453,26 @@ def _run_pass(
                 offsets = _offsets(nd)
                 ent_label = np.empty(int(offsets[-1]), np.int32)
                 ent_max = np.empty(int(offsets[-1]), ft)
-                K.slico_slab(Xs, M, L, centers, p, fp, offsets, ent_label, ent_max)
+                with _threads_for(L.size):
+                    K.slico_slab(Xs, M, L, centers, p, fp, offsets, ent_label, ent_max)
                 K.reduce_max(ent_label, ent_max, start_label, maxdc)
+
+
+@contextlib.contextmanager
+def _threads_for(n_voxels: int) -> Iterator[None]:
+    """One thread for small kernel calls (inside ``kernel_threads``, which restores the
+    caller's Numba setting at the end)."""
+    if n_voxels >= _PARALLEL_MIN_VOXELS:
+        yield
+        return
+    import numba
+
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
 
 
 def _offsets(counts: np.ndarray) -> np.ndarray:
@@ -568,7 +593,8 @@ def _vq(data: np.ndarray, codes: np.ndarray) -> np.ndarray:
     np.add.at(start, cid + 1, 1)
     np.cumsum(start, out=start)
     labels = np.empty(data.shape[0], np.int64)
-    K.vq_grid(data, codes, cell, lo, g, start, order.astype(np.int64), labels)
+    with _threads_for(data.shape[0] * 8):
+        K.vq_grid(data, codes, cell, lo, g, start, order.astype(np.int64), labels)
     return labels
 
 

@@ -281,7 +281,8 @@ def test_streamed_connectivity_window_larger_than_slab(archive_path, monkeypatch
 
 
 # -- determinism ----------------------------------------------------------------------------
-def test_same_labels_at_1_and_2_threads(rng):
+def test_same_labels_at_1_and_2_threads(rng, monkeypatch):
+    monkeypatch.setattr(seg, "_PARALLEL_MIN_VOXELS", 0)  # parallel even when small
     img = blocks_3d(rng, noise=0.3)
     mask = np.ones(img.shape, bool)
     mask[:, :5] = False
@@ -372,6 +373,7 @@ def test_cache_survives_thread_count_changes(tmp_path):
     # between runs: run cached SLIC in fresh processes with other thread counts
     code = (
         "import numpy as np, fastct, fastct.segmentation as s\n"
+        "s._PARALLEL_MIN_VOXELS = 0\n"
         "img = np.random.default_rng(0).random((20, 24, 28)).astype(np.float32)\n"
         "fastct.set_num_threads(int(__import__('sys').argv[1]))\n"
         "a = s.slic(img, n_segments=30, compactness=0.3)\n"

@@ -39,8 +39,10 @@ from .._config import NJIT_OPTIONS
 # Cached (unlike the project default): the SLIC kernels take ~10 s to compile, and the
 # cache was tested with thread counts changing within and between processes
 # (tests/test_slic.py::test_cache_survives_thread_count_changes).
-_SER = dict(NJIT_OPTIONS, cache=True)
-_PAR = dict(NJIT_OPTIONS, parallel=True, cache=True)
+# fastmath is pinned off: matching scikit-image's labels needs its exact float
+# operations (no reassociation, no fused multiply-add contraction).
+_SER = dict(NJIT_OPTIONS, cache=True, fastmath=False)
+_PAR = dict(NJIT_OPTIONS, parallel=True, cache=True, fastmath=False)
 
 # ip: integer parameters of a slab call
 IP_ZOFF, IP_TZ0, IP_TZ1, IP_T0, IP_T1, IP_T2, IP_N0, IP_N1, IP_N2 = range(9)
@@ -394,16 +396,10 @@ def _assign_tile(lt, X, M, L, centers, windows, maxdc, sp, coords, indptr, indic
             yf = coords[oy + y]
             vr = r * sx_ - x0
             rmax = _row_max(best, dcs, vr + x0, sx_, shifted)
-            stale = False  # rmax is an upper bound; refreshed only when it decides
             for jj in range(nn):
                 # no remaining centre can come closer than the row's worst voxel
                 if edge[jj] > rmax:
                     break
-                if stale:
-                    rmax = _row_max(best, dcs, vr + x0, sx_, shifted)
-                    stale = False
-                    if edge[jj] > rmax:
-                        break
                 if gz < candi[jj, 1] or gz >= candi[jj, 2]:
                     continue
                 if y < candi[jj, 3] or y >= candi[jj, 4]:
@@ -427,7 +423,7 @@ def _assign_tile(lt, X, M, L, centers, windows, maxdc, sp, coords, indptr, indic
                                       cand[jj, 2], cand[jj, 3:], maxdc[k], k, slic_zero,
                                       ignore_color, fzero, dbuf, sc_buf[1])  # fmt: skip
                 if ch > 0:
-                    stale = True
+                    rmax = _row_max(best, dcs, vr + x0, sx_, shifted)
     # -- write labels; count the tile's distinct labels (entries of the update step)
     nd = 0
     last = mask_label
