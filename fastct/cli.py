@@ -339,39 +339,24 @@ def cmd_features(args: argparse.Namespace) -> int:
 def cmd_slic(args: argparse.Namespace) -> int:
     from .segmentation import slic
 
-    src_path, src_name = args.source
-    dst_path, dst_name = args.dest
-    t0 = time.perf_counter()
-    with contextlib.ExitStack() as stack:
-        src_ar = stack.enter_context(fastct.open(src_path))
-        src = src_ar[src_name]
-        if not isinstance(src, fastct.Volume):
-            raise ValueError(f"{src_path}:{src_name} is a group, not a volume")
-        mask = None
-        if args.mask is not None:
-            mask_ar = stack.enter_context(fastct.open(args.mask[0]))
-            mask = mask_ar[args.mask[1]]
-        dst_ar = stack.enter_context(fastct.open(dst_path, "a"))
-        kwargs: dict[str, Any] = {"dtype": np.int32, "overwrite": args.overwrite}
-        if args.chunks is not None:
-            kwargs["chunks"] = args.chunks
-        dst = dst_ar.create_volume_like(dst_name, src, **kwargs)
-        slic(
-            src,
-            args.n_segments,
-            args.compactness,
-            max_num_iter=args.max_num_iter,
-            sigma=_one_or_per_axis(args.sigma),
-            spacing=src.spacing if args.mm else None,
-            mask=mask,
-            slic_zero=args.slic_zero,
-            out=dst,
-        )
-    _say(
-        args,
-        f"slic: {src_path}:{src_name} -> {dst_path}:{dst_name} in {time.perf_counter() - t0:.1f} s",
-    )
-    return 0
+    def run(src: Any, dst: Any) -> None:
+        with contextlib.ExitStack() as stack:
+            mask = None
+            if args.mask is not None:
+                mask = stack.enter_context(fastct.open(args.mask[0]))[args.mask[1]]
+            slic(
+                src,
+                args.n_segments,
+                args.compactness,
+                max_num_iter=args.max_num_iter,
+                sigma=_one_or_per_axis(args.sigma),
+                spacing=_physical_spacing(args, src),
+                mask=mask,
+                slic_zero=args.slic_zero,
+                out=dst,
+            )
+
+    return _stream_filter(args, "slic", run, lambda dtype: np.dtype(np.int32))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
