@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _machine import OtherLoad  # noqa: E402 - benchmarks/ is on sys.path under pytest
 
 REPORT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "slic.md"
 SHAPE_3D = (256, 256, 256)
@@ -123,29 +124,6 @@ def peak_extra_mib(fn, *args) -> tuple[float, object]:
     out = fn(*args)
     peak = _vm_kib("VmHWM")
     return ((peak - base) / 1024 if peak and base else float("nan")), out
-
-
-class OtherLoad:
-    """Average number of cores busy with *other* processes over an interval."""
-
-    def __init__(self):
-        self.start = self._sample()
-
-    @staticmethod
-    def _sample():
-        try:
-            with open("/proc/stat") as f:
-                fields = [int(v) for v in f.readline().split()[1:]]
-            busy = (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
-        except (OSError, ValueError):
-            busy = float("nan")
-        t = os.times()
-        return time.perf_counter(), busy, t.user + t.system + t.children_user + t.children_system
-
-    def cores(self) -> float:
-        wall0, busy0, own0 = self.start
-        wall1, busy1, own1 = self._sample()
-        return max(0.0, ((busy1 - busy0) - (own1 - own0)) / max(wall1 - wall0, 1e-9))
 
 
 def quality(labels, gt) -> dict:
