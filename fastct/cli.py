@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import sys
 import time
 import warnings
@@ -24,6 +25,13 @@ from . import _config
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+
+#: Modules that add sub-commands (registration, classifier, pipeline and demo).
+_COMMAND_MODULES = (
+    "fastct._cli_registration",
+    "fastct._cli_classify",
+    "fastct._cli_pipeline",
+)
 
 
 class UsageError(ValueError):
@@ -359,31 +367,6 @@ def cmd_slic(args: argparse.Namespace) -> int:
     return _stream_filter(args, "slic", run, lambda dtype: np.dtype(np.int32))
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    """The stages that exist so far, on the built-in phantom."""
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    ns = argparse.Namespace(**vars(args))
-    ns.archive, ns.prefix, ns.seed, ns.transform, ns.overwrite = (
-        out / "demo.h5",
-        "scans/phantom",
-        0,
-        "rigid",
-        True,
-    )
-    cmd_phantom(ns)
-    with fastct.open(ns.archive) as ar:
-        _say(args, ar.summary())
-    _say(
-        args,
-        f"demo finished in {time.perf_counter() - t0:.1f} s. Implemented so far: phantom, "
-        "archive, streaming engine, import/export. Filtering, supervoxels, detection, "
-        "registration and the report are not implemented yet (see the open issues).",
-    )
-    return 0
-
-
 # -- parser -------------------------------------------------------------------------------
 def _common_options(defaults: bool) -> argparse.ArgumentParser:
     """Options accepted before or after the command name.
@@ -568,10 +551,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing TABLE.csv")
     p.set_defaults(func=cmd_features)
 
-    p = sub.add_parser("demo", parents=[common], help="run the pipeline on the built-in phantom")
-    p.add_argument("--out", default="demo-out", help="output folder (default demo-out)")
-    p.add_argument("--size", default="small", help="phantom preset (default small)")
-    p.set_defaults(func=cmd_demo)
+    # Commands of the larger subsystems live beside them; each module exposes
+    # ``add_commands(sub, common)`` and imports its heavy dependencies lazily.
+    for module in _COMMAND_MODULES:
+        importlib.import_module(module).add_commands(sub, common)
     return parser
 
 
