@@ -30,8 +30,31 @@ _LAZY = {
     "region_adjacency": "features",
     "FeatureTable": "features",
     "RegionAdjacency": "features",
+    "register": "registration",
+    "resample": "registration",
+    "Registration": "registration",
+    "RigidTransform": "transforms",
+    "SimilarityTransform": "transforms",
+    "load_transform": "transforms",
 }
-_SUBMODULES = {"volume", "streaming", "datasets", "io", "cli", "features", "filters", "segmentation", "metrics"}
+_SUBMODULES = {
+    "volume",
+    "streaming",
+    "datasets",
+    "io",
+    "cli",
+    "features",
+    "filters",
+    "segmentation",
+    "metrics",
+    "registration",
+    "transforms",
+    "classify",
+    "evaluation",
+    "lungs",
+    "pipeline",
+    "report",
+}
 
 __all__ = [
     "__version__",
