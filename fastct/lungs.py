@@ -1,0 +1,394 @@
+"""Lung field segmentation of a chest CT (HU).
+
+:func:`lung_mask` is the classic threshold-and-morphology pipeline (Hu, Hoffman &
+Reinhardt, IEEE TMI 2001), written with ``scipy.ndimage`` on boolean and small
+working arrays:
+
+1. **Working grid.** The image is read slab by slab (an archive ``Volume`` is never
+   loaded whole) and block-averaged by integer factors per axis so that a working
+   voxel is about ``working_mm`` (no averaging where the spacing is already
+   coarser). A clinical 400 x 512 x 512 scan at 0.75 x 0.70 x 0.70 mm becomes
+   400 x 256 x 256 float32 (100 MiB); every later step works on bool/int32 arrays
+   of that grid.
+2. **Threshold.** ``air = image < threshold`` (default -400 HU).
+3. **Outside air.** Air components (6-connected) touching a y or x border face of
+   the volume surround the patient and are dropped; what is left is *interior* air:
+   lungs, airways, gas in the bowel.
+4. **Airway removal.** The trachea is found as a small, round, central blob of
+   interior air in one of the end slices (either z end, so the orientation of the
+   scan does not matter); the airway tree is region-grown from it through voxels
+   below ``airway_threshold`` (default -950 HU: lumen air, not lung parenchyma at
+   about -850 HU), lowering that threshold if the growth leaks into the lungs, and
+   removed (dilated by one voxel to take the partial-volume rim with it). This
+   disconnects the two lungs, which the airways join at the carina.
+5. **Lungs.** The largest remaining component is kept, and the second largest if
+   it holds at least ``min_lung_fraction`` of the largest (two lungs, or one if they
+   are fused or one is missing).
+6. **Fill.** Holes in every axial slice are filled (vessels, nodules, bronchi inside
+   the lung), then a closing with a ball of ``closing_mm`` (exact, through Euclidean
+   distance transforms in mm) brings juxtapleural nodules and the hilar notches in,
+   and the slices are filled once more.
+7. **Back to the full grid.** The working mask is repeated back to the image's grid
+   (nearest neighbour), in memory as a bool array (100 MiB for a clinical scan) or
+   written slab by slab into ``out``.
+
+Peak memory is about ``6 x`` the working grid's voxel count in bytes (for the
+float32 image, an int32 label map and a few bool arrays) plus the distance
+transforms of the closing over the lungs' bounding box: under 1.5 GiB for a
+clinical scan.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ._validate import as_image, check_spacing
+from .volume import Volume
+
+__all__ = ["lung_mask"]
+
+# In-plane 4-connectivity only: per-slice operations in one call on the 3-D array.
+_SLICE_STRUCTURE = np.zeros((3, 3, 3), dtype=bool)
+_SLICE_STRUCTURE[1] = ndi.generate_binary_structure(2, 1)
+# Trachea candidates: area and roundness limits of the blob in an end slice.
+_TRACHEA_AREA_MM2 = (30.0, 900.0)
+_TRACHEA_CENTRAL_FRACTION = 0.15  # |x - body centre| <= this * body width
+_TRACHEA_SEARCH_MM = 60.0  # how far from each z end to look for the trachea
+_AIRWAY_MAX_FRACTION = 0.2  # an airway tree larger than this share of interior air leaked
+_READ_SLAB_BYTES = 64 * 1024**2
+
+
+def _check_real(value: Any, name: str, *, positive: bool = False, minimum: float | None = None):
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.number)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if positive and value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return value
+
+
+def _check_image(image: Any) -> np.ndarray | Volume:
+    if isinstance(image, Volume):
+        if image.ndim != 3:
+            raise ValueError(f"image must be 3-D (z, y, x), got {image.ndim}-D volume")
+        if image.dtype.kind not in "iuf":
+            raise TypeError(f"image must hold CT numbers (HU), got dtype {image.dtype}")
+        return image
+    arr = as_image(image, "image", allow_bool=False)
+    if arr.ndim != 3:
+        raise ValueError(f"image must be 3-D (z, y, x), got {arr.ndim}-D with shape {arr.shape}")
+    return arr
+
+
+def working_factors(spacing: tuple[float, ...], working_mm: float) -> tuple[int, ...]:
+    """Integer block-averaging factor per axis so a working voxel is about ``working_mm``.
+
+    Examples
+    --------
+    >>> working_factors((0.75, 0.703125, 0.703125), 1.5)
+    (2, 2, 2)
+    >>> working_factors((2.5, 2.8, 2.8), 1.5)
+    (1, 1, 1)
+    """
+    return tuple(max(1, int(working_mm / s + 1e-9)) for s in spacing)
+
+
+def _downsample(image: np.ndarray | Volume, factors: tuple[int, ...]) -> np.ndarray:
+    """Block mean by ``factors`` (edge blocks average the voxels they hold), float32,
+    reading ``image`` in z slabs."""
+    nz, ny, nx = image.shape
+    fz, fy, fx = factors
+    wshape = (-(-nz // fz), -(-ny // fy), -(-nx // fx))
+    out = np.empty(wshape, dtype=np.float32)
+    rows = max(1, _READ_SLAB_BYTES // max(1, ny * nx * 4 * fz))
+    for w0 in range(0, wshape[0], rows):
+        w1 = min(wshape[0], w0 + rows)
+        z0, z1 = w0 * fz, min(nz, w1 * fz)
+        slab = np.asarray(image[z0:z1], dtype=np.float32)
+        if factors == (1, 1, 1):
+            out[w0:w1] = slab
+            continue
+        pad = [(0, (w1 - w0) * fz - (z1 - z0)), (0, wshape[1] * fy - ny), (0, wshape[2] * fx - nx)]
+        count = np.pad(np.ones(slab.shape, np.float32), pad)
+        slab = np.pad(slab, pad)
+        shape6 = (w1 - w0, fz, wshape[1], fy, wshape[2], fx)
+        total = slab.reshape(shape6).sum(axis=(1, 3, 5), dtype=np.float64)
+        n = count.reshape(shape6).sum(axis=(1, 3, 5))
+        out[w0:w1] = (total / n).astype(np.float32)
+    return out
+
+
+def _outside_air(air: np.ndarray) -> np.ndarray:
+    """Interior air: air minus the 6-connected components touching a y/x border face."""
+    labels, _ = ndi.label(air)
+    border = np.concatenate(
+        [labels[:, 0, :].ravel(), labels[:, -1, :].ravel(), labels[:, :, 0].ravel()]
+        + [labels[:, :, -1].ravel()]
+    )
+    outside = np.unique(border)
+    outside = outside[outside > 0]
+    interior = air.copy()
+    interior[np.isin(labels, outside)] = False
+    return interior
+
+
+def _find_trachea(
+    interior: np.ndarray, body: np.ndarray, spacing: tuple[float, ...]
+) -> np.ndarray | None:
+    """Voxels of the trachea's cross-section in the slice nearest a z end, or None."""
+    zs = np.flatnonzero(interior.any(axis=(1, 2)))
+    if zs.size == 0:
+        return None
+    pixel_mm2 = spacing[1] * spacing[2]
+    n_search = max(1, int(round(_TRACHEA_SEARCH_MM / spacing[0])))
+    lo_area, hi_area = _TRACHEA_AREA_MM2
+    best: tuple[int, int, np.ndarray] | None = None  # (distance from end, z, blob mask)
+    for end, step in ((zs[-1], -1), (zs[0], 1)):
+        for k in range(min(n_search, zs.size)):
+            z = int(end + step * k)
+            if z < 0 or z >= interior.shape[0]:
+                break
+            sl = interior[z]
+            if not sl.any():
+                continue
+            body_x = np.flatnonzero(body[z].any(axis=0))
+            if body_x.size == 0:
+                continue
+            centre_x = 0.5 * (body_x[0] + body_x[-1])
+            width = body_x[-1] - body_x[0] + 1
+            lab2, n2 = ndi.label(sl)
+            areas = np.bincount(lab2.ravel(), minlength=n2 + 1) * pixel_mm2
+            xs = ndi.center_of_mass(sl, lab2, range(1, n2 + 1))
+            found = None
+            for i in range(1, n2 + 1):
+                if not lo_area <= areas[i] <= hi_area:
+                    continue
+                if abs(xs[i - 1][1] - centre_x) > _TRACHEA_CENTRAL_FRACTION * width:
+                    continue
+                if found is None or areas[i] > areas[found]:
+                    found = i
+            if found is not None:
+                if best is None or k < best[0]:
+                    best = (k, z, lab2 == found)
+                break
+    if best is None:
+        return None
+    seed = np.zeros(interior.shape, dtype=bool)
+    seed[best[1]] = best[2]
+    return seed
+
+
+def _grow_airways(
+    work: np.ndarray, interior: np.ndarray, seed: np.ndarray, airway_threshold: float
+) -> np.ndarray | None:
+    """The airway tree: interior voxels below the threshold connected to the seed.
+
+    The threshold is lowered in 25 HU steps while the tree holds more than
+    ``_AIRWAY_MAX_FRACTION`` of the interior air (it leaked into the lungs).
+    """
+    n_interior = int(interior.sum())
+    threshold = airway_threshold
+    while True:
+        lumen = (work < threshold) & interior
+        labels, _ = ndi.label(lumen)
+        ids = np.unique(labels[seed & lumen])
+        ids = ids[ids > 0]
+        if ids.size == 0:
+            return None
+        tree = np.isin(labels, ids)
+        if tree.sum() <= _AIRWAY_MAX_FRACTION * n_interior:
+            return tree
+        threshold -= 25.0
+        if threshold < airway_threshold - 100.0:
+            return None
+
+
+def _keep_lungs(mask: np.ndarray, min_lung_fraction: float) -> np.ndarray:
+    labels, n = ndi.label(mask)
+    if n == 0:
+        return mask
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    order = np.argsort(sizes)[::-1]
+    keep = [order[0]]
+    if n > 1 and sizes[order[1]] >= min_lung_fraction * sizes[order[0]]:
+        keep.append(order[1])
+    return np.isin(labels, keep)
+
+
+def _closing_mm(mask: np.ndarray, spacing: tuple[float, ...], radius_mm: float) -> np.ndarray:
+    """Binary closing with a ball of ``radius_mm`` (exact, via distance transforms),
+    computed over the mask's bounding box plus a margin; the image border replicates."""
+    if radius_mm <= 0 or not mask.any():
+        return mask
+    idx = np.nonzero(mask)
+    margin = [int(math.ceil(radius_mm / s)) + 1 for s in spacing]
+    lo = [int(i.min()) for i in idx]
+    hi = [int(i.max()) + 1 for i in idx]
+    box = tuple(
+        slice(max(0, a - m), min(n, b + m)) for a, b, m, n in zip(lo, hi, margin, mask.shape)
+    )
+    sub = mask[box]
+    # Past the image border the mask continues as it is at the border (nearest).
+    pad = [
+        (max(0, m - b.start), max(0, b.stop + m - n)) for b, m, n in zip(box, margin, mask.shape)
+    ]
+    padded = np.pad(sub, pad, mode="edge")
+    dilated = ndi.distance_transform_edt(~padded, sampling=spacing) <= radius_mm
+    closed = ndi.distance_transform_edt(dilated, sampling=spacing) > radius_mm
+    inner = tuple(slice(p[0], p[0] + s) for p, s in zip(pad, sub.shape))
+    out = mask.copy()
+    out[box] |= closed[inner]
+    return out
+
+
+def _upsample_into(
+    mask: np.ndarray, factors: tuple[int, ...], shape: tuple[int, ...], out: Any
+) -> np.ndarray | Volume:
+    fz, fy, fx = factors
+    if out is None:
+        full = mask
+        for axis, f in enumerate(factors):
+            if f > 1:
+                full = np.repeat(full, f, axis=axis)
+        return np.ascontiguousarray(full[: shape[0], : shape[1], : shape[2]])
+    rows = max(1, _READ_SLAB_BYTES // max(1, shape[1] * shape[2]))
+    rows = max(fz, rows - rows % fz)
+    for z0 in range(0, shape[0], rows):
+        z1 = min(shape[0], z0 + rows)
+        w = mask[z0 // fz : -(-z1 // fz)]
+        w = np.repeat(np.repeat(np.repeat(w, fz, 0), fy, 1), fx, 2)
+        slab = np.ascontiguousarray(w[: z1 - z0, : shape[1], : shape[2]], dtype=out.dtype)
+        if isinstance(out, Volume):
+            out.write_region((slice(z0, z1), slice(0, shape[1]), slice(0, shape[2])), slab)
+        else:
+            out[z0:z1] = slab
+    return out
+
+
+def lung_mask(
+    image: np.ndarray | Volume,
+    *,
+    spacing: Any = None,
+    threshold: float = -400.0,
+    airway_threshold: float = -950.0,
+    remove_airways: bool = True,
+    closing_mm: float = 5.0,
+    working_mm: float = 1.5,
+    min_lung_fraction: float = 0.1,
+    out: np.ndarray | Volume | None = None,
+) -> np.ndarray | Volume:
+    """Segment the lungs of a chest CT in Hounsfield units.
+
+    Threshold, drop the air outside the body, remove the trachea and main bronchi
+    (region growing from the trachea), keep the lungs (one or two largest
+    components), fill holes and close in mm so vessels and juxtapleural nodules are
+    inside. See the module docstring for every step and the memory it takes.
+
+    Parameters
+    ----------
+    image : ndarray or Volume, shape (z, y, x)
+        CT values in HU (integer or float). A ``Volume`` is read in slabs.
+    spacing : sequence of 3 float, optional
+        Voxel size in mm; default the Volume's spacing, or 1 mm for an array.
+    threshold : float
+        Air/tissue threshold in HU (voxels below it are air).
+    airway_threshold : float
+        Lumen threshold in HU for growing the airway tree (below lung parenchyma).
+    remove_airways : bool
+        Remove the trachea and bronchi connected to it (recommended; without it the
+        airways that join the lungs stay in the mask).
+    closing_mm : float
+        Radius in mm of the closing that brings juxtapleural nodules and vessels at
+        the lung border inside (0: none).
+    working_mm : float
+        Target voxel size of the working grid; axes with a finer spacing are
+        block-averaged by an integer factor (the mask is then repeated back).
+    min_lung_fraction : float
+        The second largest component is kept as the other lung only if it holds at
+        least this fraction of the largest.
+    out : ndarray or Volume, optional
+        Where to write the mask (bool or uint8 ndarray / Volume of the image's
+        shape), slab by slab. Default: a new bool array.
+
+    Returns
+    -------
+    ndarray of bool or Volume
+        True inside the lungs (``out`` if given). An image without interior air
+        gives an all-False mask.
+
+    Raises
+    ------
+    TypeError
+        ``image`` is not a numeric array/Volume, or a parameter has the wrong type.
+    ValueError
+        ``image`` is not 3-D or empty, a spacing or parameter is out of range, or
+        ``out`` has the wrong shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastct.datasets import chest_phantom
+    >>> from fastct.lungs import lung_mask
+    >>> ph = chest_phantom("tiny", seed=0)
+    >>> mask = lung_mask(ph.image, spacing=ph.spacing)
+    >>> mask.dtype, mask.shape
+    (dtype('bool'), (32, 48, 48))
+    >>> dice = 2 * (mask & ph.lung_mask).sum() / (mask.sum() + ph.lung_mask.sum())
+    >>> bool(dice > 0.85)
+    True
+    """
+    image = _check_image(image)
+    if spacing is None and isinstance(image, Volume):
+        spacing = image.spacing
+    spacing = check_spacing(spacing, 3)
+    threshold = _check_real(threshold, "threshold")
+    airway_threshold = _check_real(airway_threshold, "airway_threshold")
+    if airway_threshold >= threshold:
+        raise ValueError(
+            f"airway_threshold must be below threshold ({threshold:g} HU), got {airway_threshold:g}"
+        )
+    if not isinstance(remove_airways, (bool, np.bool_)):
+        raise TypeError(f"remove_airways must be True or False, got {remove_airways!r}")
+    closing_mm = _check_real(closing_mm, "closing_mm", minimum=0.0)
+    working_mm = _check_real(working_mm, "working_mm", positive=True)
+    min_lung_fraction = _check_real(min_lung_fraction, "min_lung_fraction", minimum=0.0)
+    if min_lung_fraction > 1:
+        raise ValueError(f"min_lung_fraction must be in [0, 1], got {min_lung_fraction!r}")
+    shape = tuple(image.shape)
+    if out is not None:
+        if not isinstance(out, (np.ndarray, Volume)):
+            raise TypeError(f"out must be an ndarray or a Volume, got {type(out).__name__}")
+        if tuple(out.shape) != shape:
+            raise ValueError(f"out must have the image's shape {shape}, got {tuple(out.shape)}")
+        if np.dtype(out.dtype) not in (np.dtype(bool), np.dtype(np.uint8)):
+            raise TypeError(f"out must have dtype bool or uint8, got {out.dtype}")
+
+    factors = working_factors(spacing, working_mm)
+    wspacing = tuple(s * f for s, f in zip(spacing, factors))
+    work = _downsample(image, factors)
+    air = work < threshold
+    interior = _outside_air(air)
+    if remove_airways and interior.any():
+        body = ~(air & ~interior)
+        seed = _find_trachea(interior, body, wspacing)
+        if seed is not None:
+            tree = _grow_airways(work, interior, seed, airway_threshold)
+            if tree is not None:
+                interior &= ~ndi.binary_dilation(tree)
+    del work, air
+    mask = _keep_lungs(interior, min_lung_fraction)
+    del interior
+    mask = ndi.binary_fill_holes(mask, structure=_SLICE_STRUCTURE)
+    mask = _closing_mm(mask, wspacing, closing_mm)
+    mask = ndi.binary_fill_holes(mask, structure=_SLICE_STRUCTURE)
+    return _upsample_into(mask, factors, shape, out)
