@@ -909,7 +909,9 @@ def slic(
         else:  # in memory the budget is one float32 map ("the distance map" skimage has)
             budget = max(budget, Z * Y * X * 4)
         slab_z = max(1, budget // max(1, per_slice))
-        slab_z = max(int(tile[0]), (slab_z // int(tile[0])) * int(tile[0]))
+        if slab_z < Z:  # slabs of whole tiles; else one slab (features computed once)
+            slab_z = max(int(tile[0]), (slab_z // int(tile[0])) * int(tile[0]))
+        slab_z = min(slab_z, Z)
         scratch = _Scratch(out)
         try:
             if isinstance(out, Volume):
