@@ -1,0 +1,192 @@
+"""The longitudinal pipeline: helpers against plain references, bad input, end to end."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+import fastct
+from fastct import pipeline
+from fastct.pipeline import (
+    growth_table,
+    match_nodules,
+    registration_error_mm,
+    volume_doubling_time,
+)
+
+
+# -- matching ------------------------------------------------------------------------------
+def brute_force_matching(a, b, tol):
+    """All one-to-one assignments: most pairs within ``tol``, then least total distance."""
+    best = (0, 0.0, [])
+    n, m = len(a), len(b)
+    for k in range(min(n, m), 0, -1):
+        for rows in itertools.combinations(range(n), k):
+            for cols in itertools.permutations(range(m), k):
+                d = [np.linalg.norm(np.subtract(a[i], b[j])) for i, j in zip(rows, cols)]
+                if all(x <= tol for x in d):
+                    cand = (k, -sum(d), sorted(zip(rows, cols)))
+                    if cand[:2] > best[:2]:
+                        best = cand
+        if best[0]:
+            break
+    return best[2]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_matching_equals_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    a = rng.uniform(0, 60, size=(rng.integers(1, 5), 3))
+    b = np.concatenate([a + rng.normal(0, 3, a.shape), rng.uniform(0, 60, (2, 3))])
+    b = b[rng.permutation(len(b))][: rng.integers(1, len(b) + 1)]
+    got = match_nodules(a, b, tolerance_mm=8.0)
+    assert [(i, j) for i, j, _ in got] == brute_force_matching(a, b, 8.0)
+    for i, j, d in got:
+        assert d == pytest.approx(np.linalg.norm(a[i] - b[j]))
+
+
+def test_matching_uses_the_transform():
+    a = np.array([[10.0, 20.0, 30.0], [40.0, 40.0, 40.0]])
+    shift = np.array([5.0, -3.0, 2.0])
+    b = (a + shift)[::-1]
+    assert [(i, j) for i, j, _ in match_nodules(a, b, lambda p: p + shift, tolerance_mm=1)] == [
+        (0, 1),
+        (1, 0),
+    ]
+    assert match_nodules(a, b, tolerance_mm=1) == []
+    assert match_nodules(np.zeros((0, 3)), b) == []
+
+
+def test_doubling_time_and_growth_table():
+    assert volume_doubling_time(100, 400, 60) == pytest.approx(30.0)
+    assert volume_doubling_time(100, 100, 60) == math.inf
+    assert volume_doubling_time(100, 0, 60) is None
+    base = [
+        {"center_mm": [0, 0, 0], "diameter_mm": 6.0, "volume_mm3": 100.0, "probability": 0.9},
+        {"center_mm": [50, 0, 0], "diameter_mm": 5.0, "volume_mm3": 60.0, "probability": 0.8},
+    ]
+    follow = [
+        {
+            "center_mm": [1, 0, 0],
+            "diameter_mm": 8.0,
+            "volume_mm3": 200.0 * 1.1**3,
+            "probability": 0.95,
+        },
+        {"center_mm": [90, 0, 0], "diameter_mm": 4.0, "volume_mm3": 30.0, "probability": 0.7},
+    ]
+    rows = growth_table(base, follow, [(0, 0, 1.0)], interval_days=90, scale=1.1)
+    assert [(r["nodule"], r["status"], r["change"]) for r in rows] == [
+        (1, "matched", "grow"),
+        (2, "resolved", "resolved"),
+        (3, "new", "new"),
+    ]
+    assert rows[0]["volume_change_pct"] == pytest.approx(100.0)  # scale**3 taken out
+    assert rows[0]["doubling_time_days"] == pytest.approx(90.0)
+    assert rows[1]["volume_followup_mm3"] is None and rows[2]["doubling_time_days"] is None
+    stable = growth_table(base[:1], [dict(follow[0], volume_mm3=110.0)], [(0, 0, 1.0)])
+    assert stable[0]["change"] == "stable" and stable[0]["doubling_time_days"] is None
+
+
+def test_registration_error_corners():
+    m = np.eye(4)
+    m[:3, :3] = 1.01 * np.eye(3)
+    shape, spacing, origin = (5, 6, 7), (2.0, 1.0, 1.0), (10.0, 0.0, 0.0)
+    # Corner-wise reference: a plain loop over the 8 corners.
+    ref = 0.0
+    for c in itertools.product(*[(0, n - 1) for n in shape]):
+        p = np.asarray(origin) + np.asarray(c) * spacing
+        ref = max(ref, np.linalg.norm(p - 1.01 * p))
+    assert registration_error_mm(lambda p: p, m, shape, spacing, origin) == pytest.approx(ref)
+    assert registration_error_mm(lambda p: p * 1.01, m, shape, spacing, origin) == pytest.approx(
+        0.0, abs=1e-12
+    )
+
+
+# -- streamed block stages -------------------------------------------------------------------
+def test_probability_and_difference_maps_streamed_equal_numpy(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 40, size=(9, 13, 11)).astype(np.int32)
+    lut = rng.random(30).astype(np.float32)  # labels >= 30 are not in the table -> 0
+    ref = np.where(labels < 30, lut[np.minimum(labels, 29)], 0).astype(np.float32)
+    a = rng.normal(size=labels.shape).astype(np.float32)
+    b = rng.integers(-1000, 100, size=labels.shape).astype(np.int16)
+    with fastct.open(tmp_path / "x.h5", "w") as ar:
+        lv = ar.create_volume("labels", labels, chunks=(4, 5, 3))
+        av = ar.create_volume("a", a, chunks=(4, 5, 3))
+        bv = ar.create_volume("b", b, chunks=(2, 7, 5))
+        pv = ar.create_volume_like("p", lv, dtype=np.float32)
+        dv = ar.create_volume_like("d", av, dtype=np.float32)
+        pipeline.probability_map(lv, lut, pv)
+        pipeline.difference_map(av, bv, dv)
+    with fastct.open(tmp_path / "x.h5") as ar:
+        np.testing.assert_array_equal(ar["p"].read(), ref)
+        np.testing.assert_array_equal(ar["d"].read(), a - b.astype(np.float32))
+    np.testing.assert_array_equal(pipeline.probability_map(labels, lut, None), ref)
+    with pytest.raises(ValueError, match="difference of volumes of shapes"):
+        pipeline.difference_map(a, b[:-1], None)
+
+
+# -- bad input (caught before any work or any write) -----------------------------------------
+@pytest.fixture()
+def two_scans(tmp_path):
+    path = tmp_path / "study.h5"
+    img = np.full((8, 16, 16), -1000, np.int16)
+    with fastct.open(path, "w") as ar:
+        ar.create_volume("scans/a/image", img, spacing=(2, 1, 1), modality="CT", units="HU")
+        ar.create_volume("scans/b/image", img, spacing=(2, 1, 1), modality="CT", units="HU")
+        ar.create_volume("scans/mr/image", img, spacing=(2, 1, 1), modality="MR")
+        ar.create_volume("scans/huge/image", img, spacing=(2, 1, 250))
+        ar.create_volume("scans/fine/image", img, spacing=(0.15, 0.08, 0.08))
+    return path
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        ({"baseline": "/scans/zz"}, ValueError, "baseline '/scans/zz' not found in archive"),
+        ({"followup": "scans/nothing"}, ValueError, "followup '/scans/nothing' not found"),
+        ({"followup": "/scans/mr"}, ValueError, "must be a CT scan, got modality 'MR'"),
+        ({"followup": "/scans/huge"}, ValueError, "spacing .* must be within"),
+        ({"followup": "/scans/fine"}, ValueError, "differ by more than 10x"),
+        ({"followup": "/scans"}, ValueError, "group without an 'image' volume"),
+        ({"transform": "affine"}, ValueError, "transform must be 'rigid' or 'similarity'"),
+        ({"run_name": "a/b"}, ValueError, "run_name must be"),
+        ({"interval_days": -3.0}, ValueError, "interval_days must be > 0"),
+        ({"interval_days": "90"}, TypeError, "interval_days must be a number"),
+        ({"overwrite": "yes"}, TypeError, "overwrite must be True or False"),
+    ],
+)
+def test_bad_input_writes_nothing(tmp_path, two_scans, kwargs, exc, match):
+    before = two_scans.read_bytes()
+    kwargs = {"baseline": "/scans/a", "followup": "/scans/b", **kwargs}
+    with pytest.raises(exc, match=match):
+        pipeline.run(two_scans, out_dir=tmp_path / "out", **kwargs)
+    assert two_scans.read_bytes() == before
+    assert not (tmp_path / "out").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["study.h5"]
+
+
+def test_missing_archive_and_existing_out_dir(tmp_path, two_scans):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        pipeline.run(tmp_path / "nope.h5", out_dir=tmp_path / "out")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="already exists; pass overwrite=True"):
+        pipeline.run(two_scans, "/scans/a", "/scans/b", out_dir=tmp_path / "out")
+    assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
+
+
+def test_atomic_folder(tmp_path):
+    target = tmp_path / "res"
+    with pytest.raises(RuntimeError):
+        with pipeline._atomic_folder(target, overwrite=False) as tmp:
+            (tmp / "a.txt").write_text("x")
+            raise RuntimeError("stage failed")
+    assert list(tmp_path.iterdir()) == []
+    with pipeline._atomic_folder(target, overwrite=False) as tmp:
+        (tmp / "a.txt").write_text("1")
+    with pipeline._atomic_folder(target, overwrite=True) as tmp:
+        (tmp / "b.txt").write_text("2")
+    assert [p.name for p in tmp_path.iterdir()] == ["res"]
+    assert [p.name for p in target.iterdir()] == ["b.txt"]
