@@ -1,43 +1,180 @@
-"""Sub-commands ``fastct demo`` and ``fastct pipeline`` (the end-to-end job)."""
+"""Sub-commands ``fastct pipeline`` (the end-to-end job) and ``fastct demo``."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
+#: A file marking a folder as ``fastct demo`` output (so a re-run may replace it).
+DEMO_MARKER = ".fastct-demo"
+
+
+def _progress(args: argparse.Namespace) -> Any:
+    return False if args.quiet else None
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    from fastct import pipeline
+    from fastct.cli import _say
+
+    result = pipeline.run(
+        args.archive,
+        args.baseline,
+        args.followup,
+        out_dir=args.out,
+        model=args.model,
+        transform=args.transform,
+        run_name=args.run,
+        overwrite=args.overwrite,
+        interval_days=args.interval_days,
+        progress=_progress(args),
+    )
+    _say(args, result.summary())
+    return 0
+
+
+def _check_demo_out(out: Path, overwrite: bool) -> bool:
+    """True when ``out`` exists and may be replaced; raises if it must not be touched."""
+    if not out.exists():
+        return False
+    if not out.is_dir():
+        raise FileExistsError(f"output {str(out)!r} exists and is not a folder")
+    if overwrite or (out / DEMO_MARKER).is_file():
+        return True
+    raise FileExistsError(
+        f"output folder {str(out)!r} already exists and is not a previous demo output; "
+        "pass --overwrite to replace it"
+    )
+
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The stages that exist so far, on the built-in phantom."""
-    import fastct
+    """Phantom pair -> archive -> pipeline (shipped detector) -> report, in a temp folder
+    renamed onto ``--out`` at the end."""
+    from fastct import _atomic, datasets, pipeline
     from fastct.cli import _say, cmd_phantom
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    ns = argparse.Namespace(**vars(args))
-    ns.archive, ns.prefix, ns.seed, ns.transform, ns.overwrite = (
-        out / "demo.h5",
-        "scans/phantom",
-        0,
-        "rigid",
-        True,
-    )
-    cmd_phantom(ns)
-    with fastct.open(ns.archive) as ar:
-        _say(args, ar.summary())
+    out = Path(args.out)
+    if args.size not in datasets.PRESETS:
+        raise ValueError(f"--size must be one of {sorted(datasets.PRESETS)}, got {args.size!r}")
+    replace = _check_demo_out(out, args.overwrite)
+    if not out.resolve().parent.is_dir():
+        raise FileNotFoundError(f"folder {str(out.resolve().parent)!r} does not exist")
+    det = pipeline._load_detector(args.model)  # a bad model fails before any work
+    _atomic.remove_stale_temps(out.resolve().parent)
+    tmp = _atomic.temp_name(out.resolve())
+    tmp.mkdir()
+    try:
+        (tmp / DEMO_MARKER).write_text("written by 'fastct demo'; a re-run replaces it\n")
+        ns = argparse.Namespace(**vars(args))
+        ns.archive, ns.prefix, ns.transform, ns.overwrite = (
+            tmp / "demo.h5",
+            "scans/phantom",
+            args.transform,
+            True,
+        )
+        ns.quiet = True
+        t_phantom = time.perf_counter()
+        cmd_phantom(ns)
+        t_phantom = time.perf_counter() - t_phantom
+        _say(args, f"phantom pair ({args.size}, seed {args.seed}) built in {t_phantom:.1f} s")
+        result = pipeline.run(
+            tmp / "demo.h5",
+            "/scans/phantom/baseline",
+            "/scans/phantom/followup",
+            out_dir=tmp / "report",
+            model=det,
+            transform=args.transform,
+            run_name="demo",
+            interval_days=args.interval_days,
+            progress=_progress(args),
+        )
+        if replace:
+            trash = _atomic.temp_name(out.resolve())
+            os.replace(out, trash)
+            os.replace(tmp, out)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(tmp)
+        raise
     _say(
         args,
-        f"demo finished in {time.perf_counter() - t0:.1f} s. Implemented so far: phantom, "
-        "archive, streaming engine, import/export. Filtering, supervoxels, detection, "
-        "registration and the report are not implemented yet (see the open issues).",
+        result.summary().replace(str(tmp), str(out)),
+        f"archive: {out / 'demo.h5'} (results under /results/demo)",
+        f"demo finished in {time.perf_counter() - t0:.1f} s (phantom {t_phantom:.1f} s, "
+        f"pipeline {result.total_seconds:.1f} s); open {out / 'report' / 'report.html'}",
     )
     return 0
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of days, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of days, got {text!r}")
+    return value
+
+
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("demo", parents=[common], help="run the pipeline on the built-in phantom")
+    p = sub.add_parser(
+        "pipeline",
+        parents=[common],
+        help="longitudinal nodule pipeline on a baseline and a follow-up scan",
+        description="Denoise, enhance, lung mask, supervoxels, features, detector, "
+        "registration, difference map, nodule matching and growth table; results into "
+        "ARCHIVE under /results/RUN/ and report.html into --out.",
+    )
+    p.add_argument("archive", type=Path, metavar="ARCHIVE.h5")
+    p.add_argument("--baseline", required=True, metavar="/scans/a", help="baseline scan")
+    p.add_argument("--followup", required=True, metavar="/scans/b", help="follow-up scan")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="report folder")
+    p.add_argument("--model", type=Path, metavar="M", help="detector model file (default: shipped)")
+    p.add_argument("--transform", choices=["rigid", "similarity"], default="rigid")
+    p.add_argument("--run", metavar="NAME", help="results group name (default: DIR's name)")
+    p.add_argument(
+        "--interval-days",
+        type=_positive_float,
+        metavar="D",
+        help="days between the scans (default: archive attributes)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace --out and /results/RUN")
+    p.set_defaults(func=cmd_pipeline)
+
+    p = sub.add_parser(
+        "demo",
+        parents=[common],
+        help="run the whole pipeline on the built-in phantom",
+        description="Builds a phantom baseline/follow-up pair with ground truth, runs the "
+        "pipeline with the shipped detector, prints the nodules found against the truth, the "
+        "registration error and the stage timings, and writes DIR/report/report.html.",
+    )
     p.add_argument("--out", default="demo-out", help="output folder (default demo-out)")
-    p.add_argument("--size", default="small", help="phantom preset (default small)")
+    p.add_argument(
+        "--size", default="medium", help="phantom preset: tiny, small, medium (default), large"
+    )
+    p.add_argument("--seed", type=int, default=0, help="phantom seed (default 0)")
+    p.add_argument("--transform", choices=["rigid", "similarity"], default="rigid")
+    p.add_argument("--model", type=Path, metavar="M", help="detector model file (default: shipped)")
+    p.add_argument(
+        "--interval-days",
+        type=_positive_float,
+        default=90.0,
+        metavar="D",
+        help="assumed days between the phantom scans, for doubling times (default 90)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace --out even if it is not a previous demo output",
+    )
     p.set_defaults(func=cmd_demo)

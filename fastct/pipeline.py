@@ -698,6 +698,18 @@ def _table_lut(table: Any, proba: np.ndarray) -> np.ndarray:
     return lut
 
 
+def _derived(ar: Archive, name: str, like: Volume, dtype: Any) -> Volume:
+    """A volume on ``like``'s grid holding a label/mask/probability (no modality, units)."""
+    return ar.create_volume(
+        name,
+        shape=like.shape,
+        dtype=dtype,
+        spacing=like.spacing,
+        origin=like.origin,
+        chunks=like.chunks,
+    )
+
+
 def _enhance(src: Volume, out: Volume, radius_mm: float, amount: float) -> None:
     from .filters import unsharp_mask
 
@@ -870,19 +882,17 @@ def _run(
         v: dict[str, Volume] = {"image": image}
         spacing, origin = image.spacing, image.origin
         with clock.stage("denoise", f"{tp}: denoise"):
-            v["denoised"] = ar.create_volume_like(f"{g}/denoised", image, dtype=np.float32)
+            v["denoised"] = ar.create_volume_like(f"{g}/denoised", image)
             det.preprocess(image, spacing=spacing, out=v["denoised"])
         with clock.stage("enhance", f"{tp}: enhance"):
             v["enhanced"] = ar.create_volume_like(f"{g}/enhanced", image, dtype=np.float32)
             _enhance(v["denoised"], v["enhanced"], enhance_radius_mm, enhance_amount)
         with clock.stage("lungs", f"{tp}: lung mask"):
-            v["lungs"] = ar.create_volume_like(f"{g}/lungs", image, dtype=np.uint8, units=None)
+            v["lungs"] = _derived(ar, f"{g}/lungs", image, np.uint8)
             mask = lung_mask(image, spacing=spacing)
             _write_slabs(v["lungs"], mask)
         with clock.stage("supervoxels", f"{tp}: supervoxels"):
-            v["supervoxels"] = ar.create_volume_like(
-                f"{g}/supervoxels", image, dtype=np.int32, units=None
-            )
+            v["supervoxels"] = _derived(ar, f"{g}/supervoxels", image, np.int32)
             det.segment(v["denoised"], spacing=spacing, lung_mask=mask, out=v["supervoxels"])
         del mask
         with clock.stage("features", f"{tp}: features"):
@@ -891,9 +901,7 @@ def _run(
             )
         with clock.stage("detect", f"{tp}: detect"):
             proba = det.predict_regions(table)
-            v["probability"] = ar.create_volume_like(
-                f"{g}/probability", image, dtype=np.float32, units=None
-            )
+            v["probability"] = _derived(ar, f"{g}/probability", image, np.float32)
             probability_map(v["supervoxels"], _table_lut(table, proba), v["probability"])
             found = det.detect(
                 table, proba, labels=v["supervoxels"], spacing=spacing, origin=origin
