@@ -345,24 +345,38 @@ class _Level:
             n = max(1, int(round(sampling * n_vox)))
         else:
             n = min(n_vox, int(sampling))
-        if n >= n_vox:
-            self.use_all = candidates is None
-            self.sidx = np.zeros(1, np.int64) if self.use_all else candidates.astype(np.int64)
+        if n >= n_vox and candidates is None:
+            self.use_all = True
+            self.pts = np.zeros((1, 3))
+            self.fvals = fflat
+            self.n = n_vox
         else:
             self.use_all = False
-            pick = rng.choice(n_vox, size=n, replace=False)
-            pick.sort()
-            self.sidx = (pick if candidates is None else candidates[pick]).astype(np.int64)
-        self.n = n_vox if n >= n_vox else n
+            if n >= n_vox:
+                sidx = candidates
+            else:
+                pick = rng.choice(n_vox, size=n, replace=False)
+                pick.sort()
+                sidx = pick if candidates is None else candidates[pick]
+            self.n = sidx.size
+            zyx = np.unravel_index(sidx, fixed.shape)
+            self.pts = np.ascontiguousarray(
+                np.stack([o + np.asarray(k, dtype=np.float64) * s
+                          for o, k, s in zip(self.forig, zyx, self.fsp)], axis=1)
+            )  # fmt: skip
+            self.fvals = np.ascontiguousarray(fflat[sidx])
         values = fflat if candidates is None else fflat[candidates]
         fmin, fmax = float(values.min()), float(values.max())
         mmin, mmax = float(moving.min()), float(moving.max())
         self.constant = (fmin == fmax, mmin == mmax)
+        self.rsp = 1.0 / self.msp
         nblocks = (self.n + _BLOCK - 1) // _BLOCK
         if metric == "mi":
             pad = 2
-            self.fbs = (fmax - fmin) / (bins - 2 * pad) if fmax > fmin else 1.0
-            self.fnmin = fmin / self.fbs - pad
+            fbs = (fmax - fmin) / (bins - 2 * pad) if fmax > fmin else 1.0
+            fnmin = fmin / fbs - pad
+            term = self.fvals.astype(np.float64) / fbs - fnmin
+            self.fixbin = np.clip(np.floor(term), 2, bins - 3).astype(np.int32)
             self.mbs = (mmax - mmin) / (bins - 2 * pad) if mmax > mmin else 1.0
             self.mnmin = mmin / self.mbs - pad
             self.hist = np.zeros((nblocks, bins, bins))
@@ -379,12 +393,15 @@ class _Level:
         """(value, dvalue/dtheta, number of valid samples)."""
         from ._kernels import registration as k
 
-        args = (self.sidx, self.n, self.use_all, self.fshape, self.fsp, self.forig)
+        args = (self.pts, self.n, self.use_all, self.fshape, self.fsp, self.forig)
+        # moving continuous index = ia @ p + ioff
+        ia = np.ascontiguousarray(a3 * self.rsp[:, None])
+        ioff = np.ascontiguousarray((off3 - self.morig) * self.rsp)
         if self.metric == "mi":
             with _config.kernel_threads():
-                k.mi_pass1(self.fixed.reshape(-1), *args, a3, off3, self.moving, self.msp,
-                           self.morig, self.fbs, self.fnmin, self.mbs, self.mnmin, self.bins,
-                           _BLOCK, self.hist, self.fbin, self.mterm, self.grad)  # fmt: skip
+                k.mi_pass1(self.fixbin, *args, ia, ioff, self.rsp, self.moving, self.mbs,
+                           self.mnmin, self.bins, _BLOCK, self.hist, self.fbin, self.mterm,
+                           self.grad)  # fmt: skip
             joint = self.hist.sum(axis=0)
             total = float(joint.sum())
             count = int(round(total))
@@ -403,8 +420,8 @@ class _Level:
             grad = _project(sums, jac) / (total * self.mbs)
             return -mi, grad, count
         with _config.kernel_threads():
-            k.stats_pass(self.fixed.reshape(-1), *args, a3, off3, center3, self.moving,
-                         self.msp, self.morig, _BLOCK, self.acc)  # fmt: skip
+            k.stats_pass(self.fvals, *args, ia, ioff, self.rsp, center3, self.moving, _BLOCK,
+                         self.acc)  # fmt: skip
         s = self.acc.sum(axis=0)
         count = int(s[0])
         if count < _MIN_OVERLAP:

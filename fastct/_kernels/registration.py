@@ -93,26 +93,40 @@ def _trilinear_grad(img, u0, u1, u2):  # pragma: no cover - compiled
 
 
 @numba.njit(inline="always", **NJIT_OPTIONS)
-def _sample(i, sidx, use_all, fshape, fsp, forig):  # pragma: no cover - compiled
-    idx = i if use_all else sidx[i]
+def _start(i, use_all, fshape):  # pragma: no cover - compiled
+    """Grid position (z, y, x) of flat index ``i`` (full sampling), else zeros."""
+    if not use_all:
+        return 0, 0, 0
     plane = fshape[1] * fshape[2]
-    z = idx // plane
-    r = idx - z * plane
+    z = i // plane
+    r = i - z * plane
     y = r // fshape[2]
-    x = r - y * fshape[2]
-    return idx, forig[0] + z * fsp[0], forig[1] + y * fsp[1], forig[2] + x * fsp[2]
+    return z, y, r - y * fshape[2]
 
 
 @numba.njit(inline="always", **NJIT_OPTIONS)
-def _map(p0, p1, p2, a, off, moving, msp, morig):  # pragma: no cover - compiled
-    """Moving continuous index of a fixed point; inside flag."""
-    q0 = a[0, 0] * p0 + a[0, 1] * p1 + a[0, 2] * p2 + off[0]
-    q1 = a[1, 0] * p0 + a[1, 1] * p1 + a[1, 2] * p2 + off[1]
-    q2 = a[2, 0] * p0 + a[2, 1] * p1 + a[2, 2] * p2 + off[2]
-    u0 = (q0 - morig[0]) / msp[0]
-    u1 = (q1 - morig[1]) / msp[1]
-    u2 = (q2 - morig[2]) / msp[2]
-    n0, n1, n2 = moving.shape
+def _point(i, i0, z, y, x, use_all, fshape, fsp, forig, pts):  # pragma: no cover - compiled
+    """Physical point of sample ``i`` and the advanced grid position (full sampling)."""
+    if use_all:
+        if i > i0:
+            x += 1
+            if x == fshape[2]:
+                x = 0
+                y += 1
+                if y == fshape[1]:
+                    y = 0
+                    z += 1
+        return z, y, x, forig[0] + z * fsp[0], forig[1] + y * fsp[1], forig[2] + x * fsp[2]
+    return z, y, x, pts[i, 0], pts[i, 1], pts[i, 2]
+
+
+@numba.njit(inline="always", **NJIT_OPTIONS)
+def _map(p0, p1, p2, ia, ioff, shape):  # pragma: no cover - compiled
+    """Moving continuous index ``ia @ p + ioff`` of a fixed point, and the inside flag."""
+    u0 = ia[0, 0] * p0 + ia[0, 1] * p1 + ia[0, 2] * p2 + ioff[0]
+    u1 = ia[1, 0] * p0 + ia[1, 1] * p1 + ia[1, 2] * p2 + ioff[1]
+    u2 = ia[2, 0] * p0 + ia[2, 1] * p1 + ia[2, 2] * p2 + ioff[2]
+    n0, n1, n2 = shape
     # ITK's buffer test: the grid extended by half a voxel (values clamped there).
     inside = (
         u0 >= -0.5
@@ -125,62 +139,173 @@ def _map(p0, p1, p2, a, off, moving, msp, morig):  # pragma: no cover - compiled
     return inside, u0, u1, u2
 
 
-@numba.njit(inline="always", **NJIT_OPTIONS)
-def _accumulate(acc, k, w, g0, g1, g2, d0, d1, d2):  # pragma: no cover - compiled
-    wg0 = w * g0
-    wg1 = w * g1
-    wg2 = w * g2
-    acc[k + 0] += wg0 * d0
-    acc[k + 1] += wg0 * d1
-    acc[k + 2] += wg0 * d2
-    acc[k + 3] += wg1 * d0
-    acc[k + 4] += wg1 * d1
-    acc[k + 5] += wg1 * d2
-    acc[k + 6] += wg2 * d0
-    acc[k + 7] += wg2 * d1
-    acc[k + 8] += wg2 * d2
-    acc[k + 9] += wg0
-    acc[k + 10] += wg1
-    acc[k + 11] += wg2
-
-
 @numba.njit(parallel=True, **NJIT_OPTIONS)
 def stats_pass(
-    fixed, sidx, n, use_all, fshape, fsp, forig, a, off, center, moving, msp, morig, block, acc
+    fixed, pts, n, use_all, fshape, fsp, forig, ia, ioff, rsp, center, moving, block, acc
 ):  # pragma: no cover - compiled
     """Sums for MSE and NCC and their gradients, one row of ``acc`` per block.
 
-    ``acc[b]`` holds ``N_STATS`` sums then three gradient families of ``N_GRAD``
-    numbers, weighted by ``f_i``, ``m_i`` and 1.
+    ``fixed[i]`` is sample ``i``'s fixed value; its point is ``pts[i]`` or, with
+    ``use_all``, the ``i``-th voxel of the ``fshape`` grid. The moving continuous index
+    is ``ia @ p + ioff``; ``rsp`` is 1 / moving spacing. ``acc[b]`` holds ``N_STATS``
+    sums then three gradient families of ``N_GRAD`` numbers, weighted by ``f_i``,
+    ``m_i`` and 1. Local scalar accumulators, stored once per block.
     """
     nblocks = (n + block - 1) // block
+    shape = moving.shape
     for b in prange(nblocks):
-        row = acc[b]
-        row[:] = 0.0
-        for i in range(b * block, min(n, (b + 1) * block)):
-            idx, p0, p1, p2 = _sample(i, sidx, use_all, fshape, fsp, forig)
-            inside, u0, u1, u2 = _map(p0, p1, p2, a, off, moving, msp, morig)
+        i0 = b * block
+        z, y, x = _start(i0, use_all, fshape)
+        cnt = 0.0
+        sf = 0.0
+        sm = 0.0
+        sff = 0.0
+        smm = 0.0
+        sfm = 0.0
+        sdd = 0.0
+        a_fg0r0 = 0.0
+        a_fg0r1 = 0.0
+        a_fg0r2 = 0.0
+        a_fg1r0 = 0.0
+        a_fg1r1 = 0.0
+        a_fg1r2 = 0.0
+        a_fg2r0 = 0.0
+        a_fg2r1 = 0.0
+        a_fg2r2 = 0.0
+        a_fg0 = 0.0
+        a_fg1 = 0.0
+        a_fg2 = 0.0
+        a_mg0r0 = 0.0
+        a_mg0r1 = 0.0
+        a_mg0r2 = 0.0
+        a_mg1r0 = 0.0
+        a_mg1r1 = 0.0
+        a_mg1r2 = 0.0
+        a_mg2r0 = 0.0
+        a_mg2r1 = 0.0
+        a_mg2r2 = 0.0
+        a_mg0 = 0.0
+        a_mg1 = 0.0
+        a_mg2 = 0.0
+        a_1g0r0 = 0.0
+        a_1g0r1 = 0.0
+        a_1g0r2 = 0.0
+        a_1g1r0 = 0.0
+        a_1g1r1 = 0.0
+        a_1g1r2 = 0.0
+        a_1g2r0 = 0.0
+        a_1g2r1 = 0.0
+        a_1g2r2 = 0.0
+        a_1g0 = 0.0
+        a_1g1 = 0.0
+        a_1g2 = 0.0
+        for i in range(i0, min(n, i0 + block)):
+            z, y, x, p0, p1, p2 = _point(i, i0, z, y, x, use_all, fshape, fsp, forig, pts)
+            inside, u0, u1, u2 = _map(p0, p1, p2, ia, ioff, shape)
             if not inside:
                 continue
             m, d0, d1, d2 = _trilinear_grad(moving, u0, u1, u2)
-            f = np.float64(fixed[idx])
-            g0 = d0 / msp[0]
-            g1 = d1 / msp[1]
-            g2 = d2 / msp[2]
+            f = np.float64(fixed[i])
+            g0 = d0 * rsp[0]
+            g1 = d1 * rsp[1]
+            g2 = d2 * rsp[2]
             r0 = p0 - center[0]
             r1 = p1 - center[1]
             r2 = p2 - center[2]
             diff = m - f
-            row[0] += 1.0
-            row[1] += f
-            row[2] += m
-            row[3] += f * f
-            row[4] += m * m
-            row[5] += f * m
-            row[6] += diff * diff
-            _accumulate(row, N_STATS, f, g0, g1, g2, r0, r1, r2)
-            _accumulate(row, N_STATS + N_GRAD, m, g0, g1, g2, r0, r1, r2)
-            _accumulate(row, N_STATS + 2 * N_GRAD, 1.0, g0, g1, g2, r0, r1, r2)
+            cnt += 1.0
+            sf += f
+            sm += m
+            sff += f * f
+            smm += m * m
+            sfm += f * m
+            sdd += diff * diff
+            fg0 = f * g0
+            fg1 = f * g1
+            fg2 = f * g2
+            a_fg0r0 += fg0 * r0
+            a_fg0r1 += fg0 * r1
+            a_fg0r2 += fg0 * r2
+            a_fg1r0 += fg1 * r0
+            a_fg1r1 += fg1 * r1
+            a_fg1r2 += fg1 * r2
+            a_fg2r0 += fg2 * r0
+            a_fg2r1 += fg2 * r1
+            a_fg2r2 += fg2 * r2
+            a_fg0 += fg0
+            a_fg1 += fg1
+            a_fg2 += fg2
+            mg0 = m * g0
+            mg1 = m * g1
+            mg2 = m * g2
+            a_mg0r0 += mg0 * r0
+            a_mg0r1 += mg0 * r1
+            a_mg0r2 += mg0 * r2
+            a_mg1r0 += mg1 * r0
+            a_mg1r1 += mg1 * r1
+            a_mg1r2 += mg1 * r2
+            a_mg2r0 += mg2 * r0
+            a_mg2r1 += mg2 * r1
+            a_mg2r2 += mg2 * r2
+            a_mg0 += mg0
+            a_mg1 += mg1
+            a_mg2 += mg2
+            a_1g0r0 += g0 * r0
+            a_1g0r1 += g0 * r1
+            a_1g0r2 += g0 * r2
+            a_1g1r0 += g1 * r0
+            a_1g1r1 += g1 * r1
+            a_1g1r2 += g1 * r2
+            a_1g2r0 += g2 * r0
+            a_1g2r1 += g2 * r1
+            a_1g2r2 += g2 * r2
+            a_1g0 += g0
+            a_1g1 += g1
+            a_1g2 += g2
+        row = acc[b]
+        row[0] = cnt
+        row[1] = sf
+        row[2] = sm
+        row[3] = sff
+        row[4] = smm
+        row[5] = sfm
+        row[6] = sdd
+        row[7] = a_fg0r0
+        row[8] = a_fg0r1
+        row[9] = a_fg0r2
+        row[10] = a_fg1r0
+        row[11] = a_fg1r1
+        row[12] = a_fg1r2
+        row[13] = a_fg2r0
+        row[14] = a_fg2r1
+        row[15] = a_fg2r2
+        row[16] = a_fg0
+        row[17] = a_fg1
+        row[18] = a_fg2
+        row[19] = a_mg0r0
+        row[20] = a_mg0r1
+        row[21] = a_mg0r2
+        row[22] = a_mg1r0
+        row[23] = a_mg1r1
+        row[24] = a_mg1r2
+        row[25] = a_mg2r0
+        row[26] = a_mg2r1
+        row[27] = a_mg2r2
+        row[28] = a_mg0
+        row[29] = a_mg1
+        row[30] = a_mg2
+        row[31] = a_1g0r0
+        row[32] = a_1g0r1
+        row[33] = a_1g0r2
+        row[34] = a_1g1r0
+        row[35] = a_1g1r1
+        row[36] = a_1g1r2
+        row[37] = a_1g2r0
+        row[38] = a_1g2r1
+        row[39] = a_1g2r2
+        row[40] = a_1g0
+        row[41] = a_1g1
+        row[42] = a_1g2
 
 
 @numba.njit(inline="always", **NJIT_OPTIONS)
@@ -220,47 +345,64 @@ def _bin(value, bin_size, norm_min, nbins):  # pragma: no cover - compiled
 
 @numba.njit(parallel=True, **NJIT_OPTIONS)
 def mi_pass1(
-    fixed, sidx, n, use_all, fshape, fsp, forig, a, off, moving, msp, morig,
-    fbs, fmin, mbs, mmin, nbins, block, hist, fbin, mterm, grad,
+    fixbin, pts, n, use_all, fshape, fsp, forig, ia, ioff, rsp, moving,
+    mbs, mmin, nbins, block, hist, fbin, mterm, grad,
 ):  # pragma: no cover - compiled  # fmt: skip
     """Mattes joint histogram (zero-order on fixed, cubic B-spline on moving), per block.
 
-    Also stores per sample its fixed bin (-1 when it maps outside the moving image),
-    the moving Parzen term and the moving gradient (per mm) for :func:`mi_pass2`.
+    ``fixbin[i]`` is sample ``i``'s fixed bin (constant per level). Also stores per
+    sample its bin again, or -1 when it maps outside the moving image (``fbin``), the
+    moving Parzen term and the moving gradient (per mm) for :func:`mi_pass2`.
     """
     nblocks = (n + block - 1) // block
+    shape = moving.shape
     for b in prange(nblocks):
         h = hist[b]
         h[:, :] = 0.0
-        for i in range(b * block, min(n, (b + 1) * block)):
-            idx, p0, p1, p2 = _sample(i, sidx, use_all, fshape, fsp, forig)
-            inside, u0, u1, u2 = _map(p0, p1, p2, a, off, moving, msp, morig)
+        i0 = b * block
+        z, y, x = _start(i0, use_all, fshape)
+        for i in range(i0, min(n, i0 + block)):
+            z, y, x, p0, p1, p2 = _point(i, i0, z, y, x, use_all, fshape, fsp, forig, pts)
+            inside, u0, u1, u2 = _map(p0, p1, p2, ia, ioff, shape)
             if not inside:
                 fbin[i] = -1
                 continue
             m, d0, d1, d2 = _trilinear_grad(moving, u0, u1, u2)
-            lf, _ = _bin(np.float64(fixed[idx]), fbs, fmin, nbins)
+            lf = fixbin[i]
             km, term = _bin(m, mbs, mmin, nbins)
             fbin[i] = lf
             mterm[i] = term
-            grad[i, 0] = d0 / msp[0]
-            grad[i, 1] = d1 / msp[1]
-            grad[i, 2] = d2 / msp[2]
+            grad[i, 0] = d0 * rsp[0]
+            grad[i, 1] = d1 * rsp[1]
+            grad[i, 2] = d2 * rsp[2]
             for k in range(km - 1, km + 3):
                 h[lf, k] += _bspline3(k - term)
 
 
 @numba.njit(parallel=True, **NJIT_OPTIONS)
 def mi_pass2(
-    sidx, n, use_all, fshape, fsp, forig, center, fbin, mterm, grad, logratio, block, acc
+    pts, n, use_all, fshape, fsp, forig, center, fbin, mterm, grad, logratio, block, acc
 ):  # pragma: no cover - compiled
     """Gradient sums of Mattes MI: weight ``sum_k B3'(k - term) log(p(l, k) / p_m(k))``."""
     nbins = logratio.shape[1]
     nblocks = (n + block - 1) // block
     for b in prange(nblocks):
-        row = acc[b]
-        row[:] = 0.0
-        for i in range(b * block, min(n, (b + 1) * block)):
+        i0 = b * block
+        z, y, x = _start(i0, use_all, fshape)
+        a_g0r0 = 0.0
+        a_g0r1 = 0.0
+        a_g0r2 = 0.0
+        a_g1r0 = 0.0
+        a_g1r1 = 0.0
+        a_g1r2 = 0.0
+        a_g2r0 = 0.0
+        a_g2r1 = 0.0
+        a_g2r2 = 0.0
+        a_g0 = 0.0
+        a_g1 = 0.0
+        a_g2 = 0.0
+        for i in range(i0, min(n, i0 + block)):
+            z, y, x, p0, p1, p2 = _point(i, i0, z, y, x, use_all, fshape, fsp, forig, pts)
             lf = fbin[i]
             if lf < 0:
                 continue
@@ -273,8 +415,34 @@ def mi_pass2(
             w = 0.0
             for k in range(km - 1, km + 3):
                 w += _bspline3_deriv(k - term) * logratio[lf, k]
-            _, p0, p1, p2 = _sample(i, sidx, use_all, fshape, fsp, forig)
-            _accumulate(
-                row, 0, w, grad[i, 0], grad[i, 1], grad[i, 2],
-                p0 - center[0], p1 - center[1], p2 - center[2],
-            )  # fmt: skip
+            r0 = p0 - center[0]
+            r1 = p1 - center[1]
+            r2 = p2 - center[2]
+            wg0 = w * grad[i, 0]
+            wg1 = w * grad[i, 1]
+            wg2 = w * grad[i, 2]
+            a_g0r0 += wg0 * r0
+            a_g0r1 += wg0 * r1
+            a_g0r2 += wg0 * r2
+            a_g1r0 += wg1 * r0
+            a_g1r1 += wg1 * r1
+            a_g1r2 += wg1 * r2
+            a_g2r0 += wg2 * r0
+            a_g2r1 += wg2 * r1
+            a_g2r2 += wg2 * r2
+            a_g0 += wg0
+            a_g1 += wg1
+            a_g2 += wg2
+        row = acc[b]
+        row[0] = a_g0r0
+        row[1] = a_g0r1
+        row[2] = a_g0r2
+        row[3] = a_g1r0
+        row[4] = a_g1r1
+        row[5] = a_g1r2
+        row[6] = a_g2r0
+        row[7] = a_g2r1
+        row[8] = a_g2r2
+        row[9] = a_g0
+        row[10] = a_g1
+        row[11] = a_g2
