@@ -190,3 +190,117 @@ def test_atomic_folder(tmp_path):
         (tmp / "b.txt").write_text("2")
     assert [p.name for p in tmp_path.iterdir()] == ["res"]
     assert [p.name for p in target.iterdir()] == ["b.txt"]
+
+
+# -- end to end (small phantom, the shipped detector) ----------------------------------------
+def cli(*args):
+    import contextlib
+    import io
+
+    from fastct.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("e2e") / "demo"
+    code, out, err = cli("demo", "--out", folder, "--size", "small")
+    assert code == 0, err
+    return folder, out
+
+
+def test_demo_end_to_end(demo):
+    import json
+
+    from fastct.report import check_report
+
+    folder, out = demo
+    assert "report:" in out and "registration error vs truth" in out
+    report = folder / "report" / "report.html"
+    assert check_report(report) == []
+    figures = {p.name for p in (folder / "report" / "figures").iterdir()}
+    assert {
+        "preprocessing.png",
+        "supervoxels.png",
+        "detections_baseline.png",
+        "detections_followup.png",
+        "checkerboard.png",
+        "difference.png",
+        "timings.png",
+    } <= figures
+    summary = json.loads((folder / "report" / "summary.json").read_text())
+    assert summary["truth"]["registration_error_mm"] < 1.0
+    for tp in ("baseline", "followup"):
+        hits = summary["truth"][tp]
+        assert hits["total"] >= 3 and hits["found"] >= hits["total"] - 1, hits
+    assert set(summary["timings"]) >= {"denoise", "lungs", "register", "report"}
+    assert any(r["status"] == "matched" for r in summary["nodules"])
+    with fastct.open(folder / "demo.h5") as ar:
+        for name in (
+            "baseline/probability",
+            "baseline/supervoxels",
+            "followup/lungs",
+            "followup_registered",
+            "difference",
+        ):
+            vol = ar[f"/results/demo/{name}"]
+            assert vol.shape == ar["/scans/phantom/baseline/image"].shape
+        matrix = ar._file["/results/demo"].attrs["transform"]
+        assert np.allclose(matrix, summary["registration"]["matrix"])
+
+
+def test_demo_rerun_and_refusals(demo, tmp_path):
+    folder, _ = demo
+    # A folder that is not a demo output is refused without --overwrite.
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    code, _, err = cli("demo", "--out", mine, "--size", "tiny")
+    assert code == 2 and "not a previous demo output" in err
+    assert list(mine.iterdir()) == []
+    # pipeline: an existing --out is refused, nothing written to the archive.
+    archive = folder / "demo.h5"
+    before = archive.read_bytes()
+    args = ["pipeline", archive, "--baseline", "/scans/phantom/baseline", "--followup"]
+    code, _, err = cli(*args, "/scans/phantom/followup", "--out", folder / "report")
+    assert code == 2 and "already exists" in err
+    code, _, err = cli(*args, "/scans/phantom/nope", "--out", tmp_path / "r")
+    assert code == 2 and "not found in archive" in err
+    # A model file of another schema: clear error, exit 2, nothing written.
+    junk = tmp_path / "model.fastct-model"
+    junk.write_bytes(b"PK\x03\x04 not really a model")
+    code, _, err = cli(*args, "/scans/phantom/followup", "--out", tmp_path / "r", "--model", junk)
+    assert code == 2 and "model file" in err
+    assert archive.read_bytes() == before and not (tmp_path / "r").exists()
+
+
+def test_failure_in_a_stage_leaves_nothing(demo, tmp_path):
+    from fastct import classify
+
+    folder, _ = demo
+    archive = tmp_path / "copy.h5"
+    archive.write_bytes((folder / "demo.h5").read_bytes())
+    before = archive.read_bytes()
+
+    class Failing(classify.NoduleDetector):
+        def region_table(self, *args, **kwargs):
+            raise RuntimeError("disk full")
+
+    det = classify.default_detector()
+    failing = Failing(**det.get_params())
+    for attr in ("classifier_", "feature_names_"):
+        setattr(failing, attr, getattr(det, attr))
+    with pytest.raises(RuntimeError, match="disk full"):
+        pipeline.run(
+            archive,
+            "/scans/phantom/baseline",
+            "/scans/phantom/followup",
+            out_dir=tmp_path / "out",
+            model=failing,
+            run_name="other",
+        )
+    assert archive.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.h5"]
