@@ -107,6 +107,11 @@ STAGES = (
     "evaluate",
     "report",
 )
+#: Truth nodules this large count in "found vs truth" and the FROC (smaller ones are
+#: neither counted nor false positives when hit).
+MIN_TRUTH_DIAMETER_MM = 5.0
+#: Smallest hit radius around a truth nodule's centre.
+MIN_HIT_RADIUS_MM = 3.0
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _TIMEPOINTS = ("baseline", "followup")
 
@@ -392,8 +397,8 @@ def truth_hits(
     detections: Sequence[dict[str, Any]],
     truths: Sequence[dict[str, Any]],
     *,
-    min_diameter_mm: float = 5.0,
-    min_radius_mm: float = 3.0,
+    min_diameter_mm: float = MIN_TRUTH_DIAMETER_MM,
+    min_radius_mm: float = MIN_HIT_RADIUS_MM,
 ) -> dict[str, Any]:
     """Nodules found versus the truth in one scan.
 
@@ -1025,7 +1030,10 @@ def _evaluate(truth: dict, detections: dict, reg: Any, b_img: Volume) -> dict[st
         from . import evaluation
 
         froc = evaluation.froc(
-            [detections[tp] for tp in _TIMEPOINTS], [truths[tp] for tp in _TIMEPOINTS]
+            [detections[tp] for tp in _TIMEPOINTS],
+            [truths[tp] for tp in _TIMEPOINTS],
+            min_diameter_mm=MIN_TRUTH_DIAMETER_MM,
+            min_radius_mm=MIN_HIT_RADIUS_MM,
         )
         info["froc"] = _froc_plain(froc)
     except Exception as exc:  # noqa: BLE001 - the FROC is optional in the summary
@@ -1034,20 +1042,20 @@ def _evaluate(truth: dict, detections: dict, reg: Any, b_img: Volume) -> dict[st
     return info
 
 
-def _froc_plain(froc: Any) -> dict[str, Any] | None:
-    """FROC curve as ``{'fp_per_scan': [...], 'sensitivity': [...]}`` (best effort over
-    the evaluation module's result type)."""
-    for fp_key, s_key in (("fp_per_scan", "sensitivity"), ("fps", "sensitivity")):
-        fp = getattr(froc, fp_key, None)
-        s = getattr(froc, s_key, None)
-        if fp is None and isinstance(froc, dict):
-            fp, s = froc.get(fp_key), froc.get(s_key)
-        if fp is not None and s is not None:
-            return {
-                "fp_per_scan": np.asarray(fp, dtype=float).tolist(),
-                "sensitivity": np.asarray(s, dtype=float).tolist(),
-            }
-    return None
+def _froc_plain(froc: Any) -> dict[str, Any]:
+    """The FROC result as plain lists: the curve and the standard operating points."""
+
+    def floats(x: Any) -> list[float | None]:
+        return [None if not np.isfinite(v) else float(v) for v in np.asarray(x, dtype=float)]
+
+    return {
+        "curve_fps": floats(froc.curve_fps),
+        "curve_sensitivity": floats(froc.curve_sensitivity),
+        "fps_per_scan": floats(froc.fps_per_scan),
+        "sensitivity": floats(froc.sensitivity),
+        "n_nodules": int(froc.n_nodules),
+        "n_found": int(froc.n_found),
+    }
 
 
 def _plain(value: Any) -> Any:

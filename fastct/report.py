@@ -457,13 +457,21 @@ def pipeline_report(folder: str | os.PathLike, result: Any, ar: Any, root: str, 
         froc = result.truth.get("froc")
         if froc:
             fig, ax = plt.subplots(figsize=(6, 4.5))
-            ax.plot(froc["fp_per_scan"], froc["sensitivity"], marker=".", drawstyle="steps-post")
+            ax.plot(froc["curve_fps"], froc["curve_sensitivity"], drawstyle="steps-post")
+            ax.plot(froc["fps_per_scan"], froc["sensitivity"], "o", label="operating points")
+            ax.set_xscale("symlog", linthresh=0.125)
+            ax.legend(loc="lower right")
             ax.set_xlabel("false positives per scan")
             ax.set_ylabel("sensitivity")
             ax.set_ylim(0, 1.05)
             ax.grid(alpha=0.3)
             ax.set_title("FROC (baseline and follow-up)")
-            blocks.append(figure_html(save_figure(fig, folder, "froc"), "FROC curve."))
+            blocks.append(
+                figure_html(
+                    save_figure(fig, folder, "froc"),
+                    "FROC over both scans (nodules >= 5 mm; hit within max(radius, 3 mm)).",
+                )
+            )
 
     # 8. stage timings.
     blocks.append(_timings_html(plt, folder, result.timings))

@@ -103,6 +103,36 @@ def test_registration_error_corners():
     )
 
 
+def test_truth_hits_equals_plain_loop():
+    rng = np.random.default_rng(3)
+    truths = [
+        {"id": k + 1, "center_mm": rng.uniform(0, 80, 3), "diameter_mm": d}
+        for k, d in enumerate([3.0, 5.0, 8.0, 12.0, 20.0])
+    ]
+    dets = [{"center_mm": t["center_mm"] + rng.normal(0, 2, 3)} for t in truths[::2]]
+    dets += [{"center_mm": rng.uniform(200, 300, 3)}]
+    got = pipeline.truth_hits(dets, truths)
+    found, missed, fp = 0, [], 0
+    for t in truths:
+        r = max(t["diameter_mm"] / 2, 3.0)
+        hit = any(np.linalg.norm(d["center_mm"] - t["center_mm"]) <= r for d in dets)
+        if t["diameter_mm"] >= 5.0:
+            found += hit
+            if not hit:
+                missed.append(t["id"])
+    for d in dets:
+        fp += not any(
+            np.linalg.norm(d["center_mm"] - t["center_mm"]) <= max(t["diameter_mm"] / 2, 3.0)
+            for t in truths
+        )
+    assert (got["found"], got["total"], got["missed"], got["false_positives"]) == (
+        found,
+        4,
+        missed,
+        fp,
+    )
+
+
 # -- streamed block stages -------------------------------------------------------------------
 def test_probability_and_difference_maps_streamed_equal_numpy(tmp_path):
     rng = np.random.default_rng(0)
