@@ -66,7 +66,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not out.resolve().parent.is_dir():
         raise FileNotFoundError(f"folder {str(out.resolve().parent)!r} does not exist")
     det = pipeline._load_detector(args.model)  # a bad model fails before any work
-    _atomic.remove_stale_temps(out.resolve().parent)
+    pipeline._remove_stale_folders(out.resolve().parent)
     tmp = _atomic.temp_name(out.resolve())
     tmp.mkdir()
     try:

@@ -613,6 +613,18 @@ def _check_run_name(run_name: Any, out_dir: Path) -> str:
 
 
 # -- output folder -----------------------------------------------------------------------
+def _remove_stale_folders(parent: Path) -> None:
+    """Delete temporary files and folders left by fastct processes that were killed."""
+    _atomic.remove_stale_temps(parent)
+    for entry in parent.glob(_atomic.TMP_PREFIX + "*"):
+        try:
+            pid = int(entry.name[len(_atomic.TMP_PREFIX) :].split("-", 1)[0])
+        except ValueError:
+            continue
+        if entry.is_dir() and pid != os.getpid() and not _atomic._pid_alive(pid):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def _atomic_folder(path: Path, overwrite: bool) -> Iterator[Path]:
     """A temporary sibling folder renamed onto ``path`` when the block succeeds."""
@@ -626,7 +638,7 @@ def _atomic_folder(path: Path, overwrite: bool) -> Iterator[Path]:
     parent = path.parent
     if not parent.is_dir():
         raise FileNotFoundError(f"folder {str(parent)!r} for the output does not exist")
-    _atomic.remove_stale_temps(parent)
+    _remove_stale_folders(parent)
     tmp = _atomic.temp_name(path)
     tmp.mkdir()
     try:

@@ -208,6 +208,9 @@ def test_missing_archive_and_existing_out_dir(tmp_path, two_scans):
 
 
 def test_atomic_folder(tmp_path):
+    # A folder left by a killed process (pid that no longer runs) is cleaned up.
+    stale = tmp_path / ".fastct-tmp-999999999-abcd-res"
+    (stale / "sub").mkdir(parents=True)
     target = tmp_path / "res"
     with pytest.raises(RuntimeError):
         with pipeline._atomic_folder(target, overwrite=False) as tmp:
