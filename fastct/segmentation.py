@@ -44,6 +44,10 @@ _SLAB_BYTES = 48 * 1024**2
 # idle machine but can stall for milliseconds when another process holds a core, and
 # small slabs have too little work to gain from it (the labels never depend on it).
 _PARALLEL_MIN_VOXELS = 1 << 17
+# In memory, the update step runs over the whole volume in parallel parts (see
+# _kernels.slic.update_parts), else in one serial pass; tests switch it off to check
+# the serial pass.
+_PARALLEL_UPDATE = True
 # Up to this many centroids the maskSLIC spacing estimate uses the full distance matrix
 # as scikit-image does; above, a k-d tree finds the same nearest neighbours.
 _PDIST_MAX = 2000
@@ -398,6 +402,10 @@ def _run_pass(
     ip[K.IP_MASKLAB] = mask_label
     ip[K.IP_Z] = Z
     ip[K.IP_Y] = Y
+    # one slab (in memory): the update runs over the whole volume in parallel parts and
+    # needs no per-tile label lists (SLICO's maxima still do)
+    whole = eng.slab_z >= Z
+    ip[K.IP_COUNT] = not (whole and not slic_zero)
 
     def slab_params(z0: int, z1: int, use_mask: bool) -> np.ndarray:
         p = ip.copy()
@@ -424,14 +432,22 @@ def _run_pass(
             M, use_mask = eng.mask(z0, z1)
             L = eng.read_labels(z0, z1, fresh)
             p = slab_params(z0, z1, use_mask)
-            res = np.empty((int(p[K.IP_TZ1] - p[K.IP_TZ0]) * per_z, 2), np.int64)
+            res = np.empty((int(p[K.IP_TZ1] - p[K.IP_TZ0]) * per_z, 3), np.int64)
             with _threads_for(L.size):
                 K.assign_slab(Xs, M, L, centers, windows, maxdc, sp, coords, indptr, indices, p, fp,
                               res, max_cand)  # fmt: skip
                 eng.write_labels(z0, z1, L)
                 distinct.append(res[:, 0].copy())
                 any_change = any_change or bool(res[:, 1].any())
-                if need_update:
+                if need_update and whole:
+                    if res[:, 2].any() or not _PARALLEL_UPDATE:
+                        # a voxel that no window reached kept its label: it may lie
+                        # outside its label's parts
+                        K.update_serial(Xs, M, L, coords, p, sums, count)
+                    else:
+                        owner, part_h, zend = _update_parts_plan(windows, alive, Z)
+                        K.update_parts(Xs, M, L, owner, part_h, zend, coords, p, sums, count)
+                elif need_update:
                     offsets = _offsets(res[:, 0])
                     ent_label = np.empty(int(offsets[-1]), np.int32)
                     ent_box = np.empty((int(offsets[-1]), 6), np.int64)
@@ -456,6 +472,20 @@ def _run_pass(
                 with _threads_for(L.size):
                     K.slico_slab(Xs, M, L, centers, p, fp, offsets, ent_label, ent_max)
                 K.reduce_max(ent_label, ent_max, start_label, maxdc)
+
+
+def _update_parts_plan(windows: np.ndarray, alive: np.ndarray, Z: int):
+    """Parts of the parallel update: height (at least every window's z extent, and
+    about a quarter of the volume), the owning part of every label (where its window
+    starts; -1 for dead centres) and how far each part's labels reach."""
+    ext = windows[:, 1] - windows[:, 0]
+    part_h = max(1, int(ext[alive].max()) if alive.any() else 1, -(-Z // 4))
+    n_parts = -(-Z // part_h)
+    owner = np.where(alive, windows[:, 0] // part_h, -1).astype(np.int64)
+    zend = np.zeros(n_parts, np.int64)
+    if alive.any():
+        np.maximum.at(zend, owner[alive], windows[alive, 1])
+    return owner, int(part_h), zend
 
 
 @contextlib.contextmanager

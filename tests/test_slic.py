@@ -224,6 +224,88 @@ def test_out_array_and_dtype(rng):
     assert np.array_equal(out, slic(img, n_segments=40, compactness=0.3))
 
 
+# -- the update step's kernels ----------------------------------------------------------------
+@pytest.mark.parametrize("nc,use_mask,start", [(1, False, 1), (2, True, 0)])
+def test_update_kernels_equal_plain_loop(nc, use_mask, start, rng):
+    # scikit-image's update: running sums per label in the float type, voxels in C order
+    from fastct._kernels import slic as K
+
+    shape = (23, 17, 19)
+    Z, Y, X = shape
+    grid = np.stack(
+        np.meshgrid(*[np.arange(2.5, n, 6.0) for n in shape], indexing="ij"), -1
+    ).reshape(-1, 3)
+    nK = len(grid)
+    alive = np.ones(nK, bool)
+    alive[3] = False  # a dead centre (empty window)
+    two = np.full(3, 12.0, np.float32)
+    centers = np.zeros((nK, 3 + nc), np.float32)
+    centers[:, :3] = grid
+    windows = seg._windows(centers, alive, two, np.array(shape, np.float32))
+    # every voxel takes a random live centre whose window contains it
+    zz, yy, xx = np.indices(shape)
+    labels = np.full(shape, start - 1, np.int32)
+    for idx in np.ndindex(shape):
+        inside = np.flatnonzero(
+            alive
+            & np.all(windows[:, 0::2] <= idx, axis=1)
+            & np.all(np.array(idx) < windows[:, 1::2], axis=1)
+        )
+        labels[idx] = rng.choice(inside) + start
+    feats = rng.random((*shape, nc)).astype(np.float32) * 7
+    mask = np.ones(shape, np.uint8)
+    if use_mask:
+        mask[:, :4] = 0
+        labels[:, :4] = start - 1  # the masked-out label, as the assignment writes it
+    ip = np.zeros(K.IP_SIZE, np.int64)
+    ip[K.IP_USE_MASK] = use_mask
+    ip[K.IP_START] = start
+    ip[K.IP_Z] = Z
+    ip[K.IP_Y] = Y
+    coords = np.concatenate([np.arange(n, dtype=np.float32) for n in shape])
+    ref_sums = np.zeros((nK, 3 + nc), np.float32)
+    ref_counts = np.zeros(nK, np.int64)
+    for z, y, x in np.ndindex(shape):
+        k = labels[z, y, x] - start
+        if k < 0 or not mask[z, y, x]:
+            continue
+        ref_counts[k] += 1
+        for j, v in enumerate((z, y, x, *feats[z, y, x])):
+            ref_sums[k, j] = np.float32(ref_sums[k, j] + np.float32(v))
+    owner, part_h, zend = seg._update_parts_plan(windows, alive, Z)
+    assert len(zend) > 1  # several parts
+    for run in ("parts", "serial"):
+        sums = np.zeros_like(ref_sums)
+        counts = np.zeros_like(ref_counts)
+        if run == "parts":
+            K.update_parts(feats, mask, labels, owner, part_h, zend, coords, ip, sums, counts)
+        else:
+            K.update_serial(feats, mask, labels, coords, ip, sums, counts)
+        assert np.array_equal(counts, ref_counts), run
+        assert np.array_equal(sums, ref_sums), run
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(n_segments=100, compactness=0.3),
+        dict(n_segments=60, compactness=0.5, channel_axis=-1),
+        dict(n_segments=40, compactness=0.3, mask=True),
+    ],
+)
+def test_serial_update_equals_skimage(kw, rng, monkeypatch):
+    # the serial update (taken when a voxel that no window reached kept its label)
+    monkeypatch.setattr(seg, "_PARALLEL_UPDATE", False)
+    img = blocks_3d(rng, noise=0.3)
+    if kw.get("channel_axis") is not None:
+        img = np.stack([img, img[:, ::-1]], axis=-1)
+    if kw.pop("mask", False):
+        mask = np.zeros(img.shape, bool)
+        mask[3:27, 5:35, 4:46] = True
+        kw["mask"] = mask
+    assert np.array_equal(slic(img, **kw), sk_slic(img, **kw))
+
+
 # -- streaming -------------------------------------------------------------------------------
 STREAM_CASES = [
     ("3d", dict(n_segments=60, compactness=0.3), False),

@@ -20,8 +20,10 @@ unchanged, and a voxel meets ~5 candidates instead of ~64 (3-D) or ~16 (2-D). Th
 candidate-against-row evaluation is branch-free and vectorises.
 
 The update reproduces scikit-image's running sums (in the features' float type, voxels
-in C order) one centre per thread over the centre's bounding box, so it is parallel,
-independent of the thread count, and continues unchanged from one slab to the next.
+in C order). On a whole volume, z parts at least a window high own the labels whose
+window starts in them, and add their voxels in C order in two parallel sweeps
+(``update_parts``); streamed, one centre per thread scans its bounding box, continuing
+unchanged from one slab to the next. Both are independent of the thread count.
 
 Parallel kernels are thin ``prange`` wrappers around plain per-tile functions, with
 their parameters packed into two small vectors: Numba's compile time grows quickly
@@ -47,8 +49,8 @@ _PAR = dict(NJIT_OPTIONS, parallel=True, cache=True, fastmath=False)
 # ip: integer parameters of a slab call
 IP_ZOFF, IP_TZ0, IP_TZ1, IP_T0, IP_T1, IP_T2, IP_N0, IP_N1, IP_N2 = range(9)
 IP_USE_MASK, IP_FRESH, IP_SLICO, IP_NOCOLOR, IP_START, IP_MASKLAB, IP_Z, IP_Y = range(9, 17)
-IP_UNIFORM = 17
-IP_SIZE = 18
+IP_UNIFORM, IP_COUNT = 17, 18
+IP_SIZE = 19
 # fp: float parameters, in the features' float type
 FP_W, FP_INIT, FP_ZERO, FP_NEG = range(4)
 FP_SIZE = 4
@@ -271,6 +273,7 @@ def _assign_tile(lt, X, M, L, centers, windows, maxdc, sp, coords, indptr, indic
     nrows = (lz1 - lz0) * sy_
     out[lt, 0] = 0
     out[lt, 1] = 0
+    out[lt, 2] = 0
     c0 = indptr[tid]
     c1 = indptr[tid + 1]
     feat = sc_feat
@@ -425,6 +428,31 @@ def _assign_tile(lt, X, M, L, centers, windows, maxdc, sp, coords, indptr, indic
                 if ch > 0:
                     rmax = _row_max(best, dcs, vr + x0, sx_, shifted)
     # -- write labels; count the tile's distinct labels (entries of the update step)
+    assigned = False
+    kept = False
+    for r in range(nrows):
+        if not row_ok[r]:
+            continue
+        lz = lz0 + r // sy_
+        y = y0 + r % sy_
+        v0 = r * sx_
+        bb = best[v0 : v0 + sx_]
+        kb = bk[v0 : v0 + sx_]
+        lr = L[lz, y, x0:x1]
+        for i in range(sx_):
+            kw = kb[i]
+            if kw >= 0:
+                lr[i] = kw + start_label
+                assigned = True
+            elif bb[i] >= fzero:  # (not masked out) reached by no window
+                if fresh:
+                    lr[i] = mask_label
+                else:
+                    kept = True
+    out[lt, 1] = assigned
+    out[lt, 2] = kept
+    if ip[IP_COUNT] == 0:
+        return
     nd = 0
     last = mask_label
     seen = sc_key
@@ -433,21 +461,17 @@ def _assign_tile(lt, X, M, L, centers, windows, maxdc, sp, coords, indptr, indic
             continue
         lz = lz0 + r // sy_
         y = y0 + r % sy_
-        vr = r * sx_ - x0
-        for x in range(x0, x1):
-            v = vr + x
-            if best[v] < fzero:  # masked out
+        v0 = r * sx_
+        bb = best[v0 : v0 + sx_]
+        lr = L[lz, y, x0:x1]
+        for i in range(sx_):
+            if bb[i] < fzero:  # masked out
                 continue
-            if bk[v] >= 0:
-                L[lz, y, x] = bk[v] + start_label
-                out[lt, 1] = 1
-            elif fresh:
-                L[lz, y, x] = mask_label
-            lab = L[lz, y, x]
+            lab = lr[i]
             if lab != mask_label and lab != last:
                 found = False
-                for i in range(nd):
-                    if seen[i] == lab:
+                for q in range(nd):
+                    if seen[q] == lab:
                         found = True
                         break
                 if not found:
@@ -469,7 +493,8 @@ def assign_slab(X, M, L, centers, windows, maxdc, sp, coords, indptr, indices, i
     ``fresh``: the unassigned label). The rows of a tile visit the candidate centres in
     increasing order of a lower bound of their distance and stop when it exceeds the
     row's largest current distance; the evaluation itself is a branch-free,
-    vectorised row loop. ``out[t] = (distinct labels in tile t, any voxel assigned)``.
+    vectorised row loop. ``out[t] = (distinct labels in tile t (with ``ip[IP_COUNT]``),
+    any voxel assigned, any voxel that no window reached kept its old label)``.
     """
     n_rows_of_tiles = (ip[IP_TZ1] - ip[IP_TZ0]) * ip[IP_N1]
     nc = X.shape[3]
@@ -640,6 +665,67 @@ def update_slab(X, M, L, box, coords, ip, sums, counts):
     for k in prange(box.shape[0]):
         if box[k, 1] >= box[k, 0]:
             _update_one(np.int64(k), X, M, L, box, coords, ip, sums, counts)
+
+
+@njit(**_SER)
+def _update_region(p, za, zb, X, M, L, owner, coords, ip, sums, counts):
+    """scikit-image's running sums over slices ``[za, zb)`` in C order, for the voxels
+    whose label is owned by part ``p`` (``owner[k] == p``; ``p < 0``: every label)."""
+    ny, nx = L.shape[1], L.shape[2]
+    nc = X.shape[3]
+    use_mask = ip[IP_USE_MASK] != 0
+    start = ip[IP_START]
+    oy = ip[IP_Z]
+    ox = oy + ip[IP_Y]
+    n_k = owner.shape[0]
+    for z in range(za, zb):
+        zf = coords[z]
+        for y in range(ny):
+            yf = coords[oy + y]
+            lr = L[z, y, :]
+            for x in range(nx):
+                k = lr[x] - start
+                if k < 0 or k >= n_k:  # the unassigned / masked-out label
+                    continue
+                if p >= 0 and owner[k] != p:
+                    continue
+                if use_mask and M[z, y, x] == 0:
+                    continue
+                counts[k] += 1
+                sums[k, 0] += zf
+                sums[k, 1] += yf
+                sums[k, 2] += coords[ox + x]
+                for c in range(nc):
+                    sums[k, 3 + c] += X[z, y, x, c]
+
+
+@njit(**_PAR)
+def update_parts(X, M, L, owner, part_h, zend, coords, ip, sums, counts):
+    """The update step of a whole volume in parallel, with scikit-image's sums.
+
+    Slices are cut into parts of ``part_h``; label ``k`` is owned by the part where its
+    search window starts (``owner[k]``), and ``part_h`` is at least the z extent of
+    every window, so its voxels lie in its part and the next one, never beyond (true
+    when every voxel got a centre of its window: see ``assign_slab``). Each part first
+    adds its own labels' voxels in its slices, then those in the next part's slices up
+    to ``zend[p]`` (the end of its labels' windows): every label's voxels are added in
+    C order, as scikit-image does, and two parts never touch the same label.
+    """
+    Z = L.shape[0]
+    n_parts = zend.shape[0]
+    for p in prange(n_parts):
+        _update_region(np.int64(p), p * part_h, min(p * part_h + part_h, Z), X, M, L, owner,
+                       coords, ip, sums, counts)  # fmt: skip
+    for p in prange(n_parts - 1):
+        _update_region(np.int64(p), p * part_h + part_h, min(zend[p], Z), X, M, L, owner,
+                       coords, ip, sums, counts)  # fmt: skip
+
+
+@njit(**_SER)
+def update_serial(X, M, L, coords, ip, sums, counts):
+    """scikit-image's update loop as it is: one C-order pass over the volume."""
+    owner = np.empty(sums.shape[0], np.int64)
+    _update_region(np.int64(-1), 0, L.shape[0], X, M, L, owner, coords, ip, sums, counts)
 
 
 @njit(**_SER)
