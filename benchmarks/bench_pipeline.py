@@ -13,7 +13,8 @@ Each measured run is a fresh process (this file run as a script), so peak memory
 that process's ``VmHWM`` and the first run pays every Numba compilation (fastct
 kernels are not cached on disk). "Warm" is a second run in the same process.
 
-Run: ``make bench`` or ``python -m pytest benchmarks/bench_pipeline.py -s -m slow``.
+Run: ``make bench`` or ``python -m pytest benchmarks/bench_pipeline.py -s -m slow``
+(``FASTCT_BENCH_MODEL=path`` runs another detector model file than the shipped one).
 """
 
 from __future__ import annotations
@@ -48,13 +49,15 @@ def _worker(kind: str, folder: str) -> dict:
     from fastct.cli import main
 
     folder = Path(folder)
+    model = os.environ.get("FASTCT_BENCH_MODEL")  # default: the shipped detector
     load = OtherLoad()
     out: dict = {"kind": kind}
     if kind == "demo":
         runs = []
         for k in range(2):  # first run compiles, second is warm
             t0 = time.perf_counter()
-            code = main(["--quiet", "demo", "--out", str(folder / "demo"), "--size", "medium"])
+            argv = ["--quiet", "demo", "--out", str(folder / "demo"), "--size", "medium"]
+            code = main(argv + (["--model", model] if model else []))
             runs.append(time.perf_counter() - t0)
             assert code == 0
             if k == 0:
@@ -74,11 +77,13 @@ def _worker(kind: str, folder: str) -> dict:
             run_name="bench",
             overwrite=True,
             interval_days=90.0,
+            model=model,
             progress=False,
         )
         out["total_s"] = time.perf_counter() - t0
         out["timings"] = result.timings
         out["truth"] = result.truth
+    out["model"] = model or "shipped"
     out["peak_rss"] = _vmhwm()
     out["other_load_cores"] = load.cores()
     return out
@@ -143,7 +148,8 @@ def _stage_table(timings: dict, first: dict | None = None) -> list[str]:
 def test_demo_medium(tmp_path):
     r = _run("demo", tmp_path)
     lines = [
-        f"Machine: {_machine()}; other load {r['other_load_cores']:.2f} cores.",
+        f"Machine: {_machine()}; other load {r['other_load_cores']:.2f} cores; "
+        f"detector model: {r['model']}.",
         "",
         f"`fastct demo` (medium phantom, 128 x 256 x 256 pair): first run {r['first_s']:.1f} s "
         f"(with Numba compilation), warm {r['warm_s']:.1f} s (target 90 s); peak memory "
@@ -172,7 +178,8 @@ def test_clinical_pair(tmp_path):
     t_phantom = time.perf_counter() - t0
     r = _run("clinical", folder)
     lines = [
-        f"Machine: {_machine()}; other load {r['other_load_cores']:.2f} cores.",
+        f"Machine: {_machine()}; other load {r['other_load_cores']:.2f} cores; "
+        f"detector model: {r['model']}.",
         "",
         f"Clinical preset (two 400 x 512 x 512 int16 scans, 0.75 x 0.70 x 0.70 mm; the pair "
         f"took {t_phantom:.0f} s to render into the archive, not counted): pipeline "

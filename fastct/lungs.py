@@ -134,11 +134,10 @@ def _outside_air(air: np.ndarray) -> np.ndarray:
         [labels[:, 0, :].ravel(), labels[:, -1, :].ravel(), labels[:, :, 0].ravel()]
         + [labels[:, :, -1].ravel()]
     )
-    outside = np.unique(border)
-    outside = outside[outside > 0]
-    interior = air.copy()
-    interior[np.isin(labels, outside)] = False
-    return interior
+    keep = np.ones(int(labels.max()) + 1, dtype=bool)
+    keep[0] = False
+    keep[np.unique(border)] = False
+    return keep[labels]
 
 
 def _find_trachea(
@@ -204,12 +203,25 @@ def _grow_airways(
         ids = ids[ids > 0]
         if ids.size == 0:
             return None
-        tree = np.isin(labels, ids)
+        lut = np.zeros(int(labels.max()) + 1, dtype=bool)
+        lut[ids] = True
+        tree = lut[labels]
         if tree.sum() <= _AIRWAY_MAX_FRACTION * n_interior:
             return tree
         threshold -= 25.0
         if threshold < airway_threshold - 100.0:
             return None
+
+
+def _dilate_in_box(mask: np.ndarray) -> np.ndarray:
+    """``ndi.binary_dilation(mask)`` (6-connected, one voxel), computed in its bounding box."""
+    idx = np.nonzero(mask)
+    box = tuple(
+        slice(max(0, int(i.min()) - 1), min(n, int(i.max()) + 2)) for i, n in zip(idx, mask.shape)
+    )
+    out = np.zeros_like(mask)
+    out[box] = ndi.binary_dilation(mask[box])
+    return out
 
 
 def _keep_lungs(mask: np.ndarray, min_lung_fraction: float) -> np.ndarray:
@@ -219,10 +231,11 @@ def _keep_lungs(mask: np.ndarray, min_lung_fraction: float) -> np.ndarray:
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
     order = np.argsort(sizes)[::-1]
-    keep = [order[0]]
+    lut = np.zeros(n + 1, dtype=bool)
+    lut[order[0]] = True
     if n > 1 and sizes[order[1]] >= min_lung_fraction * sizes[order[0]]:
-        keep.append(order[1])
-    return np.isin(labels, keep)
+        lut[order[1]] = True
+    return lut[labels]
 
 
 def _closing_mm(mask: np.ndarray, spacing: tuple[float, ...], radius_mm: float) -> np.ndarray:
@@ -384,7 +397,7 @@ def lung_mask(
         if seed is not None:
             tree = _grow_airways(work, interior, seed, airway_threshold)
             if tree is not None:
-                interior &= ~ndi.binary_dilation(tree)
+                interior &= ~_dilate_in_box(tree)
     del work, air
     mask = _keep_lungs(interior, min_lung_fraction)
     del interior

@@ -171,3 +171,12 @@ def test_bad_input(kwargs, exc, match):
     kwargs = {"image": np.zeros((4, 5, 6), np.int16), **kwargs}
     with pytest.raises(exc, match=match):
         lung_mask(**kwargs)
+
+
+def test_dilate_in_box_equals_scipy():
+    from fastct.lungs import _dilate_in_box
+
+    rng = np.random.default_rng(4)
+    mask = np.zeros((12, 14, 16), bool)
+    mask[3:9, 0:6, 5:15] = rng.random((6, 6, 10)) < 0.3
+    np.testing.assert_array_equal(_dilate_in_box(mask), ndi.binary_dilation(mask))
