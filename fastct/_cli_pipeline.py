@@ -94,6 +94,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             interval_days=args.interval_days,
             progress=_progress(args),
         )
+        summary = tmp / "report" / "summary.json"
+        summary.write_text(summary.read_text().replace(str(tmp), str(out.resolve())))
         if replace:
             trash = _atomic.temp_name(out.resolve())
             os.replace(out, trash)

@@ -544,7 +544,7 @@ def _timings_html(plt, folder: Path, timings: dict[str, float]) -> str:
 
 def _summary_html(result: Any) -> str:
     items = [
-        f"Archive: {html.escape(str(result.archive))}, results under "
+        f"Archive: {html.escape(result.archive.name)}, results under "
         f"<code>/results/{html.escape(result.run_name)}/</code>",
         f"Baseline grid: {' x '.join(map(str, result.shape))} voxels, spacing "
         f"{' x '.join(f'{s:g}' for s in result.spacing)} mm",
