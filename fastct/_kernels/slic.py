@@ -790,20 +790,24 @@ def enforce_connectivity(seg, out, z_begin, z_end, min_size, max_size, mask_labe
     ``seg`` holds the SLIC labels and ``out`` the relabelled result (``mask_label``
     where not yet visited); both cover the same z range, which must contain every voxel
     of the components that start in the scanned range plus one slice on each side.
-    ``state[0]`` carries scikit-image's ``current_new_label`` from slab to slab.
+    ``state[0]`` carries scikit-image's ``current_new_label`` from slab to slab. The
+    breadth-first search visits the neighbours in scikit-image's order (x+1, x-1, y+1,
+    y-1, z+1, z-1), written out on flat indices.
     """
     depth, height, width = seg.shape
+    plane = height * width
+    sf = seg.reshape(seg.size)
+    of = out.reshape(out.size)
     cur = state[0]
     for z in range(z_begin, z_end):
         for y in range(height):
+            row = (z * height + y) * width
             for x in range(width):
-                if seg[z, y, x] == mask_label:
-                    continue
-                if out[z, y, x] > mask_label:
+                label = sf[row + x]
+                if label == mask_label or of[row + x] > mask_label:
                     continue
                 adjacent = cur
-                label = seg[z, y, x]
-                out[z, y, x] = cur
+                of[row + x] = cur
                 size = 1
                 visited = 0
                 coord[0, 0] = z
@@ -813,38 +817,77 @@ def enforce_connectivity(seg, out, z_begin, z_end, min_size, max_size, mask_labe
                     bz = coord[visited, 0]
                     by = coord[visited, 1]
                     bx = coord[visited, 2]
-                    for i in range(6):
-                        zz = bz
-                        yy = by
-                        xx = bx
-                        if i == 0:
-                            xx = bx + 1
-                        elif i == 1:
-                            xx = bx - 1
-                        elif i == 2:
-                            yy = by + 1
-                        elif i == 3:
-                            yy = by - 1
-                        elif i == 4:
-                            zz = bz + 1
-                        else:
-                            zz = bz - 1
-                        if 0 <= xx < width and 0 <= yy < height and 0 <= zz < depth:
-                            o = out[zz, yy, xx]
-                            if seg[zz, yy, xx] == label and o == mask_label:
-                                out[zz, yy, xx] = cur
-                                coord[size, 0] = zz
-                                coord[size, 1] = yy
-                                coord[size, 2] = xx
-                                size += 1
-                                if size >= max_size:
-                                    break
-                            elif o > mask_label and o != cur:
-                                adjacent = o
+                    base = (bz * height + by) * width + bx
+                    if bx + 1 < width:
+                        q = base + 1
+                        o = of[q]
+                        if o == mask_label and sf[q] == label:
+                            of[q] = cur
+                            coord[size, 0] = bz
+                            coord[size, 1] = by
+                            coord[size, 2] = bx + 1
+                            size += 1
+                        elif o > mask_label and o != cur:
+                            adjacent = o
+                    if size < max_size and bx >= 1:
+                        q = base - 1
+                        o = of[q]
+                        if o == mask_label and sf[q] == label:
+                            of[q] = cur
+                            coord[size, 0] = bz
+                            coord[size, 1] = by
+                            coord[size, 2] = bx - 1
+                            size += 1
+                        elif o > mask_label and o != cur:
+                            adjacent = o
+                    if size < max_size and by + 1 < height:
+                        q = base + width
+                        o = of[q]
+                        if o == mask_label and sf[q] == label:
+                            of[q] = cur
+                            coord[size, 0] = bz
+                            coord[size, 1] = by + 1
+                            coord[size, 2] = bx
+                            size += 1
+                        elif o > mask_label and o != cur:
+                            adjacent = o
+                    if size < max_size and by >= 1:
+                        q = base - width
+                        o = of[q]
+                        if o == mask_label and sf[q] == label:
+                            of[q] = cur
+                            coord[size, 0] = bz
+                            coord[size, 1] = by - 1
+                            coord[size, 2] = bx
+                            size += 1
+                        elif o > mask_label and o != cur:
+                            adjacent = o
+                    if size < max_size and bz + 1 < depth:
+                        q = base + plane
+                        o = of[q]
+                        if o == mask_label and sf[q] == label:
+                            of[q] = cur
+                            coord[size, 0] = bz + 1
+                            coord[size, 1] = by
+                            coord[size, 2] = bx
+                            size += 1
+                        elif o > mask_label and o != cur:
+                            adjacent = o
+                    if size < max_size and bz >= 1:
+                        q = base - plane
+                        o = of[q]
+                        if o == mask_label and sf[q] == label:
+                            of[q] = cur
+                            coord[size, 0] = bz - 1
+                            coord[size, 1] = by
+                            coord[size, 2] = bx
+                            size += 1
+                        elif o > mask_label and o != cur:
+                            adjacent = o
                     visited += 1
                 if size < min_size:
                     for i in range(size):
-                        out[coord[i, 0], coord[i, 1], coord[i, 2]] = adjacent
+                        of[(coord[i, 0] * height + coord[i, 1]) * width + coord[i, 2]] = adjacent
                 else:
                     cur += 1
     state[0] = cur
