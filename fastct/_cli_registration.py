@@ -116,7 +116,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--order", type=int, choices=[0, 1, 3], default=1, help="for --resampled")
     p.add_argument("--cval", type=float, default=0.0, help="outside value for --resampled")
     p.add_argument("--fixed-mask", type=volume_spec, metavar="MASK.h5:/path")
-    p.add_argument("--init", choices=["geometry", "moments", "none"], default="geometry")
+    p.add_argument("--init", choices=["auto", "geometry", "moments", "none"], default="auto")
     p.add_argument("--initial-transform", metavar="T.json|T.tfm")
     p.add_argument("--bins", type=positive_int, default=32, help="Mattes MI bins (default 32)")
     p.add_argument(

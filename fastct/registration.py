@@ -32,8 +32,9 @@ How :func:`register` works
   stopping when the relative decrease of the metric falls below ``tolerance`` or the
   projected gradient below ``gradient_tolerance`` (per mm).
 * Initialisation: ``init='geometry'`` aligns the image centres, ``'moments'`` the
-  intensity centres of mass (intensities minus their minimum), ``'none'`` starts from
-  the identity; ``initial_transform`` overrides all three. ``rotation_search=A``
+  intensity centres of mass (intensities minus their minimum), ``'auto'`` (default)
+  tries both on the coarsest level and keeps the better, ``'none'`` starts from the
+  identity; ``initial_transform`` overrides all three. ``rotation_search=A``
   tries rotations of -A, -A/2, 0, A/2, A degrees about each axis (ITK Euler angles,
   125 combinations in 3-D) on the coarsest level and starts from the best.
 
@@ -66,7 +67,7 @@ __all__ = ["Registration", "register", "resample"]
 
 TRANSFORMS = ("rigid", "similarity")
 METRICS = ("mse", "ncc", "mi")
-INITS = ("geometry", "moments", "none")
+INITS = ("auto", "geometry", "moments", "none")
 _BLOCK = 4096  # samples per reduction block (fixed: results do not depend on threads)
 _MIN_OVERLAP = 32  # fewer valid samples than this is "no overlap"
 _FD_STEP = 1e-6
@@ -311,10 +312,10 @@ def _shrink(
 
 
 def _default_pyramid(fixed_shape: tuple, spacing: tuple) -> tuple[tuple, tuple]:
-    """Shrink factors (4, 2, 1) dropped while the coarse level would be under ~16 voxels."""
+    """Shrink factors (4, 2, 1), coarse levels dropped when they would be under 8 voxels."""
     extent = min(n * s for n, s in zip(fixed_shape, spacing) if n > 1)
     smin = min(s for n, s in zip(fixed_shape, spacing) if n > 1)
-    factors = [f for f in (4, 2) if extent / (f * smin) >= 16] + [1]
+    factors = [f for f in (4, 2) if extent / (f * smin) >= 8] + [1]
     sigmas = tuple(0.5 * f * smin if f > 1 else 0.0 for f in factors)
     return tuple(factors), sigmas
 
@@ -512,7 +513,7 @@ def register(
     moving_origin: Any = None,
     fixed_mask: Any = None,
     initial_transform: RigidTransform | None = None,
-    init: str = "geometry",
+    init: str = "auto",
     shrink_factors: Any = None,
     smoothing_sigmas: Any = None,
     bins: int = 32,
@@ -542,8 +543,10 @@ def register(
         Fixed voxels to sample (same shape as ``fixed``).
     initial_transform : RigidTransform or SimilarityTransform, optional
         Starting transform (fixed -> moving); overrides ``init``.
-    init : {'geometry', 'moments', 'none'}
-        Starting translation: align image centres, intensity centres of mass, or none.
+    init : {'auto', 'geometry', 'moments', 'none'}
+        Starting translation: align image centres, intensity centres of mass (also the
+        centre of rotation), or none; ``'auto'`` takes whichever of the first two gives
+        the better metric on the coarsest level.
     shrink_factors : sequence, optional
         Per level, coarse to fine: an integer (applied in physical units, see the module
         notes) or one integer per axis. Default ``(4, 2, 1)``, coarse levels dropped for
@@ -688,12 +691,15 @@ def register(
     mcenter = morig3 + (np.asarray(m3.shape) - 1) / 2.0 * msp3
     center3 = fcenter
     trans3 = np.zeros(3)
+    candidates: list[np.ndarray] = []
     if initial_transform is None:
         if init == "geometry":
             trans3 = mcenter - fcenter
-        elif init == "moments":
+        elif init in ("moments", "auto"):
             center3 = _center_of_mass(f3, fsp3, forig3, mask3)
             trans3 = _center_of_mass(m3, msp3, morig3) - center3
+            if init == "auto":  # the better of the two at the coarsest level
+                candidates = [mcenter - fcenter]
     center = center3[3 - ndim :]
     model = _Model(ndim, transform, center)
     if initial_transform is not None:
@@ -734,6 +740,13 @@ def register(
             return level.evaluate(a3, off3, model.center3, model.jacobians(th))
 
         v0, _, count0 = evaluate(theta)
+        if li == 0 and candidates:
+            for t3 in candidates:
+                th = theta.copy()
+                th[model.n_rot : model.n_rot + ndim] = t3[3 - ndim :]
+                v, _, count = evaluate(th)
+                if count >= _MIN_OVERLAP and (v < v0 or count0 < _MIN_OVERLAP):
+                    theta, v0, count0 = th, v, count
         if count0 < _MIN_OVERLAP:
             raise ValueError(
                 f"fixed and moving do not overlap after initialisation (init={init!r}): "
