@@ -845,6 +845,13 @@ def run(
             )
         base_name, follow_name = base_vol.name, follow_vol.name
         has_truth = _read_truth(ar, base_vol, follow_vol) is not None
+    if report:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise ImportError(
+                "the report needs matplotlib: pip install 'fastct[report]' (or report=False)"
+            ) from None
     det = _load_detector(model)
 
     # 6 stages per scan; register, resample, difference, match; evaluate; report.
