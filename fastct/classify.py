@@ -103,6 +103,8 @@ _CONTEXT_FEATURES = (
     "nb_mean_min",  # darkest neighbour
     "nb_mean_area",  # face-area weighted mean of the neighbours' means
     "bright_nb_fraction",  # share of the neighbour face area with neighbour mean > -400 HU
+    "bright_component_log_mm3",  # log10(1 + volume) of the largest bright structure touched
+    "bright_component_extent_mm",  # its largest bounding-box side
 )
 _BRIGHT_HU = -400.0
 
@@ -929,6 +931,15 @@ class NoduleDetector(BaseEstimator):
             )  # fmt: skip
             bright = np.bincount(src, weights=war * (mean[dst] > _BRIGHT_HU), minlength=n)
             cols["bright_nb_fraction"] = np.where(area_sum > 0, bright / area_sum, 0.0)
+        # the connected bright structure (> -400 HU inside the labelled field) a region
+        # touches: a nodule is a small isolated one, a vessel junction part of a big tree
+        comp_vol, comp_ext = _bright_components(labels, image, sp)
+        for name, img in (("bright_component_log_mm3", comp_vol),
+                          ("bright_component_extent_mm", comp_ext)):  # fmt: skip
+            t = region_features(labels, img, spacing=sp, origin=org, properties=["max"],
+                                percentiles=())  # fmt: skip
+            cols[name] = t["max"]
+        del comp_vol, comp_ext
         # multi-scale blob response, summarised per supervoxel
         scratch = _Scratch(labels if isinstance(labels, Volume) else image)
         try:
@@ -1230,6 +1241,34 @@ def _as_case(case: Any) -> Case:
             origin=case.get("origin"), name=str(case.get("name", "")),
         )  # fmt: skip
     raise TypeError(f"each case must be a Case or a dict, got {type(case).__name__}")
+
+
+def _bright_components(labels: Any, image: Any, spacing: tuple[float, ...]):
+    """Per voxel: log10(1 + volume mm^3) and largest bounding-box side (mm) of the
+    6-connected component of ``image > -400 HU`` within ``labels > 0`` (0 elsewhere).
+
+    In memory (one bool mask and one int32 component image of the volume; Volumes are
+    read slab by slab into them).
+    """
+    from scipy import ndimage as ndi
+
+    shape = tuple(image.shape)
+    bright = np.empty(shape, bool)
+    step = max(1, (1 << 22) // max(1, shape[1] * shape[2]))
+    for z0 in range(0, shape[0], step):
+        z1 = min(shape[0], z0 + step)
+        bright[z0:z1] = (np.asarray(image[z0:z1]) > _BRIGHT_HU) & (np.asarray(labels[z0:z1]) > 0)
+    comp, n = ndi.label(bright)
+    del bright
+    vol = np.zeros(n + 1, np.float32)
+    ext = np.zeros(n + 1, np.float32)
+    if n:
+        vol[1:] = np.log10(
+            1.0 + np.bincount(comp.ravel(), minlength=n + 1)[1:] * math.prod(spacing)
+        )
+        for k, sl in enumerate(ndi.find_objects(comp), start=1):
+            ext[k] = max((s.stop - s.start) * d for s, d in zip(sl, spacing))
+    return vol[comp], ext[comp]
 
 
 def _blob_in_memory(kernel: Any, image: np.ndarray, labels: np.ndarray, depth) -> np.ndarray:

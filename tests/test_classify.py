@@ -335,6 +335,7 @@ def trained():
     return det.fit(cases)
 
 
+@pytest.mark.slow  # trains a detector: minutes on a loaded 2-core box
 def test_detector_end_to_end_small(trained):
     ph = chest_phantom("small", seed=21, n_nodules=4, diameter_range=(12, 25))
     res = trained.predict(ph.image, spacing=ph.spacing, lung_mask=ph.lung_mask, origin=ph.origin)
@@ -363,6 +364,7 @@ def test_detector_end_to_end_small(trained):
     np.testing.assert_array_equal(trained.predict_regions(table), res.proba)
 
 
+@pytest.mark.slow  # trains a detector: minutes on a loaded 2-core box
 def test_stages_stream_on_volumes(trained, tmp_path):
     ph = chest_phantom("small", seed=22, n_nodules=3, diameter_range=(10, 20))
     det = trained
@@ -404,3 +406,45 @@ def test_feature_names_schema():
     assert len(names) == len(set(names))
     assert names[-4:] == ["blob_1.5mm_mean", "blob_1.5mm_max", "blob_3mm_mean", "blob_3mm_max"]
     assert NoduleDetector(blob_scales_mm=(1.5, 3.0)).feature_names() == names
+
+
+# -- command line -------------------------------------------------------------------------------
+@pytest.mark.slow  # trains a detector: minutes on a loaded 2-core box
+def test_cli_detect_and_train_from_archive(trained, tmp_path, capsys):
+    import csv
+
+    from fastct.cli import main
+
+    model = trained.save(tmp_path / "m.fastct-model")
+    ph = chest_phantom("small", seed=23, n_nodules=3, diameter_range=(10, 20))
+    arch = tmp_path / "a.h5"
+    with fastct.open(arch, "a") as ar:
+        v = ar.create_volume("scans/a/image", data=ph.image)
+        v.spacing, v.origin = ph.spacing, ph.origin
+        ar.create_volume("scans/a/labels/lungs", data=ph.lung_mask)
+        ar.create_volume("scans/a/labels/nodules", data=ph.nodule_labels)
+    out = tmp_path / "d.csv"
+    rc = main(["detect", f"{arch}:/scans/a/image", "--model", str(model), "--out", str(out),
+               "--lung-mask", f"{arch}:/scans/a/labels/lungs",
+               "--probability-map", f"{arch}:/results/r/proba", "-q"])  # fmt: skip
+    assert rc == 0
+    rows = list(csv.DictReader(open(out)))
+    res = trained.predict(ph.image, spacing=ph.spacing, lung_mask=ph.lung_mask, origin=ph.origin)
+    assert len(rows) == len(res.detections)
+    assert float(rows[0]["probability"]) == res.detections[0].probability
+    with fastct.open(arch) as ar:
+        np.testing.assert_array_equal(ar["results/r/proba"].read(), res.probability_map)
+    # bad input: one line on stderr, exit status 2, nothing written
+    assert main(["detect", f"{arch}:/scans/a/image", "--model", str(arch), "--out",
+                 str(tmp_path / "x.csv")]) == 2  # fmt: skip
+    assert "not a fastct model file" in capsys.readouterr().err
+    assert not (tmp_path / "x.csv").exists()
+    assert main(["detect", f"{arch}:/scans/a/image", "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    # train on the archive's scan (one scan with ground truth)
+    m2 = tmp_path / "m2.fastct-model"
+    assert main(["train", "--archive", str(arch), "--out", str(m2), "-q"]) == 0
+    assert fastct.classify.load_detector(m2).n_cases_ == 1
+    assert main(["train", "--archive", str(arch), "--scans", "b", "--out",
+                 str(tmp_path / "m3.fm")]) == 2  # fmt: skip
+    assert "/scans/b/image does not exist" in capsys.readouterr().err
