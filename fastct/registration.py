@@ -740,13 +740,19 @@ def register(
             return level.evaluate(a3, off3, model.center3, model.jacobians(th))
 
         v0, _, count0 = evaluate(theta)
+        # init='auto': the moments start and the geometry start (when distinct) are
+        # both optimised on the coarsest level; the better end point continues.
+        starts = [(theta, v0, count0)]
         if li == 0 and candidates:
             for t3 in candidates:
                 th = theta.copy()
                 th[model.n_rot : model.n_rot + ndim] = t3[3 - ndim :]
+                if np.allclose(th, theta, atol=1e-6):
+                    continue
                 v, _, count = evaluate(th)
-                if count >= _MIN_OVERLAP and (v < v0 or count0 < _MIN_OVERLAP):
-                    theta, v0, count0 = th, v, count
+                starts.append((th, v, count))
+            starts = [st for st in starts if st[2] >= _MIN_OVERLAP] or starts[:1]
+        theta, v0, count0 = starts[0]
         if count0 < _MIN_OVERLAP:
             raise ValueError(
                 f"fixed and moving do not overlap after initialisation (init={init!r}): "
@@ -755,12 +761,20 @@ def register(
             )
         if li == 0 and rotation_search is not None:
             theta, v0 = _rotation_search(model, theta, evaluate, rotation_search, v0)
+            starts[0] = (theta, v0, count0)
         if li == 0:
             start_transform = model.transform(theta)
 
-        theta, info = _optimise(model, theta, evaluate, ff, fsp_l, forig_l, v0, count0,
-                                max_iterations, tolerance, gradient_tolerance, metric)  # fmt: skip
-        total_iter += info["iterations"]
+        best = None
+        for theta_s, v_s, count_s in starts:
+            out = _optimise(model, theta_s, evaluate, ff, fsp_l, forig_l, v_s, count_s,
+                            max_iterations, tolerance, gradient_tolerance, metric)  # fmt: skip
+            total_iter += out[1]["iterations"]
+            if best is None or out[1]["metric_value"] < best[1]["metric_value"]:
+                best = out
+                if li == 0:
+                    start_transform = model.transform(theta_s)
+        theta, info = best
         value = info["metric_value"]
         result_msg, converged = info["stop_reason"], info["converged"]
         info.update(
