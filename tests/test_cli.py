@@ -198,13 +198,6 @@ def test_phantom_writes_pair_with_truth(tmp_path):
     assert code == 2 and "overwrite" in err
 
 
-def test_demo_runs(tmp_path):
-    code, out, err = run("demo", "--out", tmp_path / "demo", "--size", "tiny")
-    assert code == 0, err
-    assert (tmp_path / "demo" / "demo.h5").exists()
-    assert "not implemented yet" in out
-
-
 def test_features_command_writes_csv(tmp_path):
     labels = np.zeros((6, 8, 8), np.int32)
     labels[:3] = 1
