@@ -15,7 +15,10 @@ scikit-learn classifier. Both follow scikit-learn's estimator rules (``get_param
 3. :meth:`~NoduleDetector.region_table` -- per-supervoxel features (see
    :func:`detector_feature_names`): the intensity, shape and texture columns of
    :func:`fastct.region_features`, neighbourhood context from the region adjacency
-   graph, and a multi-scale Hessian blob response summarised per supervoxel.
+   graph, a multi-scale Hessian blob response summarised per supervoxel, and the
+   maxima of the blob peaks and of the bright HU (p90, max) over each supervoxel's
+   closed neighbourhood (itself and its adjacent supervoxels), so that a small nodule
+   split over several supervoxels still marks every piece.
 4. :meth:`~NoduleDetector.predict_regions` -- the classifier's nodule probability per
    supervoxel.
 5. :meth:`~NoduleDetector.detect` -- candidate nodules: connected groups of adjacent
@@ -80,7 +83,7 @@ __all__ = [
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "models" / "nodule_detector_v1.fastct-model"
 
 #: Version of the detector's feature definitions (part of the saved schema).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: Table columns that identify or locate a region rather than describe it; left out of
 #: the default feature selection.
@@ -107,6 +110,11 @@ _CONTEXT_FEATURES = (
     "bright_component_extent_mm",  # its largest bounding-box side
 )
 _BRIGHT_HU = -400.0
+# Columns pooled over the closed neighbourhood (the region and its adjacent regions) as
+# ``nbhd_<column>`` = their maximum, after the blob maxima: a small nodule that SLIC
+# splits over several supervoxels still lends its blob peak and its brightest voxels to
+# every piece.
+_POOLED_FEATURES = ("p90", "max")
 
 
 def detector_feature_names(blob_scales_mm: Sequence[float] = (1.5, 3.0, 6.0)) -> list[str]:
@@ -116,12 +124,16 @@ def detector_feature_names(blob_scales_mm: Sequence[float] = (1.5, 3.0, 6.0)) ->
     --------
     >>> from fastct.classify import detector_feature_names
     >>> names = detector_feature_names((2.0,))
-    >>> names[:3], names[-2:]
+    >>> names[:3], names[-5:-3]
     (['volume_mm3', 'mean', 'std'], ['blob_2mm_mean', 'blob_2mm_max'])
+    >>> names[-3:]
+    ['nbhd_blob_2mm_max', 'nbhd_p90', 'nbhd_max']
     """
     names = list(_BASE_FEATURES) + list(_CONTEXT_FEATURES)
     for s in blob_scales_mm:
         names += [f"blob_{float(s):g}mm_mean", f"blob_{float(s):g}mm_max"]
+    names += [f"nbhd_blob_{float(s):g}mm_max" for s in blob_scales_mm]
+    names += [f"nbhd_{c}" for c in _POOLED_FEATURES]
     return names
 
 
@@ -143,6 +155,14 @@ def _table_names(X: Any) -> list[str]:
     return [str(c) for c in (X.keys() if isinstance(X, Mapping) else X.columns)]
 
 
+def _column(X: Any, name: str) -> Any:
+    """Column ``name`` of a table whose keys may be non-strings (a DataFrame's 0, 1, ..)."""
+    for key in X.keys() if isinstance(X, Mapping) else X.columns:
+        if str(key) == name:
+            return X[key]
+    raise KeyError(name)
+
+
 def _table_matrix(X: Any, names: Sequence[str], what: str = "X") -> np.ndarray:
     present = set(_table_names(X))
     missing = [n for n in names if n not in present]
@@ -154,7 +174,7 @@ def _table_matrix(X: Any, names: Sequence[str], what: str = "X") -> np.ndarray:
     cols = []
     n = None
     for name in names:
-        col = np.asarray(X[name])
+        col = np.asarray(_column(X, name))
         if col.ndim != 1:
             raise ValueError(f"{what}: column {name!r} must be 1-D, got shape {col.shape}")
         if col.dtype.kind not in "biuf":
@@ -294,7 +314,7 @@ def _default_columns(X: Any) -> list[str]:
     for name in _table_names(X):
         if name in IDENTIFIER_COLUMNS:
             continue
-        if np.asarray(X[name]).dtype.kind in "biuf":
+        if np.asarray(_column(X, name)).dtype.kind in "biuf":
             names.append(name)
     return names
 
@@ -961,6 +981,14 @@ class NoduleDetector(BaseEstimator):
                 del resp
         finally:
             scratch.close()
+        # neighbourhood maxima (region + adjacent regions) of the blob peaks and bright HU
+        pooled = [f"blob_{s:g}mm_max" for s in self._scales()] + list(_POOLED_FEATURES)
+        for name in pooled:
+            v = np.asarray(cols[name], dtype=np.float64)
+            m = v.copy()
+            if src.size:
+                np.fmax.at(m, src, v[dst])
+            cols[f"nbhd_{name}"] = m
         meta = dict(base.meta)
         meta["adjacency"] = np.column_stack([la[inner], lb[inner]]).astype(np.int64)
         meta["feature_schema"] = SCHEMA_VERSION

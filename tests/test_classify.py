@@ -220,6 +220,10 @@ def test_context_features_match_loop(rng):
         nbs = {q: ar for (p, q), ar in area.items() if p == lab and q != 0}
         bg = area.get((lab, 0), 0.0)
         assert math.isclose(t["boundary_fraction"][i], bg / t["surface_mm2"][i], rel_tol=1e-9)
+        # neighbourhood maxima: over the region itself and its adjacent regions
+        for col in ("p90", "max"):
+            val = dict(zip(ids, t[col]))
+            assert t[f"nbhd_{col}"][i] == max(val[q] for q in [lab, *nbs])
         if nbs:
             ms = np.array([mean[q] for q in nbs])
             ws = np.array(list(nbs.values()))
@@ -404,7 +408,8 @@ def test_threshold_lung_mask_against_truth():
 def test_feature_names_schema():
     names = detector_feature_names((1.5, 3.0))
     assert len(names) == len(set(names))
-    assert names[-4:] == ["blob_1.5mm_mean", "blob_1.5mm_max", "blob_3mm_mean", "blob_3mm_max"]
+    assert names[-8:-4] == ["blob_1.5mm_mean", "blob_1.5mm_max", "blob_3mm_mean", "blob_3mm_max"]
+    assert names[-4:] == ["nbhd_blob_1.5mm_max", "nbhd_blob_3mm_max", "nbhd_p90", "nbhd_max"]
     assert NoduleDetector(blob_scales_mm=(1.5, 3.0)).feature_names() == names
 
 
