@@ -29,3 +29,24 @@ class OtherLoad:
         wall0, busy0, own0 = self.start
         wall1, busy1, own1 = self._sample()
         return max(0.0, ((busy1 - busy0) - (own1 - own0)) / max(wall1 - wall0, 1e-9))
+
+
+def vm_kib(key: str) -> int:
+    """A ``/proc/self/status`` memory line (``VmRSS``, ``VmHWM``...) in KiB; 0 where unavailable."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def reset_peak() -> None:
+    """Reset the process's peak RSS (``VmHWM``); Linux >= 4.0, a no-op elsewhere."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass

@@ -29,7 +29,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from _machine import OtherLoad  # noqa: E402 - benchmarks/ is on sys.path under pytest
+from _machine import OtherLoad, reset_peak, vm_kib  # noqa: E402 - benchmarks/ is on sys.path under pytest
 
 REPORT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "gaussian.md"
 CUBE = (256, 256, 256)
@@ -114,24 +114,6 @@ def _sitk(a, kind, sigma):
 
 
 # -- fresh-process measurements -------------------------------------------------------------------
-def _vm_kib(key: str) -> int:
-    """A ``/proc/self/status`` memory line in KiB (0 where unavailable)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _reset_peak() -> None:
-    try:  # Linux >= 4.0: "5" resets the peak RSS of the process
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
 
 
 def _worker(name: str, kind: str) -> dict:
@@ -157,10 +139,10 @@ def _worker(name: str, kind: str) -> dict:
         image = rng.integers(-1000, 2000, size=shape, dtype=np.int16)
     # Compilation raised the peak far above what the call needs: reset the kernel's
     # high-water mark (VmHWM) so the peak is the call's own.
-    base = _vm_kib("VmRSS")
-    _reset_peak()
+    base = vm_kib("VmRSS")
+    reset_peak()
     result = fn(image)
-    peak = _vm_kib("VmHWM")
+    peak = vm_kib("VmHWM")
     del result
     return {
         "import_s": t_import,

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import OtherLoad  # noqa: E402
+from _machine import OtherLoad, reset_peak, vm_kib  # noqa: E402
 
 REPORT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "registration.md"
 SPEED_TARGET = 10.0
@@ -44,25 +44,6 @@ try:  # optional reference
     import SimpleITK as sitk
 except ImportError:  # pragma: no cover - depends on the environment
     sitk = None
-
-
-def _vm_kib(key: str) -> int:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _reset_peak() -> None:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
 
 
 def make_pair(n: int, seed: int = 0):
@@ -141,13 +122,13 @@ def run_sitk(fixed, moving, spacing, metric, fraction):
 
 
 def measure(fn, *args):
-    base = _vm_kib("VmRSS")
-    _reset_peak()
+    base = vm_kib("VmRSS")
+    reset_peak()
     load = OtherLoad()
     t0 = time.perf_counter()
     apply, iters = fn(*args)
     elapsed = time.perf_counter() - t0
-    peak = _vm_kib("VmHWM")
+    peak = vm_kib("VmHWM")
     return apply, iters, elapsed, (peak - base) / 1024 if peak and base else float("nan"), load
 
 

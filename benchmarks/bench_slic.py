@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _machine import OtherLoad  # noqa: E402 - benchmarks/ is on sys.path under pytest
+from _machine import OtherLoad, reset_peak, vm_kib  # noqa: E402 - benchmarks/ is on sys.path under pytest
 
 REPORT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "slic.md"
 SHAPE_3D = (256, 256, 256)
@@ -99,30 +99,13 @@ RUN = {"fastct": run_fastct, "scikit-image": run_skimage, "SimpleITK": run_simpl
 
 
 # -- measurements -----------------------------------------------------------------------------------
-def _vm_kib(key: str) -> int:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _reset_peak() -> None:
-    try:  # Linux >= 4.0: "5" resets the peak RSS (VmHWM) of the process
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
 
 
 def peak_extra_mib(fn, *args) -> tuple[float, object]:
-    base = _vm_kib("VmRSS")
-    _reset_peak()
+    base = vm_kib("VmRSS")
+    reset_peak()
     out = fn(*args)
-    peak = _vm_kib("VmHWM")
+    peak = vm_kib("VmHWM")
     return ((peak - base) / 1024 if peak and base else float("nan")), out
 
 
