@@ -20,13 +20,15 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import reset_peak, vm_kib  # noqa: E402
 
 REPORT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "median.md"
 CUBE = (256, 256, 256)
@@ -106,46 +108,19 @@ def _worker(name: str, kind: str) -> dict:
     fn(tiny)
     second = time.perf_counter() - t0
     image = ct_phantom(shape, dtype)
-    base = _reset_peak_rss()
+    # ru_maxrss is no good in a child process (Linux carries the parent's peak over
+    # fork + exec): reset the high-water mark (VmHWM) so the peak is the call's own.
+    base = vm_kib("VmRSS")
+    reset_peak()
     result = fn(image)
-    peak = _peak_rss()
+    peak = vm_kib("VmHWM")
     del result
     return {
         "import_s": t_import,
         "first_call_s": first - second,
-        "peak_extra_mib": (peak - base) / 2**20,
+        "peak_extra_mib": (peak - base) / 1024 if peak and base else float("nan"),
         "input_mib": image.nbytes / 2**20,
     }
-
-
-def _proc_status(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:  # pragma: no cover - not Linux
-        pass
-    return None
-
-
-def _reset_peak_rss() -> int:
-    """Reset the peak-RSS mark to the current RSS and return the current RSS (bytes).
-
-    ``ru_maxrss`` is no good in a child process: Linux carries the parent's peak over
-    ``fork`` + ``exec``, so it would report the pytest process's peak.
-    """
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return _proc_status("VmRSS")
-    except OSError:  # pragma: no cover - not Linux
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def _peak_rss() -> int:
-    peak = _proc_status("VmHWM")
-    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def fresh_process(name: str, kind: str) -> dict:
