@@ -391,6 +391,7 @@ def _run_pass(
     fp[K.FP_W] = w
     fp[K.FP_INIT] = np.inf if ft == np.float32 else np.finfo(np.float64).max
     fp[K.FP_NEG] = -fp[K.FP_INIT]
+    ibits = np.empty(0, np.int32 if ft == np.float32 else np.int64)
     coords = np.concatenate([np.arange(n, dtype=ft) for n in (Z, Y, X)])
     two = (2 * win_steps).astype(ft)
     shape_f = np.array([Z, Y, X], dtype=ft)
@@ -436,7 +437,7 @@ def _run_pass(
             res = np.empty((int(p[K.IP_TZ1] - p[K.IP_TZ0]) * per_z, 3), np.int64)
             with _threads_for(L.size):
                 K.assign_slab(Xs, M, L, centers, windows, maxdc, sp, coords, indptr, indices, p, fp,
-                              res, max_cand)  # fmt: skip
+                              res, max_cand, ibits)  # fmt: skip
                 eng.write_labels(z0, z1, L)
                 distinct.append(res[:, 0].copy())
                 any_change = any_change or bool(res[:, 1].any())

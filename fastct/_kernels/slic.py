@@ -237,6 +237,46 @@ def _row_max(best, dcs, v0, n, shifted):
     return np.float64(m)
 
 
+# Tile width along x: full rows of this many voxels take a fixed-length evaluation loop.
+_TX = 32
+
+
+@njit(**_SER)
+def _row_gray_full(best, bk, featg, cx, v0, la, lb, dzy, w, spx, ckx, ck3, k):
+    """``_row_gray`` on a full row of ``_TX`` voxels, for the lanes ``la <= i < lb``.
+
+    The trip count is a constant: LLVM unrolls it into a few vector operations with no
+    remainder loop; lanes outside the window compute a distance that is never kept."""
+    bb = best[v0 : v0 + _TX]
+    kb = bk[v0 : v0 + _TX]
+    fb = featg[v0 : v0 + _TX]
+    for i in range(_TX):
+        dx = spx * (ckx - cx[i])
+        dx *= dx
+        d = (dzy + dx) * w
+        t = fb[i] - ck3
+        d += t * t
+        b = bb[i]
+        kk = kb[i]
+        c = ((d < b) | ((d == b) & (k < kk))) & (i >= la) & (i < lb)
+        bb[i] = d if c else b
+        kb[i] = k if c else kk
+
+
+@njit(**_SER)
+def _row_max_bits(bits, v0, one_i, one_f):
+    """Largest current distance of a full row, from the distances' bit patterns (as
+    signed integers they order like the floats as long as one is >= 0, and an integer
+    maximum vectorises where a float one does not without fastmath's nnan)."""
+    bb = bits[v0 : v0 + _TX]
+    m = bb[0]
+    for i in range(1, _TX):
+        v = bb[i]
+        m = v if v > m else m
+    one_i[0] = m
+    return np.float64(one_f[0])
+
+
 # Lower bounds are sorted by a counting sort on LB * _LBQ buckets (exact enough: a row
 # stops once a bucket's lower edge exceeds its largest distance).
 _LBQ = 16.0
@@ -246,7 +286,7 @@ _NBUCKET = 64
 @njit(**_SER)
 def _assign_tile(lt, X, M, L, centers, windows, maxdc, sp, coords, indptr, indices, ip, fp, out,
                  sc_feat, sc_best, sc_bk, sc_row, sc_dcs, sc_edge, sc_cand, sc_candi, sc_key,
-                 sc_cnt, sc_buf):  # fmt: skip
+                 sc_cnt, sc_buf, bits, one_i, one_f):  # fmt: skip
     """Nearest admissible centre of every voxel of one tile (see ``assign_slab``)."""
     nzs, ny, nx = L.shape
     nc = X.shape[3]
@@ -389,6 +429,9 @@ def _assign_tile(lt, X, M, L, centers, windows, maxdc, sp, coords, indptr, indic
         spx = sp[2]
         featg = feat[0]
         dbuf = sc_buf[0]
+        # full-width grayscale rows: fixed-length, fully vectorised evaluations
+        full = gray and not shifted and sx_ == _TX
+        cxt = coords[ox + x0 : ox + x1]
         for r in range(nrows):
             if not row_ok[r]:
                 continue
@@ -398,7 +441,10 @@ def _assign_tile(lt, X, M, L, centers, windows, maxdc, sp, coords, indptr, indic
             zf = coords[gz]
             yf = coords[oy + y]
             vr = r * sx_ - x0
-            rmax = _row_max(best, dcs, vr + x0, sx_, shifted)
+            if full:
+                rmax = _row_max_bits(bits, vr + x0, one_i, one_f)
+            else:
+                rmax = _row_max(best, dcs, vr + x0, sx_, shifted)
             for jj in range(nn):
                 # no remaining centre can come closer than the row's worst voxel
                 if edge[jj] > rmax:
@@ -418,6 +464,11 @@ def _assign_tile(lt, X, M, L, centers, windows, maxdc, sp, coords, indptr, indic
                 if np.float64(dzy * w) > rmax:
                     continue
                 k = np.int32(candi[jj, 0])
+                if full:
+                    _row_gray_full(best, bk, featg, cxt, vr + x0, xa - x0, xb - x0, dzy, w,
+                                   spx, cand[jj, 2], cand[jj, 3], k)  # fmt: skip
+                    rmax = _row_max_bits(bits, vr + x0, one_i, one_f)
+                    continue
                 if gray:
                     ch = _row_gray(best, bk, featg, coords, vr, ox, xa, xb, dzy, w, spx,
                                    cand[jj, 2], cand[jj, 3], k)  # fmt: skip
@@ -483,7 +534,7 @@ def _assign_tile(lt, X, M, L, centers, windows, maxdc, sp, coords, indptr, indic
 
 @njit(**_PAR)
 def assign_slab(X, M, L, centers, windows, maxdc, sp, coords, indptr, indices, ip, fp, out,
-                max_cand):  # fmt: skip
+                max_cand, ibits):  # fmt: skip
     """Assignment step on the tiles ``ip[IP_TZ0] <= tz < ip[IP_TZ1]`` held by this slab.
 
     ``X`` (input values; the features are computed on the fly), ``M`` (mask) and ``L``
@@ -514,10 +565,14 @@ def assign_slab(X, M, L, centers, windows, maxdc, sp, coords, indptr, indices, i
         sc_key = np.empty(max(max_cand, nv), np.int64)
         sc_cnt = np.empty(_NBUCKET + 1, np.int64)
         sc_buf = np.empty((2, ip[IP_T2]), ft)
+        bits = sc_best.view(ibits.dtype)  # ``ibits``: the signed integer of the float's size
+        one_i = np.empty(1, ibits.dtype)
+        one_f = one_i.view(ft)
         for tx in range(ntx):
             _assign_tile(tr * ntx + tx, X, M, L, centers, windows, maxdc, sp, coords, indptr,
                          indices, ip, fp, out, sc_feat, sc_best, sc_bk, sc_row, sc_dcs, sc_edge,
-                         sc_cand, sc_candi, sc_key, sc_cnt, sc_buf)  # fmt: skip
+                         sc_cand, sc_candi, sc_key, sc_cnt, sc_buf, bits, one_i,
+                         one_f)  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------
