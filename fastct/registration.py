@@ -69,8 +69,10 @@ TRANSFORMS = ("rigid", "similarity")
 METRICS = ("mse", "ncc", "mi")
 INITS = ("auto", "geometry", "moments", "none")
 _BLOCK = 4096  # samples per reduction block (fixed: results do not depend on threads)
+_MI_BLOCKS = 64  # at most this many Mattes histogram slabs (block size grows with n)
 _MIN_OVERLAP = 32  # fewer valid samples than this is "no overlap"
 _FD_STEP = 1e-6
+_MAX_STEP_VOXELS = 4.0  # no optimiser step moves the fixed corners further (level voxels)
 
 
 @dataclass
@@ -236,6 +238,20 @@ class _Model:
             out.append((self._embed(self._rot(theta)), np.zeros(3)))
         return out
 
+    def coefficients(self, theta: np.ndarray) -> np.ndarray:
+        """(n, 7) rows ``(a_k, e_k, s_k)``: ``dq/dtheta_k = a_k x w + s_k w + e_k`` with
+        ``w = A (p - c)`` (see :mod:`fastct._kernels.registration`)."""
+        a3, _ = self.affine3(theta)
+        inv = np.linalg.inv(a3)
+        act = slice(3 - self.ndim, 3)
+        rows = []
+        for j, e in self.jacobians(theta):
+            m = j @ inv  # dq/dtheta = m @ w + e
+            axis = 0.5 * np.array([m[2, 1] - m[1, 2], m[0, 2] - m[2, 0], m[1, 0] - m[0, 1]])
+            scale = float(np.trace(m[act, act])) / self.ndim
+            rows.append(np.concatenate([axis, e, [scale]]))
+        return np.asarray(rows)
+
     def transform(self, theta: np.ndarray) -> RigidTransform:
         return _make(
             self.ndim,
@@ -371,7 +387,8 @@ class _Level:
         mmin, mmax = float(moving.min()), float(moving.max())
         self.constant = (fmin == fmax, mmin == mmax)
         self.rsp = 1.0 / self.msp
-        nblocks = (self.n + _BLOCK - 1) // _BLOCK
+        from ._kernels.registration import N_STATS, N_V, N_VPAD
+
         if metric == "mi":
             pad = 2
             fbs = (fmax - fmin) / (bins - 2 * pad) if fmax > fmin else 1.0
@@ -380,80 +397,73 @@ class _Level:
             self.fixbin = np.clip(np.floor(term), 2, bins - 3).astype(np.int32)
             self.mbs = (mmax - mmin) / (bins - 2 * pad) if mmax > mmin else 1.0
             self.mnmin = mmin / self.mbs - pad
-            self.hist = np.zeros((nblocks, bins, bins))
-            self.fbin = np.empty(self.n, np.int32)
-            self.mterm = np.empty(self.n, np.float64)
-            self.grad = np.empty((self.n, 3), np.float32)
-            self.acc = np.zeros((nblocks, 12))
+            # Each block owns a (bins, bins) histogram and its (bins, bins, 8) derivative:
+            # at most _MI_BLOCKS of them (the block size depends on n only).
+            self.block = max(_BLOCK, -(-self.n // (_MI_BLOCKS * _BLOCK)) * _BLOCK)
+            nblocks = (self.n + self.block - 1) // self.block
+            self.hist = np.zeros((nblocks, bins * bins))
+            self.dhist = np.zeros((nblocks, bins * bins * N_VPAD))
         else:
-            from ._kernels.registration import N_GRAD, N_STATS
+            self.block = _BLOCK
+            nblocks = (self.n + _BLOCK - 1) // _BLOCK
+            self.acc = np.zeros((nblocks, N_STATS + 3 * N_V))
 
-            self.acc = np.zeros((nblocks, N_STATS + 3 * N_GRAD))
-
-    def evaluate(self, a3, off3, center3, jac):
-        """(value, dvalue/dtheta, number of valid samples)."""
+    def evaluate(self, a3, off3, center3, coef):
+        """(value, dvalue/dtheta, number of valid samples); ``coef`` from
+        :meth:`_Model.coefficients`."""
         from ._kernels import registration as k
 
         args = (self.pts, self.n, self.use_all, self.fshape, self.fsp, self.forig)
-        # moving continuous index = ia @ p + ioff
+        # moving continuous index u = ia @ p + ioff; centred mapped point w = u * msp + wo
         ia = np.ascontiguousarray(a3 * self.rsp[:, None])
         ioff = np.ascontiguousarray((off3 - self.morig) * self.rsp)
+        wo = np.ascontiguousarray(self.morig - off3 - a3 @ center3)
+        geo = (ia, ioff, self.rsp, self.msp, wo, self.moving)
         if self.metric == "mi":
             with _config.kernel_threads():
-                k.mi_pass1(self.fixbin, *args, ia, ioff, self.rsp, self.moving, self.mbs,
-                           self.mnmin, self.bins, _BLOCK, self.hist, self.fbin, self.mterm,
-                           self.grad)  # fmt: skip
-            joint = self.hist.sum(axis=0)
+                k.mi_pass(self.fixbin, *args, *geo, self.mbs, self.mnmin, self.bins,
+                          self.block, self.hist, self.dhist)  # fmt: skip
+            joint = self.hist.sum(axis=0).reshape(self.bins, self.bins)
             total = float(joint.sum())
             count = int(round(total))
             if count < _MIN_OVERLAP:
-                return 0.0, np.zeros(len(jac)), count
+                return 0.0, np.zeros(len(coef)), count
             p = joint / total
             pf = p.sum(axis=1)
             pm = p.sum(axis=0)
             with np.errstate(divide="ignore", invalid="ignore"):
                 logratio = np.where(p > 0, np.log(p / pm[None, :]), 0.0)
                 mi = float(np.sum(np.where(p > 0, p * (logratio - np.log(pf)[:, None]), 0.0)))
-            with _config.kernel_threads():
-                k.mi_pass2(*args, center3, self.fbin, self.mterm, self.grad,
-                           np.ascontiguousarray(logratio), _BLOCK, self.acc)  # fmt: skip
-            sums = self.acc.sum(axis=0)
-            grad = _project(sums, jac) / (total * self.mbs)
-            return -mi, grad, count
+            dsum = self.dhist.sum(axis=0).reshape(-1, k.N_VPAD)[:, : k.N_V]
+            sums = logratio.reshape(-1) @ dsum
+            return -mi, coef @ sums / (total * self.mbs), count
         with _config.kernel_threads():
-            k.stats_pass(self.fvals, *args, ia, ioff, self.rsp, center3, self.moving, _BLOCK,
-                         self.acc)  # fmt: skip
+            k.stats_pass(self.fvals, *args, *geo, _BLOCK, self.acc)
         s = self.acc.sum(axis=0)
         count = int(s[0])
         if count < _MIN_OVERLAP:
-            return (np.inf if self.metric == "mse" else 0.0), np.zeros(len(jac)), count
-        n_stats, n_grad = k.N_STATS, k.N_GRAD
-        g_f = s[n_stats : n_stats + n_grad]
-        g_m = s[n_stats + n_grad : n_stats + 2 * n_grad]
-        g_1 = s[n_stats + 2 * n_grad :]
+            return (np.inf if self.metric == "mse" else 0.0), np.zeros(len(coef)), count
+        n_stats, n_v = k.N_STATS, k.N_V
+        g_f = s[n_stats : n_stats + n_v]
+        g_m = s[n_stats + n_v : n_stats + 2 * n_v]
+        g_1 = s[n_stats + 2 * n_v :]
         n = s[0]
         if self.metric == "mse":
             value = s[6] / n
-            return value, _project(2.0 * (g_m - g_f) / n, jac), count
+            return value, coef @ (2.0 * (g_m - g_f) / n), count
         sf, sm, sff, smm, sfm = s[1:6]
         vf = sff - sf * sf / n
         vm = smm - sm * sm / n
         cfm = sfm - sf * sm / n
         if vf <= 0 or vm <= 0:
-            return 0.0, np.zeros(len(jac)), count
+            return 0.0, np.zeros(len(coef)), count
         value = -(cfm * cfm) / (vf * vm)
         fbar, mbar = sf / n, sm / n
         # d value / d m_i = -2 cfm / (vf vm) * [(f_i - fbar) - cfm / vm * (m_i - mbar)]
         a = -2.0 * cfm / (vf * vm)
         b = cfm / vm
         sums = a * ((g_f - fbar * g_1) - b * (g_m - mbar * g_1))
-        return value, _project(sums, jac), count
-
-
-def _project(sums: np.ndarray, jac) -> np.ndarray:
-    g = sums[:9].reshape(3, 3)
-    h = sums[9:12]
-    return np.array([float(np.sum(j * g) + e @ h) for j, e in jac])
+        return value, coef @ sums, count
 
 
 # -- register --------------------------------------------------------------------------------
@@ -523,6 +533,7 @@ def register(
     max_iterations: int = 100,
     tolerance: float = 1e-7,
     gradient_tolerance: float = 1e-6,
+    step_tolerance: float = 0.01,
     rotation_search: float | None = None,
 ) -> Registration:
     """Rigid or similarity registration of ``moving`` onto ``fixed``.
@@ -601,6 +612,7 @@ def register(
     max_iterations = _positive(max_iterations, "max_iterations", integer=True)
     tolerance = _positive(tolerance, "tolerance", allow_zero=True)
     gradient_tolerance = _positive(gradient_tolerance, "gradient_tolerance", allow_zero=True)
+    step_tolerance = _positive(step_tolerance, "step_tolerance", allow_zero=True)
     if rotation_search is not None:
         rotation_search = _positive(rotation_search, "rotation_search")
         if rotation_search > 180:
@@ -716,6 +728,7 @@ def register(
     value = float("nan")
     result_msg, converged = "", False
     start_transform = None
+    memory: list = []  # L-BFGS pairs carried from level to level
     for li, (factors, sigma) in enumerate(zip(levels_f, smoothing_sigmas)):
         t_level = time.perf_counter()
         fac3 = (1, *factors) if ndim == 2 else factors
@@ -737,22 +750,22 @@ def register(
 
         def evaluate(th: np.ndarray, level=level):
             a3, off3 = model.affine3(th)
-            return level.evaluate(a3, off3, model.center3, model.jacobians(th))
+            return level.evaluate(a3, off3, model.center3, model.coefficients(th))
 
-        v0, _, count0 = evaluate(theta)
+        v0, g0, count0 = evaluate(theta)
         # init='auto': the moments start and the geometry start (when distinct) are
         # both optimised on the coarsest level; the better end point continues.
-        starts = [(theta, v0, count0)]
+        starts = [(theta, v0, g0, count0)]
         if li == 0 and candidates:
             for t3 in candidates:
                 th = theta.copy()
                 th[model.n_rot : model.n_rot + ndim] = t3[3 - ndim :]
                 if np.allclose(th, theta, atol=1e-6):
                     continue
-                v, _, count = evaluate(th)
-                starts.append((th, v, count))
-            starts = [st for st in starts if st[2] >= _MIN_OVERLAP] or starts[:1]
-        theta, v0, count0 = starts[0]
+                v, g, count = evaluate(th)
+                starts.append((th, v, g, count))
+            starts = [st for st in starts if st[3] >= _MIN_OVERLAP] or starts[:1]
+        theta, v0, g0, count0 = starts[0]
         if count0 < _MIN_OVERLAP:
             raise ValueError(
                 f"fixed and moving do not overlap after initialisation (init={init!r}): "
@@ -761,20 +774,24 @@ def register(
             )
         if li == 0 and rotation_search is not None:
             theta, v0 = _rotation_search(model, theta, evaluate, rotation_search, v0)
-            starts[0] = (theta, v0, count0)
+            v0, g0, count0 = evaluate(theta)
+            starts[0] = (theta, v0, g0, count0)
         if li == 0:
             start_transform = model.transform(theta)
 
         best = None
-        for theta_s, v_s, count_s in starts:
-            out = _optimise(model, theta_s, evaluate, ff, fsp_l, forig_l, v_s, count_s,
-                            max_iterations, tolerance, gradient_tolerance, metric)  # fmt: skip
+        step_tol = step_tolerance * min(s for s, n in zip(fsp_l, ff.shape) if n > 1)
+        for theta_s, v_s, g_s, count_s in starts:
+            out = _optimise(model, theta_s, evaluate, ff, fsp_l, forig_l, v_s, g_s, count_s,
+                            max_iterations, tolerance, gradient_tolerance, step_tol, metric,
+                            memory)  # fmt: skip
             total_iter += out[1]["iterations"]
             if best is None or out[1]["metric_value"] < best[1]["metric_value"]:
                 best = out
                 if li == 0:
                     start_transform = model.transform(theta_s)
         theta, info = best
+        memory = info.pop("memory")
         value = info["metric_value"]
         result_msg, converged = info["stop_reason"], info["converged"]
         info.update(
@@ -818,49 +835,137 @@ def _param_scales(model: _Model, theta, corners) -> np.ndarray:
     return np.asarray(scales)
 
 
-def _optimise(model, theta0, evaluate, ff, fsp, forig, v0, count0, max_iter, ftol, gtol, metric):
-    from scipy.optimize import minimize
+_LBFGS_MEMORY = 6
+_ARMIJO = 1e-4
+_MAX_BACKTRACK = 8
 
-    scales = _param_scales(model, theta0, _corners(ff.shape, fsp, forig))
+
+def _lbfgs_direction(g: np.ndarray, memory: list, gamma0: float) -> np.ndarray:
+    """-H g by the two-loop recursion (H0 = s.y / y.y of the newest pair, else gamma0)."""
+    q = g.copy()
+    alphas = []
+    for s_k, y_k, rho in reversed(memory):
+        a = rho * (s_k @ q)
+        alphas.append(a)
+        q -= a * y_k
+    if memory:
+        s_k, y_k, _ = memory[-1]
+        q *= (s_k @ y_k) / (y_k @ y_k)
+    else:
+        q *= gamma0
+    for (s_k, y_k, rho), a in zip(memory, reversed(alphas)):
+        b = rho * (y_k @ q)
+        q += (a - b) * s_k
+    return -q
+
+
+def _optimise(model, theta0, evaluate, ff, fsp, forig, v0, g0, count0, max_iter, ftol, gtol,
+              step_tol, metric, memory=None):  # fmt: skip
+    """L-BFGS in parameters scaled to mm of corner shift, about one evaluation per iteration.
+
+    Each iteration tries the quasi-Newton step (the first one, without curvature
+    information, moves the corners by about one voxel of the level; no step moves
+    them by more than ``_MAX_STEP_VOXELS`` voxels) and accepts it on sufficient decrease
+    (Armijo); otherwise it backtracks by quadratic interpolation. No curvature
+    condition, hence no extra evaluations; pairs with ``s.y <= 0`` are not stored.
+    Stops when an accepted step moves the fixed image's corners by less than
+    ``step_tol`` mm, when the relative decrease is below ``ftol``, when the largest
+    scaled gradient is below ``gtol``, when no decrease is found down to ``step_tol``,
+    or after ``max_iter`` iterations. ``memory`` (the (s, y) pairs of the previous
+    level) seeds the inverse Hessian: the scaled parameters mean the same on every level.
+    """
+    corners = _corners(ff.shape, fsp, forig)
+    scales = _param_scales(model, theta0, corners)
+    voxel = float(min(s for s, n in zip(fsp, ff.shape) if n > 1) if max(ff.shape) > 1 else 1.0)
+    max_step = _MAX_STEP_VOXELS * voxel
     # MSE is in squared intensity units: optimise it relative to its starting value.
     norm = abs(v0) if metric == "mse" and abs(v0) > 0 else 1.0
-    state = {"nfev": 0, "best": (v0, theta0.copy(), count0)}
+    lo = np.array([(b[0] - t) * s if np.isfinite(b[0]) else -np.inf
+                   for b, t, s in zip(model.bounds(), theta0, scales)])  # fmt: skip
+    hi = np.array([(b[1] - t) * s if np.isfinite(b[1]) else np.inf
+                   for b, t, s in zip(model.bounds(), theta0, scales)])  # fmt: skip
 
-    def fun(x):
-        th = theta0 + x / scales
-        v, g, count = evaluate(th)
-        state["nfev"] += 1
-        if count < _MIN_OVERLAP or not np.isfinite(v):
-            return 1e3, np.zeros_like(x)  # far worse than any overlap: line search backs off
-        if v < state["best"][0]:
-            state["best"] = (v, th.copy(), count)
-        return v / norm, g / scales / norm
+    def theta_of(x):
+        return theta0 + x / scales
 
-    bounds = []
-    for (lo, hi), t0, s in zip(model.bounds(), theta0, scales):
-        bounds.append(((lo - t0) * s if np.isfinite(lo) else None,
-                       (hi - t0) * s if np.isfinite(hi) else None))  # fmt: skip
-    res = minimize(
-        fun,
-        np.zeros(model.n),
-        jac=True,
-        method="L-BFGS-B",
-        bounds=bounds,
-        options={"maxiter": max_iter, "ftol": ftol, "gtol": gtol, "maxls": 30},
-    )
-    theta = theta0 + res.x / scales
-    v, _, count = evaluate(theta)
-    if not (count >= _MIN_OVERLAP and v <= state["best"][0]):
-        v, theta, count = state["best"]
-    msg = res.message if isinstance(res.message, str) else res.message.decode()
+    def moved(th_a, th_b) -> float:
+        a = model.transform(th_a).apply(corners[:, 3 - model.ndim :])
+        b = model.transform(th_b).apply(corners[:, 3 - model.ndim :])
+        return float(np.sqrt(((a - b) ** 2).sum(axis=1)).max())
+
+    memory = list(memory or [])
+    x = np.zeros(model.n)
+    f = v0 / norm
+    g = g0 / scales / norm
+    count = count0
+    nfev = 0
+    it = 0
+    converged, reason = False, "maximum number of iterations reached"
+    while it < max_iter:
+        if not np.isfinite(g).all():
+            reason = "non-finite gradient"
+            break
+        if np.abs(g).max() <= gtol:
+            converged, reason = True, "gradient below gradient_tolerance"
+            break
+        gnorm = float(np.sqrt(g @ g))
+        d = _lbfgs_direction(g, memory, voxel / gnorm)
+        gd = float(g @ d)
+        if not gd < 0:  # not a descent direction: restart from the gradient
+            memory.clear()
+            d = -g * (voxel / gnorm)
+            gd = float(g @ d)
+        th = theta_of(x)
+        length = moved(th, theta_of(x + d))
+        alpha = min(1.0, max_step / length) if length > 0 else 1.0
+        accepted = False
+        for _ in range(_MAX_BACKTRACK + 1):
+            x_new = np.clip(x + alpha * d, lo, hi)
+            th_new = theta_of(x_new)
+            v, gr, cnt = evaluate(th_new)
+            nfev += 1
+            ok = cnt >= _MIN_OVERLAP and np.isfinite(v)
+            f_new = v / norm if ok else np.inf
+            if ok and f_new <= f + _ARMIJO * float(g @ (x_new - x)):
+                accepted = True
+                break
+            if ok:  # minimiser of the quadratic through f, gd and f_new
+                denom = 2.0 * (f_new - f - gd * alpha)
+                a_q = -gd * alpha * alpha / denom if denom > 0 else 0.5 * alpha
+                alpha = min(max(a_q, 0.1 * alpha), 0.5 * alpha)
+            else:
+                alpha *= 0.25
+            if moved(th, theta_of(np.clip(x + alpha * d, lo, hi))) < step_tol:
+                break
+        if not accepted:
+            converged, reason = True, "no decrease along the search direction above step_tolerance"
+            break
+        it += 1
+        g_new = gr / scales / norm
+        s_k, y_k = x_new - x, g_new - g
+        sy = float(s_k @ y_k)
+        if sy > 1e-12 * float(np.sqrt((s_k @ s_k) * (y_k @ y_k))):
+            memory.append((s_k, y_k, 1.0 / sy))
+            del memory[:-_LBFGS_MEMORY]
+        step = moved(th, th_new)
+        decrease = (f - f_new) / max(abs(f), abs(f_new), 1e-300)
+        x, f, g, count = x_new, f_new, g_new, cnt
+        if step < step_tol:
+            converged, reason = True, "step below step_tolerance"
+            break
+        if decrease < ftol:
+            converged, reason = True, "relative decrease below tolerance"
+            break
+    theta = theta_of(x)
     return theta, {
-        "iterations": int(res.nit),
-        "evaluations": int(state["nfev"]),
+        "iterations": it,
+        "evaluations": nfev + 1,
         "initial_metric_value": float(v0),
-        "metric_value": float(v),
+        "metric_value": float(f * norm),
         "valid_samples": int(count),
-        "converged": bool(res.success),
-        "stop_reason": msg,
+        "converged": converged,
+        "stop_reason": reason,
+        "memory": memory,
     }
 
 

@@ -34,7 +34,7 @@ def level_and_model(metric, fixed, moving, sp, mask=None, kind="similarity"):
 
 def evaluate(lev, model, theta):
     a, o = model.affine3(theta)
-    return lev.evaluate(a, o, model.center3, model.jacobians(theta))
+    return lev.evaluate(a, o, model.center3, model.coefficients(theta))
 
 
 def interior_mask(shape, margin):

@@ -8,15 +8,22 @@ sits at physical point ``p_i = forig + idx * fsp``; the current transform maps i
 ``q_i = A @ p_i + off`` in the moving image, whose trilinear interpolant gives the
 value ``m_i`` and its analytic gradient ``g_i`` (per mm). Samples mapping outside the
 moving grid extended by half a voxel are skipped (ITK's buffer test); within that half
-voxel the nearest edge value is used. For a metric whose derivative with respect to
-``m_i`` is ``w_i``, the derivative with respect to any transform parameter ``k`` with
-``dq/dtheta_k = J_k @ (p - c) + e_k`` is ``sum_ab J_k[a, b] G[a, b] + e_k . h`` where
-``G = sum_i w_i g_i (p_i - c)^T`` and ``h = sum_i w_i g_i``, so the kernels only
-accumulate those 12 numbers per weight family, whatever the parametrisation.
+voxel the nearest edge value is used.
 
-Determinism: the samples are split into fixed blocks of ``block`` samples; each block
-accumulates into its own row of partial sums with a fixed order, and the caller adds
-the rows in block order. Results are the same bits at any thread count.
+Gradient bookkeeping: for a rigid or similarity transform every parameter ``k`` moves
+the mapped point by ``dq/dtheta_k = a_k x w + s_k w + e_k`` with ``w = A (p - c)`` (the
+centred point after rotation and scale; ``w = q - (off + A c)``, three multiply-adds
+from the moving index): ``a_k`` is the rotation axis of ``dA/dtheta_k A^-1``, ``s_k``
+its isotropic scale part and ``e_k`` the translation. For a metric whose derivative
+with respect to ``m_i`` is ``W_i``, the derivative with respect to ``theta_k`` is
+``a_k . sum_i W_i (w_i x g_i) + e_k . sum_i W_i g_i + s_k sum_i W_i (g_i . w_i)``: the
+kernels only accumulate those 7 numbers (``N_V``) per weight family, whatever the
+parametrisation, and the caller projects them (``fastct.registration._Model``).
+
+Determinism: the samples are split into fixed blocks (their size depends on the
+number of samples only); each block accumulates into its own slab of partial sums in
+sample order, and the caller adds the slabs in block order. Results are the same bits
+at any thread count.
 """
 
 from __future__ import annotations
@@ -31,7 +38,8 @@ from .._config import NJIT_OPTIONS
 
 # Accumulator layout of :func:`stats_pass`.
 N_STATS = 7  # count, sf, sm, sff, smm, sfm, sum (m - f)^2
-N_GRAD = 12  # G (3 x 3, row major) then h (3)
+N_V = 7  # w x g (3), g (3), g . w (1): see the module notes
+N_VPAD = 8  # N_V padded (one cache-friendly group of 8 doubles per Mattes bin)
 
 
 @numba.njit(inline="always", **NJIT_OPTIONS)
@@ -139,16 +147,32 @@ def _map(p0, p1, p2, ia, ioff, shape):  # pragma: no cover - compiled
     return inside, u0, u1, u2
 
 
+@numba.njit(inline="always", **NJIT_OPTIONS)
+def _vecs(u0, u1, u2, e0, e1, e2, rsp, msp, wo):  # pragma: no cover - compiled
+    """Gradient per mm ``g`` and the 7 numbers ``w x g, g, g . w`` of one sample."""
+    g0 = e0 * rsp[0]
+    g1 = e1 * rsp[1]
+    g2 = e2 * rsp[2]
+    w0 = u0 * msp[0] + wo[0]
+    w1 = u1 * msp[1] + wo[1]
+    w2 = u2 * msp[2] + wo[2]
+    x0 = w1 * g2 - w2 * g1
+    x1 = w2 * g0 - w0 * g2
+    x2 = w0 * g1 - w1 * g0
+    return x0, x1, x2, g0, g1, g2, g0 * w0 + g1 * w1 + g2 * w2
+
+
 @numba.njit(parallel=True, **NJIT_OPTIONS)
 def stats_pass(
-    fixed, pts, n, use_all, fshape, fsp, forig, ia, ioff, rsp, center, moving, block, acc
+    fixed, pts, n, use_all, fshape, fsp, forig, ia, ioff, rsp, msp, wo, moving, block, acc
 ):  # pragma: no cover - compiled
     """Sums for MSE and NCC and their gradients, one row of ``acc`` per block.
 
     ``fixed[i]`` is sample ``i``'s fixed value; its point is ``pts[i]`` or, with
     ``use_all``, the ``i``-th voxel of the ``fshape`` grid. The moving continuous index
-    is ``ia @ p + ioff``; ``rsp`` is 1 / moving spacing. ``acc[b]`` holds ``N_STATS``
-    sums then three gradient families of ``N_GRAD`` numbers, weighted by ``f_i``,
+    is ``ia @ p + ioff``; ``rsp`` is 1 / moving spacing, ``msp`` the moving spacing and
+    ``wo`` the offset with ``w = u * msp + wo`` (module notes). ``acc[b]`` holds
+    ``N_STATS`` sums then three families of ``N_V`` numbers weighted by ``f_i``,
     ``m_i`` and 1. Local scalar accumulators, stored once per block.
     """
     nblocks = (n + block - 1) // block
@@ -163,55 +187,35 @@ def stats_pass(
         smm = 0.0
         sfm = 0.0
         sdd = 0.0
-        a_fg0r0 = 0.0
-        a_fg0r1 = 0.0
-        a_fg0r2 = 0.0
-        a_fg1r0 = 0.0
-        a_fg1r1 = 0.0
-        a_fg1r2 = 0.0
-        a_fg2r0 = 0.0
-        a_fg2r1 = 0.0
-        a_fg2r2 = 0.0
-        a_fg0 = 0.0
-        a_fg1 = 0.0
-        a_fg2 = 0.0
-        a_mg0r0 = 0.0
-        a_mg0r1 = 0.0
-        a_mg0r2 = 0.0
-        a_mg1r0 = 0.0
-        a_mg1r1 = 0.0
-        a_mg1r2 = 0.0
-        a_mg2r0 = 0.0
-        a_mg2r1 = 0.0
-        a_mg2r2 = 0.0
-        a_mg0 = 0.0
-        a_mg1 = 0.0
-        a_mg2 = 0.0
-        a_1g0r0 = 0.0
-        a_1g0r1 = 0.0
-        a_1g0r2 = 0.0
-        a_1g1r0 = 0.0
-        a_1g1r1 = 0.0
-        a_1g1r2 = 0.0
-        a_1g2r0 = 0.0
-        a_1g2r1 = 0.0
-        a_1g2r2 = 0.0
-        a_1g0 = 0.0
-        a_1g1 = 0.0
-        a_1g2 = 0.0
+        f0 = 0.0
+        f1 = 0.0
+        f2 = 0.0
+        f3 = 0.0
+        f4 = 0.0
+        f5 = 0.0
+        f6 = 0.0
+        m0 = 0.0
+        m1 = 0.0
+        m2 = 0.0
+        m3 = 0.0
+        m4 = 0.0
+        m5 = 0.0
+        m6 = 0.0
+        o0 = 0.0
+        o1 = 0.0
+        o2 = 0.0
+        o3 = 0.0
+        o4 = 0.0
+        o5 = 0.0
+        o6 = 0.0
         for i in range(i0, min(n, i0 + block)):
             z, y, x, p0, p1, p2 = _point(i, i0, z, y, x, use_all, fshape, fsp, forig, pts)
             inside, u0, u1, u2 = _map(p0, p1, p2, ia, ioff, shape)
             if not inside:
                 continue
-            m, d0, d1, d2 = _trilinear_grad(moving, u0, u1, u2)
+            m, e0, e1, e2 = _trilinear_grad(moving, u0, u1, u2)
+            v0, v1, v2, v3, v4, v5, v6 = _vecs(u0, u1, u2, e0, e1, e2, rsp, msp, wo)
             f = np.float64(fixed[i])
-            g0 = d0 * rsp[0]
-            g1 = d1 * rsp[1]
-            g2 = d2 * rsp[2]
-            r0 = p0 - center[0]
-            r1 = p1 - center[1]
-            r2 = p2 - center[2]
             diff = m - f
             cnt += 1.0
             sf += f
@@ -220,48 +224,27 @@ def stats_pass(
             smm += m * m
             sfm += f * m
             sdd += diff * diff
-            fg0 = f * g0
-            fg1 = f * g1
-            fg2 = f * g2
-            a_fg0r0 += fg0 * r0
-            a_fg0r1 += fg0 * r1
-            a_fg0r2 += fg0 * r2
-            a_fg1r0 += fg1 * r0
-            a_fg1r1 += fg1 * r1
-            a_fg1r2 += fg1 * r2
-            a_fg2r0 += fg2 * r0
-            a_fg2r1 += fg2 * r1
-            a_fg2r2 += fg2 * r2
-            a_fg0 += fg0
-            a_fg1 += fg1
-            a_fg2 += fg2
-            mg0 = m * g0
-            mg1 = m * g1
-            mg2 = m * g2
-            a_mg0r0 += mg0 * r0
-            a_mg0r1 += mg0 * r1
-            a_mg0r2 += mg0 * r2
-            a_mg1r0 += mg1 * r0
-            a_mg1r1 += mg1 * r1
-            a_mg1r2 += mg1 * r2
-            a_mg2r0 += mg2 * r0
-            a_mg2r1 += mg2 * r1
-            a_mg2r2 += mg2 * r2
-            a_mg0 += mg0
-            a_mg1 += mg1
-            a_mg2 += mg2
-            a_1g0r0 += g0 * r0
-            a_1g0r1 += g0 * r1
-            a_1g0r2 += g0 * r2
-            a_1g1r0 += g1 * r0
-            a_1g1r1 += g1 * r1
-            a_1g1r2 += g1 * r2
-            a_1g2r0 += g2 * r0
-            a_1g2r1 += g2 * r1
-            a_1g2r2 += g2 * r2
-            a_1g0 += g0
-            a_1g1 += g1
-            a_1g2 += g2
+            f0 += f * v0
+            f1 += f * v1
+            f2 += f * v2
+            f3 += f * v3
+            f4 += f * v4
+            f5 += f * v5
+            f6 += f * v6
+            m0 += m * v0
+            m1 += m * v1
+            m2 += m * v2
+            m3 += m * v3
+            m4 += m * v4
+            m5 += m * v5
+            m6 += m * v6
+            o0 += v0
+            o1 += v1
+            o2 += v2
+            o3 += v3
+            o4 += v4
+            o5 += v5
+            o6 += v6
         row = acc[b]
         row[0] = cnt
         row[1] = sf
@@ -270,179 +253,104 @@ def stats_pass(
         row[4] = smm
         row[5] = sfm
         row[6] = sdd
-        row[7] = a_fg0r0
-        row[8] = a_fg0r1
-        row[9] = a_fg0r2
-        row[10] = a_fg1r0
-        row[11] = a_fg1r1
-        row[12] = a_fg1r2
-        row[13] = a_fg2r0
-        row[14] = a_fg2r1
-        row[15] = a_fg2r2
-        row[16] = a_fg0
-        row[17] = a_fg1
-        row[18] = a_fg2
-        row[19] = a_mg0r0
-        row[20] = a_mg0r1
-        row[21] = a_mg0r2
-        row[22] = a_mg1r0
-        row[23] = a_mg1r1
-        row[24] = a_mg1r2
-        row[25] = a_mg2r0
-        row[26] = a_mg2r1
-        row[27] = a_mg2r2
-        row[28] = a_mg0
-        row[29] = a_mg1
-        row[30] = a_mg2
-        row[31] = a_1g0r0
-        row[32] = a_1g0r1
-        row[33] = a_1g0r2
-        row[34] = a_1g1r0
-        row[35] = a_1g1r1
-        row[36] = a_1g1r2
-        row[37] = a_1g2r0
-        row[38] = a_1g2r1
-        row[39] = a_1g2r2
-        row[40] = a_1g0
-        row[41] = a_1g1
-        row[42] = a_1g2
+        row[7] = f0
+        row[8] = f1
+        row[9] = f2
+        row[10] = f3
+        row[11] = f4
+        row[12] = f5
+        row[13] = f6
+        row[14] = m0
+        row[15] = m1
+        row[16] = m2
+        row[17] = m3
+        row[18] = m4
+        row[19] = m5
+        row[20] = m6
+        row[21] = o0
+        row[22] = o1
+        row[23] = o2
+        row[24] = o3
+        row[25] = o4
+        row[26] = o5
+        row[27] = o6
 
 
 @numba.njit(inline="always", **NJIT_OPTIONS)
-def _bspline3(x):  # pragma: no cover - compiled
-    x = abs(x)
-    if x < 1.0:
-        return (4.0 - 6.0 * x * x + 3.0 * x * x * x) / 6.0
-    if x < 2.0:
-        t = 2.0 - x
-        return t * t * t / 6.0
-    return 0.0
+def _parzen(term, nbins):  # pragma: no cover - compiled
+    """First of the 4 moving bins a cubic B-spline window at ``term`` touches, its 4
+    weights ``B3(k - term)`` and their derivatives ``B3'(k - term)`` for ``k = k0 .. k0+3``."""
+    km = int(math.floor(term))
+    if km < 2:
+        km = 2
+    elif km > nbins - 3:
+        km = nbins - 3
+    t = term - km
+    t2 = t * t
+    t3 = t2 * t
+    s = 1.0 - t
+    w0 = s * s * s / 6.0
+    w1 = (3.0 * t3 - 6.0 * t2 + 4.0) / 6.0
+    w2 = (-3.0 * t3 + 3.0 * t2 + 3.0 * t + 1.0) / 6.0
+    w3 = t3 / 6.0
+    d0 = 0.5 * s * s
+    d1 = 2.0 * t - 1.5 * t2
+    d2 = 1.5 * t2 - t - 0.5
+    d3 = -0.5 * t2
+    return km - 1, w0, w1, w2, w3, d0, d1, d2, d3
 
 
 @numba.njit(inline="always", **NJIT_OPTIONS)
-def _bspline3_deriv(x):  # pragma: no cover - compiled
-    ax = abs(x)
-    if ax < 1.0:
-        d = -2.0 * ax + 1.5 * ax * ax
-    elif ax < 2.0:
-        t = 2.0 - ax
-        d = -0.5 * t * t
-    else:
-        return 0.0
-    return d if x >= 0 else -d
-
-
-@numba.njit(inline="always", **NJIT_OPTIONS)
-def _bin(value, bin_size, norm_min, nbins):  # pragma: no cover - compiled
-    term = value / bin_size - norm_min
-    k = int(math.floor(term))
-    if k < 2:
-        k = 2
-    elif k > nbins - 3:
-        k = nbins - 3
-    return k, term
+def _acc_bin(dd, o, c, v0, v1, v2, v3, v4, v5, v6):  # pragma: no cover - compiled
+    dd[o] += c * v0
+    dd[o + 1] += c * v1
+    dd[o + 2] += c * v2
+    dd[o + 3] += c * v3
+    dd[o + 4] += c * v4
+    dd[o + 5] += c * v5
+    dd[o + 6] += c * v6
 
 
 @numba.njit(parallel=True, **NJIT_OPTIONS)
-def mi_pass1(
-    fixbin, pts, n, use_all, fshape, fsp, forig, ia, ioff, rsp, moving,
-    mbs, mmin, nbins, block, hist, fbin, mterm, grad,
+def mi_pass(
+    fixbin, pts, n, use_all, fshape, fsp, forig, ia, ioff, rsp, msp, wo, moving,
+    mbs, mmin, nbins, block, hist, dhist,
 ):  # pragma: no cover - compiled  # fmt: skip
-    """Mattes joint histogram (zero-order on fixed, cubic B-spline on moving), per block.
+    """Mattes joint histogram and its derivative in one pass, one slab per block.
 
-    ``fixbin[i]`` is sample ``i``'s fixed bin (constant per level). Also stores per
-    sample its bin again, or -1 when it maps outside the moving image (``fbin``), the
-    moving Parzen term and the moving gradient (per mm) for :func:`mi_pass2`.
+    ``hist[b]`` (``nbins * nbins``, fixed bin major) accumulates the Parzen weight
+    ``B3(k - term_i)`` of every valid sample ``i`` of block ``b`` at fixed bin
+    ``l = fixbin[i]`` (zero-order window) and moving bin ``k`` (``term_i = m_i / mbs -
+    mmin``); ``dhist[b]`` (``nbins * nbins * N_VPAD``) accumulates ``B3'(k - term_i)``
+    times the sample's ``N_V`` gradient numbers (module notes). The metric gradient is
+    ``sum_lk log(p(l, k) / p_m(k)) * dhist[l, k]``, projected on the parameters: one
+    pass over the samples per evaluation, as ITK's Mattes metric for low-dimensional
+    transforms.
     """
     nblocks = (n + block - 1) // block
     shape = moving.shape
     for b in prange(nblocks):
         h = hist[b]
-        h[:, :] = 0.0
+        dd = dhist[b]
+        h[:] = 0.0
+        dd[:] = 0.0
         i0 = b * block
         z, y, x = _start(i0, use_all, fshape)
         for i in range(i0, min(n, i0 + block)):
             z, y, x, p0, p1, p2 = _point(i, i0, z, y, x, use_all, fshape, fsp, forig, pts)
             inside, u0, u1, u2 = _map(p0, p1, p2, ia, ioff, shape)
             if not inside:
-                fbin[i] = -1
                 continue
-            m, d0, d1, d2 = _trilinear_grad(moving, u0, u1, u2)
-            lf = fixbin[i]
-            km, term = _bin(m, mbs, mmin, nbins)
-            fbin[i] = lf
-            mterm[i] = term
-            grad[i, 0] = d0 * rsp[0]
-            grad[i, 1] = d1 * rsp[1]
-            grad[i, 2] = d2 * rsp[2]
-            for k in range(km - 1, km + 3):
-                h[lf, k] += _bspline3(k - term)
-
-
-@numba.njit(parallel=True, **NJIT_OPTIONS)
-def mi_pass2(
-    pts, n, use_all, fshape, fsp, forig, center, fbin, mterm, grad, logratio, block, acc
-):  # pragma: no cover - compiled
-    """Gradient sums of Mattes MI: weight ``sum_k B3'(k - term) log(p(l, k) / p_m(k))``."""
-    nbins = logratio.shape[1]
-    nblocks = (n + block - 1) // block
-    for b in prange(nblocks):
-        i0 = b * block
-        z, y, x = _start(i0, use_all, fshape)
-        a_g0r0 = 0.0
-        a_g0r1 = 0.0
-        a_g0r2 = 0.0
-        a_g1r0 = 0.0
-        a_g1r1 = 0.0
-        a_g1r2 = 0.0
-        a_g2r0 = 0.0
-        a_g2r1 = 0.0
-        a_g2r2 = 0.0
-        a_g0 = 0.0
-        a_g1 = 0.0
-        a_g2 = 0.0
-        for i in range(i0, min(n, i0 + block)):
-            z, y, x, p0, p1, p2 = _point(i, i0, z, y, x, use_all, fshape, fsp, forig, pts)
-            lf = fbin[i]
-            if lf < 0:
-                continue
-            term = mterm[i]
-            km = int(math.floor(term))
-            if km < 2:
-                km = 2
-            elif km > nbins - 3:
-                km = nbins - 3
-            w = 0.0
-            for k in range(km - 1, km + 3):
-                w += _bspline3_deriv(k - term) * logratio[lf, k]
-            r0 = p0 - center[0]
-            r1 = p1 - center[1]
-            r2 = p2 - center[2]
-            wg0 = w * grad[i, 0]
-            wg1 = w * grad[i, 1]
-            wg2 = w * grad[i, 2]
-            a_g0r0 += wg0 * r0
-            a_g0r1 += wg0 * r1
-            a_g0r2 += wg0 * r2
-            a_g1r0 += wg1 * r0
-            a_g1r1 += wg1 * r1
-            a_g1r2 += wg1 * r2
-            a_g2r0 += wg2 * r0
-            a_g2r1 += wg2 * r1
-            a_g2r2 += wg2 * r2
-            a_g0 += wg0
-            a_g1 += wg1
-            a_g2 += wg2
-        row = acc[b]
-        row[0] = a_g0r0
-        row[1] = a_g0r1
-        row[2] = a_g0r2
-        row[3] = a_g1r0
-        row[4] = a_g1r1
-        row[5] = a_g1r2
-        row[6] = a_g2r0
-        row[7] = a_g2r1
-        row[8] = a_g2r2
-        row[9] = a_g0
-        row[10] = a_g1
-        row[11] = a_g2
+            m, e0, e1, e2 = _trilinear_grad(moving, u0, u1, u2)
+            k0, w0, w1, w2, w3, c0, c1, c2, c3 = _parzen(m / mbs - mmin, nbins)
+            hb = fixbin[i] * nbins + k0
+            h[hb] += w0
+            h[hb + 1] += w1
+            h[hb + 2] += w2
+            h[hb + 3] += w3
+            v0, v1, v2, v3, v4, v5, v6 = _vecs(u0, u1, u2, e0, e1, e2, rsp, msp, wo)
+            o = hb * N_VPAD
+            _acc_bin(dd, o, c0, v0, v1, v2, v3, v4, v5, v6)
+            _acc_bin(dd, o + N_VPAD, c1, v0, v1, v2, v3, v4, v5, v6)
+            _acc_bin(dd, o + 2 * N_VPAD, c2, v0, v1, v2, v3, v4, v5, v6)
+            _acc_bin(dd, o + 3 * N_VPAD, c3, v0, v1, v2, v3, v4, v5, v6)
