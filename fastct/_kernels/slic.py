@@ -242,39 +242,70 @@ _TX = 32
 
 
 @njit(**_SER)
-def _row_gray_full(best, bk, featg, cx, v0, la, lb, dzy, w, spx, ckx, ck3, k):
-    """``_row_gray`` on a full row of ``_TX`` voxels, for the lanes ``la <= i < lb``.
-
-    The trip count is a constant: LLVM unrolls it into a few vector operations with no
-    remainder loop; lanes outside the window compute a distance that is never kept."""
-    bb = best[v0 : v0 + _TX]
-    kb = bk[v0 : v0 + _TX]
-    fb = featg[v0 : v0 + _TX]
-    for i in range(_TX):
-        dx = spx * (ckx - cx[i])
-        dx *= dx
-        d = (dzy + dx) * w
-        t = fb[i] - ck3
-        d += t * t
-        b = bb[i]
-        kk = kb[i]
-        c = ((d < b) | ((d == b) & (k < kk))) & (i >= la) & (i < lb)
-        bb[i] = d if c else b
-        kb[i] = k if c else kk
-
-
-@njit(**_SER)
-def _row_max_bits(bits, v0, one_i, one_f):
-    """Largest current distance of a full row, from the distances' bit patterns (as
-    signed integers they order like the floats as long as one is >= 0, and an integer
-    maximum vectorises where a float one does not without fastmath's nnan)."""
-    bb = bits[v0 : v0 + _TX]
+def _max_bits(bb, n, one_i, one_f):
+    """Largest of ``n`` distances from their bit patterns (as signed integers they
+    order like the floats as long as one is >= 0); ``n`` is a run-time value so that
+    LLVM vectorises the integer maximum instead of unrolling it into a scalar chain."""
     m = bb[0]
-    for i in range(1, _TX):
+    for i in range(n):
         v = bb[i]
         m = v if v > m else m
     one_i[0] = m
     return np.float64(one_f[0])
+
+
+@njit(**_SER)
+def _rows_full(nn, edge, cand, candi, lz0, y0, sy_, nrows, x0, z_off, oy, coords, spz, spy, spx,
+               w, row_ok, best, bk, featg, cx, bits, one_i, one_f, ntx):  # fmt: skip
+    """The rows of a tile of full grayscale rows (``_TX`` voxels): candidates in order
+    of their lower bound, the evaluation written out as a fixed-length, branch-free loop
+    (it vectorises without a remainder) and the row maximum as an integer reduction."""
+    for r in range(nrows):
+        if not row_ok[r]:
+            continue
+        gz = lz0 + r // sy_ + z_off
+        y = y0 + r % sy_
+        zf = coords[gz]
+        yf = coords[oy + y]
+        v0 = r * _TX
+        bb = best[v0 : v0 + _TX]
+        kb = bk[v0 : v0 + _TX]
+        fb = featg[v0 : v0 + _TX]
+        ib = bits[v0 : v0 + _TX]
+        rmax = _max_bits(ib, ntx, one_i, one_f)
+        for jj in range(nn):
+            # no remaining centre can come closer than the row's worst voxel
+            if edge[jj] > rmax:
+                break
+            if gz < candi[jj, 1] or gz >= candi[jj, 2]:
+                continue
+            if y < candi[jj, 3] or y >= candi[jj, 4]:
+                continue
+            dz = spz * (cand[jj, 0] - zf)
+            dz *= dz
+            dy = spy * (cand[jj, 1] - yf)
+            dy *= dy
+            dzy = dz + dy
+            # exact row bound: fl((dz + dy) * w) <= every voxel's rounded distance
+            if np.float64(dzy * w) > rmax:
+                continue
+            la = candi[jj, 5] - x0
+            lb = candi[jj, 6] - x0
+            ckx = cand[jj, 2]
+            ck3 = cand[jj, 3]
+            k = np.int32(candi[jj, 0])
+            for i in range(_TX):
+                dx = spx * (ckx - cx[i])
+                dx *= dx
+                d = (dzy + dx) * w
+                t = fb[i] - ck3
+                d += t * t
+                b = bb[i]
+                kk = kb[i]
+                c = ((d < b) | ((d == b) & (k < kk))) & (i >= la) & (i < lb)
+                bb[i] = d if c else b
+                kb[i] = k if c else kk
+            rmax = _max_bits(ib, ntx, one_i, one_f)
 
 
 # Lower bounds are sorted by a counting sort on LB * _LBQ buckets (exact enough: a row
@@ -432,7 +463,11 @@ def _assign_tile(lt, X, M, L, centers, windows, maxdc, sp, coords, indptr, indic
         # full-width grayscale rows: fixed-length, fully vectorised evaluations
         full = gray and not shifted and sx_ == _TX
         cxt = coords[ox + x0 : ox + x1]
-        for r in range(nrows):
+        if full:
+            _rows_full(nn, edge, cand, candi, lz0, y0, sy_, nrows, x0, z_off, oy, coords, spz,
+                       spy, spx, w, row_ok, best, bk, featg, cxt, bits, one_i, one_f,
+                       ip[IP_T2])  # fmt: skip
+        for r in range(0 if full else nrows):
             if not row_ok[r]:
                 continue
             lz = lz0 + r // sy_
@@ -441,10 +476,7 @@ def _assign_tile(lt, X, M, L, centers, windows, maxdc, sp, coords, indptr, indic
             zf = coords[gz]
             yf = coords[oy + y]
             vr = r * sx_ - x0
-            if full:
-                rmax = _row_max_bits(bits, vr + x0, one_i, one_f)
-            else:
-                rmax = _row_max(best, dcs, vr + x0, sx_, shifted)
+            rmax = _row_max(best, dcs, vr + x0, sx_, shifted)
             for jj in range(nn):
                 # no remaining centre can come closer than the row's worst voxel
                 if edge[jj] > rmax:
@@ -464,11 +496,6 @@ def _assign_tile(lt, X, M, L, centers, windows, maxdc, sp, coords, indptr, indic
                 if np.float64(dzy * w) > rmax:
                     continue
                 k = np.int32(candi[jj, 0])
-                if full:
-                    _row_gray_full(best, bk, featg, cxt, vr + x0, xa - x0, xb - x0, dzy, w,
-                                   spx, cand[jj, 2], cand[jj, 3], k)  # fmt: skip
-                    rmax = _row_max_bits(bits, vr + x0, one_i, one_f)
-                    continue
                 if gray:
                     ch = _row_gray(best, bk, featg, coords, vr, ox, xa, xb, dzy, w, spx,
                                    cand[jj, 2], cand[jj, 3], k)  # fmt: skip
