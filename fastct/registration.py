@@ -44,6 +44,7 @@ resampling work with ``origin + index * spacing``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import time
@@ -73,6 +74,7 @@ _MI_BLOCKS = 64  # at most this many Mattes histogram slabs (block size grows wi
 _MIN_OVERLAP = 32  # fewer valid samples than this is "no overlap"
 _FD_STEP = 1e-6
 _MAX_STEP_VOXELS = 4.0  # no optimiser step moves the fixed corners further (level voxels)
+_KEEP_OVERLAP = 0.2  # a step may not lose more than 80% of the level's starting overlap
 
 
 @dataclass
@@ -403,10 +405,12 @@ class _Level:
             nblocks = (self.n + self.block - 1) // self.block
             self.hist = np.zeros((nblocks, bins * bins))
             self.dhist = np.zeros((nblocks, bins * bins * N_VPAD))
+            self.nblocks = nblocks
         else:
             self.block = _BLOCK
             nblocks = (self.n + _BLOCK - 1) // _BLOCK
             self.acc = np.zeros((nblocks, N_STATS + 3 * N_V))
+            self.nblocks = nblocks
 
     def evaluate(self, a3, off3, center3, coef):
         """(value, dvalue/dtheta, number of valid samples); ``coef`` from
@@ -420,7 +424,7 @@ class _Level:
         wo = np.ascontiguousarray(self.morig - off3 - a3 @ center3)
         geo = (ia, ioff, self.rsp, self.msp, wo, self.moving)
         if self.metric == "mi":
-            with _config.kernel_threads():
+            with _threads(self.nblocks):
                 k.mi_pass(self.fixbin, *args, *geo, self.mbs, self.mnmin, self.bins,
                           self.block, self.hist, self.dhist)  # fmt: skip
             joint = self.hist.sum(axis=0).reshape(self.bins, self.bins)
@@ -437,7 +441,7 @@ class _Level:
             dsum = self.dhist.sum(axis=0).reshape(-1, k.N_VPAD)[:, : k.N_V]
             sums = logratio.reshape(-1) @ dsum
             return -mi, coef @ sums / (total * self.mbs), count
-        with _config.kernel_threads():
+        with _threads(self.nblocks):
             k.stats_pass(self.fvals, *args, *geo, _BLOCK, self.acc)
         s = self.acc.sum(axis=0)
         count = int(s[0])
@@ -464,6 +468,19 @@ class _Level:
         b = cfm / vm
         sums = a * ((g_f - fbar * g_1) - b * (g_m - mbar * g_1))
         return value, coef @ sums, count
+
+
+@contextlib.contextmanager
+def _threads(nblocks: int):
+    """fastct's thread count, but no more threads than blocks: a small evaluation then
+    runs on the calling thread alone (waking idle workers costs milliseconds on a
+    loaded machine). Results do not depend on the thread count."""
+    import numba
+
+    with _config.kernel_threads() as n:
+        if nblocks < n:
+            numba.set_num_threads(max(1, nblocks))
+        yield
 
 
 # -- register --------------------------------------------------------------------------------
@@ -535,6 +552,7 @@ def register(
     gradient_tolerance: float = 1e-6,
     step_tolerance: float = 0.01,
     rotation_search: float | None = None,
+    translation_search: float | None = 0.4,
 ) -> Registration:
     """Rigid or similarity registration of ``moving`` onto ``fixed``.
 
@@ -613,6 +631,13 @@ def register(
     tolerance = _positive(tolerance, "tolerance", allow_zero=True)
     gradient_tolerance = _positive(gradient_tolerance, "gradient_tolerance", allow_zero=True)
     step_tolerance = _positive(step_tolerance, "step_tolerance", allow_zero=True)
+    if translation_search is not None:
+        translation_search = _positive(translation_search, "translation_search", allow_zero=True)
+        if translation_search > 2:
+            raise ValueError(
+                f"translation_search must be at most 2 (fixed image extents), got "
+                f"{translation_search}"
+            )
     if rotation_search is not None:
         rotation_search = _positive(rotation_search, "rotation_search")
         if rotation_search > 180:
@@ -776,6 +801,13 @@ def register(
             theta, v0 = _rotation_search(model, theta, evaluate, rotation_search, v0)
             v0, g0, count0 = evaluate(theta)
             starts[0] = (theta, v0, g0, count0)
+        if li == 0 and translation_search:
+            extent = np.asarray(f3.shape, dtype=float) * fsp3
+            for th in _translation_search(model, theta, level, translation_search * extent,
+                                          seed, ff, fsp_l, forig_l, mm, msp_l, morig_l,
+                                          metric, bins, lmask):  # fmt: skip
+                v, g, count = evaluate(th)
+                starts.append((th, v, g, count))
         if li == 0:
             start_transform = model.transform(theta)
 
@@ -893,6 +925,10 @@ def _optimise(model, theta0, evaluate, ff, fsp, forig, v0, g0, count0, max_iter,
         b = model.transform(th_b).apply(corners[:, 3 - model.ndim :])
         return float(np.sqrt(((a - b) ** 2).sum(axis=1)).max())
 
+    # Guard against the small-overlap optimum of MI (a few samples in the moving image
+    # give a spuriously high dependence): points keeping fewer than _KEEP_OVERLAP of the
+    # starting valid samples count as no overlap and the line search backs off.
+    min_count = max(_MIN_OVERLAP, int(math.ceil(_KEEP_OVERLAP * count0)))
     memory = list(memory or [])
     x = np.zeros(model.n)
     f = v0 / norm
@@ -924,7 +960,7 @@ def _optimise(model, theta0, evaluate, ff, fsp, forig, v0, g0, count0, max_iter,
             th_new = theta_of(x_new)
             v, gr, cnt = evaluate(th_new)
             nfev += 1
-            ok = cnt >= _MIN_OVERLAP and np.isfinite(v)
+            ok = cnt >= min_count and np.isfinite(v)
             f_new = v / norm if ok else np.inf
             if ok and f_new <= f + _ARMIJO * float(g @ (x_new - x)):
                 accepted = True
@@ -967,6 +1003,49 @@ def _optimise(model, theta0, evaluate, ff, fsp, forig, v0, g0, count0, max_iter,
         "stop_reason": reason,
         "memory": memory,
     }
+
+
+_SEARCH_SAMPLES = 4096  # fixed samples scoring the translation grid
+_SEARCH_STARTS = 2  # grid points optimised besides the initial start
+_SEARCH_KEEP = 0.5  # grid points must keep this fraction of the start's valid samples
+
+
+def _translation_search(model, theta, level, max_shift3, seed, ff, fsp, forig, mm, msp, morig,
+                        metric, bins, mask) -> list[np.ndarray]:  # fmt: skip
+    """Extra starts from a coarse exhaustive translation search on the coarsest level.
+
+    Shifts of ``(-1, -1/2, 0, 1/2, 1) * max_shift`` per axis (125 in 3-D, 25 in 2-D) are
+    added to the start's translation and scored by the metric on at most
+    ``_SEARCH_SAMPLES`` seeded random fixed samples of the level; grid points keeping
+    fewer than ``_SEARCH_KEEP`` of the start's valid samples are ignored (the small-
+    overlap optimum of MI). The best ``_SEARCH_STARTS`` points that score better than
+    the unshifted start are returned, to be optimised like the start itself.
+    """
+    if level.n > _SEARCH_SAMPLES:
+        level = _Level(ff, fsp, forig, mask, mm, msp, morig, metric, bins, _SEARCH_SAMPLES,
+                       _SEARCH_SAMPLES, np.random.default_rng([seed, 1 << 20]), 0)  # fmt: skip
+    ndim = model.ndim
+    coef = np.zeros((model.n, 7))
+
+    def score(th):
+        a3, off3 = model.affine3(th)
+        v, _, count = level.evaluate(a3, off3, model.center3, coef)
+        return v, count
+
+    v_ref, count_ref = score(theta)
+    steps = np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
+    shifts = np.stack(np.meshgrid(*[steps] * ndim, indexing="ij"), axis=-1).reshape(-1, ndim)
+    found = []
+    for k, sh in enumerate(shifts):
+        if not sh.any():
+            continue
+        th = theta.copy()
+        th[model.n_rot : model.n_rot + ndim] += sh * max_shift3[3 - ndim :]
+        v, count = score(th)
+        if count >= max(_MIN_OVERLAP, _SEARCH_KEEP * count_ref) and v < v_ref:
+            found.append((v, k, th))
+    found.sort(key=lambda t: (t[0], t[1]))
+    return [th for _, _, th in found[:_SEARCH_STARTS]]
 
 
 def _rotation_search(model: _Model, theta, evaluate, max_deg, v0):

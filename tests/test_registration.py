@@ -87,6 +87,26 @@ def test_gradient_matches_finite_differences(metric):
         assert grad[k] == pytest.approx(num, rel=2e-3, abs=1e-6 * np.abs(grad).max())
 
 
+@pytest.mark.parametrize("metric", ["ncc", "mi"])
+@pytest.mark.parametrize("kind", ["rigid", "similarity"])
+def test_gradient_2d_matches_finite_differences(metric, kind):
+    """The 7-number gradient bookkeeping also holds for the embedded 2-D transforms."""
+    sp = (1.0, 1.5, 1.2)
+    fixed = blob_image((1, 40, 44), seed=6)
+    moving = ndimage.shift(fixed, (0.0, 0.6, -0.4), order=3, mode="nearest")
+    mask = interior_mask(fixed.shape[1:], 5)[None]
+    lev = R._Level(fixed, sp, np.zeros(3), mask, moving, sp, np.zeros(3), metric, 32, "full",
+                   10**9, np.random.default_rng(0), 0)  # fmt: skip
+    model = R._Model(2, kind, np.array([30.0, 26.0]))
+    theta = np.array([0.05, 0.7, -0.4] + ([1.04] if kind == "similarity" else []))
+    _, grad, _ = evaluate(lev, model, theta)
+    for k, h in enumerate([1e-6, 1e-4, 1e-4, 1e-6][: model.n]):
+        e = np.zeros(model.n)
+        e[k] = h
+        num = (evaluate(lev, model, theta + e)[0] - evaluate(lev, model, theta - e)[0]) / (2 * h)
+        assert grad[k] == pytest.approx(num, rel=2e-3, abs=1e-6 * np.abs(grad).max())
+
+
 def test_mattes_mi_close_to_simpleitk():
     sitk = pytest.importorskip("SimpleITK")
     fixed = blob_image(seed=3)
@@ -200,6 +220,24 @@ def test_volumes_initial_transform_and_rotation_search(tmp_path):
         assert err < 0.5 * min(b.spacing)
 
 
+def test_translation_search_extends_capture_range():
+    """A shift of a quarter of the field of view plus a non-linear intensity change: the
+    optimiser alone ends in a wrong basin; the coarse translation search finds it."""
+    rng = np.random.default_rng(3)
+    img = ndimage.gaussian_filter(rng.normal(size=(20, 40, 40)), 2.5)
+    img = (1000 * img / img.std()).astype(np.float32)
+    truth = RigidTransform(3, rotation=(0.0, 0.0, np.sin(np.radians(5))),
+                           translation=(0.0, 10.0, -10.0), center=(9.5, 19.5, 19.5))  # fmt: skip
+    moving = fastct.resample(img, truth.inverse(), shape=img.shape, order=3,
+                             cval=float(img.min()))  # fmt: skip
+    moving = (np.tanh(moving / 1500) * 100).astype(np.float32)
+    p = np.array(np.meshgrid([0, 19], [0, 39], [0, 39], indexing="ij")).reshape(3, -1).T * 1.0
+    reg = fastct.register(img, moving, metric="mi")
+    assert np.abs(reg.transform.apply(p) - truth.apply(p)).max() < 0.5
+    plain = fastct.register(img, moving, metric="mi", translation_search=None)
+    assert np.abs(plain.transform.apply(p) - truth.apply(p)).max() > 1.0  # the search matters
+
+
 def test_bad_input():
     img = blob_image((8, 9, 10))
     with pytest.raises(ValueError, match="do not overlap"):
@@ -239,6 +277,14 @@ def test_bad_input():
         fastct.register(img, img, shrink_factors=(2, 1), smoothing_sigmas=(1.0,))
     with pytest.raises(ValueError, match="shrink_factors"):
         fastct.register(img, img, shrink_factors=(0, 1))
+    with pytest.raises(ValueError, match="translation_search must be finite and >= 0"):
+        fastct.register(img, img, translation_search=-0.1)
+    with pytest.raises(ValueError, match="translation_search must be at most 2"):
+        fastct.register(img, img, translation_search=3.0)
+    with pytest.raises(TypeError, match="translation_search must be a number"):
+        fastct.register(img, img, translation_search="wide")
+    with pytest.raises(ValueError, match="step_tolerance must be finite and >= 0"):
+        fastct.register(img, img, step_tolerance=-1.0)
     with pytest.raises(ValueError, match="bins must be >= 8"):
         fastct.register(img, img, bins=4)
 
