@@ -378,6 +378,8 @@ def _run_pass(
     final: bool,
 ) -> None:
     """One call of scikit-image's ``_slic_cython``: k-means iterations, centres in place."""
+    import numba
+
     from ._kernels import slic as K
 
     ft = centers.dtype
@@ -447,7 +449,9 @@ def _run_pass(
                         # outside its label's parts
                         K.update_serial(Xs, M, L, coords, p, sums, count)
                     else:
-                        owner, part_h, zend = _update_parts_plan(windows, alive, Z)
+                        owner, part_h, zend = _update_parts_plan(
+                            windows, alive, Z, numba.get_num_threads()
+                        )
                         K.update_parts(Xs, M, L, owner, part_h, zend, coords, p, sums, count)
                 elif need_update:
                     offsets = _offsets(res[:, 0])
@@ -476,12 +480,14 @@ def _run_pass(
                 K.reduce_max(ent_label, ent_max, start_label, maxdc)
 
 
-def _update_parts_plan(windows: np.ndarray, alive: np.ndarray, Z: int):
+def _update_parts_plan(windows: np.ndarray, alive: np.ndarray, Z: int, n_threads: int):
     """Parts of the parallel update: height (at least every window's z extent, and
-    about a quarter of the volume), the owning part of every label (where its window
-    starts; -1 for dead centres) and how far each part's labels reach."""
+    the volume over the thread count: parts overlap by a window, so fewer parts scan
+    fewer voxels twice; the sums are the same for any partition), the owning part of
+    every label (where its window starts; -1 for dead centres) and how far each part's
+    labels reach."""
     ext = windows[:, 1] - windows[:, 0]
-    part_h = max(1, int(ext[alive].max()) if alive.any() else 1, -(-Z // 4))
+    part_h = max(1, int(ext[alive].max()) if alive.any() else 1, -(-Z // max(1, n_threads)))
     n_parts = -(-Z // part_h)
     owner = np.where(alive, windows[:, 0] // part_h, -1).astype(np.int64)
     zend = np.zeros(n_parts, np.int64)

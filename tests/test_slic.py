@@ -272,12 +272,13 @@ def test_update_kernels_equal_plain_loop(nc, use_mask, start, rng):
         ref_counts[k] += 1
         for j, v in enumerate((z, y, x, *feats[z, y, x])):
             ref_sums[k, j] = np.float32(ref_sums[k, j] + np.float32(v))
-    owner, part_h, zend = seg._update_parts_plan(windows, alive, Z)
-    assert len(zend) > 1  # several parts
-    for run in ("parts", "serial"):
+    plans = {n: seg._update_parts_plan(windows, alive, Z, n) for n in (1, 2, 3)}
+    assert len(plans[1][2]) == 1 and len(plans[2][2]) == 2  # one part per thread
+    for run in ("parts 1", "parts 2", "parts 3", "serial"):
         sums = np.zeros_like(ref_sums)
         counts = np.zeros_like(ref_counts)
-        if run == "parts":
+        if run.startswith("parts"):
+            owner, part_h, zend = plans[int(run[-1])]
             K.update_parts(feats, mask, labels, owner, part_h, zend, coords, ip, sums, counts)
         else:
             K.update_serial(feats, mask, labels, coords, ip, sums, counts)

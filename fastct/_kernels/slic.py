@@ -765,20 +765,46 @@ def _update_region(p, za, zb, X, M, L, owner, coords, ip, sums, counts):
         for y in range(ny):
             yf = coords[oy + y]
             lr = L[z, y, :]
-            for x in range(nx):
-                k = lr[x] - start
-                if k < 0 or k >= n_k:  # the unassigned / masked-out label
+            x = 0
+            while x < nx:
+                lab = lr[x]
+                e = x + 1  # the run of equal labels from x
+                while e < nx and lr[e] == lab:
+                    e += 1
+                k = lab - start
+                if k < 0 or k >= n_k or (p >= 0 and owner[k] != p):
+                    x = e  # the unassigned / masked-out label, or another part's
                     continue
-                if p >= 0 and owner[k] != p:
-                    continue
-                if use_mask and M[z, y, x] == 0:
-                    continue
-                counts[k] += 1
-                sums[k, 0] += zf
-                sums[k, 1] += yf
-                sums[k, 2] += coords[ox + x]
-                for c in range(nc):
-                    sums[k, 3 + c] += X[z, y, x, c]
+                # the same additions in the same order, the running sums in registers
+                n = counts[k]
+                s0 = sums[k, 0]
+                s1 = sums[k, 1]
+                s2 = sums[k, 2]
+                s3 = sums[k, 3] if nc == 1 else sums[k, 0]
+                for i in range(x, e):
+                    if use_mask and M[z, y, i] == 0:
+                        continue
+                    n += 1
+                    s0 += zf
+                    s1 += yf
+                    s2 += coords[ox + i]
+                    if nc == 1:
+                        s3 += X[z, y, i, 0]
+                counts[k] = n
+                sums[k, 0] = s0
+                sums[k, 1] = s1
+                sums[k, 2] = s2
+                if nc == 1:
+                    sums[k, 3] = s3
+                else:
+                    for c in range(nc):  # each channel's sum in voxel order
+                        sc = sums[k, 3 + c]
+                        for i in range(x, e):
+                            if use_mask and M[z, y, i] == 0:
+                                continue
+                            sc += X[z, y, i, c]
+                        sums[k, 3 + c] = sc
+                x = e
 
 
 @njit(**_PAR)
@@ -791,16 +817,18 @@ def update_parts(X, M, L, owner, part_h, zend, coords, ip, sums, counts):
     when every voxel got a centre of its window: see ``assign_slab``). Each part first
     adds its own labels' voxels in its slices, then those in the next part's slices up
     to ``zend[p]`` (the end of its labels' windows): every label's voxels are added in
-    C order, as scikit-image does, and two parts never touch the same label.
+    C order, as scikit-image does, and two parts never touch the same label (the labels
+    are only read, so a part's second range needs no barrier). The sums do not depend
+    on the number of parts.
     """
     Z = L.shape[0]
     n_parts = zend.shape[0]
     for p in prange(n_parts):
         _update_region(np.int64(p), p * part_h, min(p * part_h + part_h, Z), X, M, L, owner,
                        coords, ip, sums, counts)  # fmt: skip
-    for p in prange(n_parts - 1):
-        _update_region(np.int64(p), p * part_h + part_h, min(zend[p], Z), X, M, L, owner,
-                       coords, ip, sums, counts)  # fmt: skip
+        if p < n_parts - 1:
+            _update_region(np.int64(p), p * part_h + part_h, min(zend[p], Z), X, M, L, owner,
+                           coords, ip, sums, counts)  # fmt: skip
 
 
 @njit(**_SER)
