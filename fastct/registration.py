@@ -99,7 +99,9 @@ class Registration:
         The optimiser's message at the finest level.
     levels : list of dict
         Per pyramid level: shrink factors, smoothing sigma, spacing, shape, samples,
-        iterations, evaluations, initial and final metric value, stop reason, time.
+        starts optimised, iterations (of the kept start), evaluations (all starts),
+        search_evaluations (translation grid, on a subsample), initial and final metric
+        value, stop reason, time.
     initial_transform : RigidTransform or SimilarityTransform
         The starting transform after initialisation (and rotation search).
     """
@@ -801,29 +803,34 @@ def register(
             theta, v0 = _rotation_search(model, theta, evaluate, rotation_search, v0)
             v0, g0, count0 = evaluate(theta)
             starts[0] = (theta, v0, g0, count0)
+        n_search = 0
         if li == 0 and translation_search:
             extent = np.asarray(f3.shape, dtype=float) * fsp3
-            for th in _translation_search(model, theta, level, translation_search * extent,
-                                          seed, ff, fsp_l, forig_l, mm, msp_l, morig_l,
-                                          metric, bins, lmask):  # fmt: skip
+            found, n_search = _translation_search(
+                model, theta, level, translation_search * extent, seed, ff, fsp_l, forig_l,
+                mm, msp_l, morig_l, metric, bins, lmask)  # fmt: skip
+            for th in found:
                 v, g, count = evaluate(th)
                 starts.append((th, v, g, count))
         if li == 0:
             start_transform = model.transform(theta)
 
         best = None
+        n_evals = 0
         step_tol = step_tolerance * min(s for s, n in zip(fsp_l, ff.shape) if n > 1)
         for theta_s, v_s, g_s, count_s in starts:
             out = _optimise(model, theta_s, evaluate, ff, fsp_l, forig_l, v_s, g_s, count_s,
                             max_iterations, tolerance, gradient_tolerance, step_tol, metric,
                             memory)  # fmt: skip
             total_iter += out[1]["iterations"]
+            n_evals += out[1]["evaluations"]
             if best is None or out[1]["metric_value"] < best[1]["metric_value"]:
                 best = out
                 if li == 0:
                     start_transform = model.transform(theta_s)
         theta, info = best
         memory = info.pop("memory")
+        info.update(starts=len(starts), evaluations=n_evals, search_evaluations=n_search)
         value = info["metric_value"]
         result_msg, converged = info["stop_reason"], info["converged"]
         info.update(
@@ -1045,7 +1052,7 @@ def _translation_search(model, theta, level, max_shift3, seed, ff, fsp, forig, m
         if count >= max(_MIN_OVERLAP, _SEARCH_KEEP * count_ref) and v < v_ref:
             found.append((v, k, th))
     found.sort(key=lambda t: (t[0], t[1]))
-    return [th for _, _, th in found[:_SEARCH_STARTS]]
+    return [th for _, _, th in found[:_SEARCH_STARTS]], len(shifts)
 
 
 def _rotation_search(model: _Model, theta, evaluate, max_deg, v0):

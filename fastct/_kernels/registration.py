@@ -58,6 +58,13 @@ def _axis(u, n):  # pragma: no cover - compiled
 def _trilinear_grad(img, u0, u1, u2):  # pragma: no cover - compiled
     """Value and derivatives (per index unit) of the trilinear interpolant; inside only."""
     n0, n1, n2 = img.shape
+    if (
+        u0 >= 0.0 and u0 < n0 - 1.0 and u1 >= 0.0 and u1 < n1 - 1.0 and u2 >= 0.0 and u2 < n2 - 1.0
+    ):  # interior (almost every sample): no clamping, same numbers as below
+        a0 = int(u0)
+        b0 = int(u1)
+        c0 = int(u2)
+        return _cell(img, a0, a0 + 1, b0, b0 + 1, c0, c0 + 1, u0 - a0, u1 - b0, u2 - c0)
     k0 = u0 >= 0.0 and u0 <= n0 - 1.0
     k1 = u1 >= 0.0 and u1 <= n1 - 1.0
     k2 = u2 >= 0.0 and u2 <= n2 - 1.0
@@ -67,6 +74,20 @@ def _trilinear_grad(img, u0, u1, u2):  # pragma: no cover - compiled
     a0, a1, t0 = _axis(u0, n0)
     b0, b1, t1 = _axis(u1, n1)
     c0, c1, t2 = _axis(u2, n2)
+    v, d0, d1, d2 = _cell(img, a0, a1, b0, b1, c0, c1, t0, t1, t2)
+    # Clamped (within half a voxel outside the grid): constant along that axis.
+    if not k0:
+        d0 = 0.0
+    if not k1:
+        d1 = 0.0
+    if not k2:
+        d2 = 0.0
+    return v, d0, d1, d2
+
+
+@numba.njit(inline="always", **NJIT_OPTIONS)
+def _cell(img, a0, a1, b0, b1, c0, c1, t0, t1, t2):  # pragma: no cover - compiled
+    """Trilinear value and derivatives (per index unit) inside one grid cell."""
     v000 = np.float64(img[a0, b0, c0])
     v001 = np.float64(img[a0, b0, c1])
     v010 = np.float64(img[a0, b1, c0])
@@ -90,13 +111,6 @@ def _trilinear_grad(img, u0, u1, u2):  # pragma: no cover - compiled
     d2 = s0 * (s1 * (v001 - v000) + t1 * (v011 - v010)) + t0 * (
         s1 * (v101 - v100) + t1 * (v111 - v110)
     )
-    # Clamped (within half a voxel outside the grid): constant along that axis.
-    if not k0:
-        d0 = 0.0
-    if not k1:
-        d1 = 0.0
-    if not k2:
-        d2 = 0.0
     return v, d0, d1, d2
 
 
