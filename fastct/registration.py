@@ -16,9 +16,10 @@ How :func:`register` works
 * The metric is evaluated at fixed samples: every voxel of the level (``'full'``), or
   a seeded random subset (``sampling`` a fraction or a count; ``'auto'`` uses at most
   ``max_samples`` voxels). Samples mapping outside the moving image are skipped.
-  The value and its analytic gradient come from one parallel Numba pass (Mattes MI:
-  two passes), reduced over fixed blocks in block order, so the result is the same
-  bits at any thread count.
+  The value and its analytic gradient come from one parallel Numba pass over the
+  samples (Mattes MI too: each block accumulates the joint histogram and its
+  derivative, as ITK does for low-dimensional transforms), reduced over fixed blocks
+  in block order, so the result is the same bits at any thread count.
 * Metrics (all minimised): ``'mse'`` mean squared difference; ``'ncc'`` minus the
   squared normalised correlation (ITK's ``CorrelationImageToImageMetricv4``);
   ``'mi'`` minus Mattes mutual information (joint histogram with ``bins`` bins, a
@@ -28,15 +29,26 @@ How :func:`register` works
   centre; similarity adds an isotropic scale; 2-D uses an angle. They are scaled by
   the largest physical shift they cause at the corners of the fixed image (ITK's
   ``RegistrationParameterScalesFromPhysicalShift``), so the optimiser works in mm.
-  The optimiser is L-BFGS-B (scipy), per level at most ``max_iterations`` iterations,
-  stopping when the relative decrease of the metric falls below ``tolerance`` or the
-  projected gradient below ``gradient_tolerance`` (per mm).
+  The optimiser is L-BFGS with an Armijo backtracking line search (no curvature
+  condition: about one metric evaluation per iteration; no step moves the fixed
+  corners by more than 4 voxels of the level; the curvature pairs are carried from
+  level to level), per level at most ``max_iterations`` iterations, stopping when a
+  step moves the fixed image's corners by less than ``step_tolerance`` voxels of the
+  level, when the relative decrease of the metric falls below ``tolerance`` or the
+  largest scaled gradient below ``gradient_tolerance`` (per mm). A step that would
+  keep fewer than 20% of the level's starting valid samples is refused (the
+  small-overlap optimum of mutual information).
 * Initialisation: ``init='geometry'`` aligns the image centres, ``'moments'`` the
   intensity centres of mass (intensities minus their minimum), ``'auto'`` (default)
   tries both on the coarsest level and keeps the better, ``'none'`` starts from the
   identity; ``initial_transform`` overrides all three. ``rotation_search=A``
   tries rotations of -A, -A/2, 0, A/2, A degrees about each axis (ITK Euler angles,
   125 combinations in 3-D) on the coarsest level and starts from the best.
+  ``translation_search=F`` (default 0.4) scores shifts of -F, -F/2, 0, F/2, F times
+  the fixed image's extent along each axis (125 in 3-D, 25 in 2-D) on 4096 seeded
+  random samples of the coarsest level (shifts losing more than half of the valid
+  samples ignored) and optimises the two best-scoring shifts that beat the start as
+  extra starts; the best end point continues to the finer levels.
 
 Image ``direction`` cosines are ignored (assumed identity): registration and
 resampling work with ``origin + index * spacing``.
@@ -599,8 +611,15 @@ def register(
     tolerance, gradient_tolerance : float
         Stop a level when the relative metric decrease is below ``tolerance`` or the
         largest parameter gradient (per mm of shift) is below ``gradient_tolerance``.
+    step_tolerance : float
+        Stop a level when an optimiser step moves the fixed image's corners by less
+        than this many voxels of the level (default 0.01).
     rotation_search : float, optional
         Largest rotation (degrees) of a coarse search for large misalignment.
+    translation_search : float or None
+        Largest shift of the coarse translation search on the coarsest level, as a
+        fraction of the fixed image's extent along each axis (default 0.4; at most 2);
+        ``None`` or 0 turns it off. Widens the capture range of large translations.
 
     Returns
     -------
