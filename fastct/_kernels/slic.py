@@ -506,8 +506,10 @@ def _assign_tile(lt, X, M, L, centers, windows, maxdc, sp, coords, indptr, indic
                 if ch > 0:
                     rmax = _row_max(best, dcs, vr + x0, sx_, shifted)
     # -- write labels; count the tile's distinct labels (entries of the update step)
-    assigned = False
-    kept = False
+    n_assigned = 0
+    n_kept = 0
+    sl = np.int32(start_label)
+    ml = np.int32(mask_label)
     for r in range(nrows):
         if not row_ok[r]:
             continue
@@ -517,18 +519,17 @@ def _assign_tile(lt, X, M, L, centers, windows, maxdc, sp, coords, indptr, indic
         bb = best[v0 : v0 + sx_]
         kb = bk[v0 : v0 + sx_]
         lr = L[lz, y, x0:x1]
+        # branch-free: assigned voxels take their label; voxels (not masked out) that no
+        # window reached take the unassigned label when fresh, else keep theirs
         for i in range(sx_):
             kw = kb[i]
-            if kw >= 0:
-                lr[i] = kw + start_label
-                assigned = True
-            elif bb[i] >= fzero:  # (not masked out) reached by no window
-                if fresh:
-                    lr[i] = mask_label
-                else:
-                    kept = True
-    out[lt, 1] = assigned
-    out[lt, 2] = kept
+            a = kw >= 0
+            u = (kw < 0) & (bb[i] >= fzero)
+            lr[i] = kw + sl if a else (ml if u & fresh else lr[i])
+            n_assigned += np.int32(a)
+            n_kept += np.int32(u)
+    out[lt, 1] = n_assigned > 0
+    out[lt, 2] = n_kept > 0 and not fresh
     if ip[IP_COUNT] == 0:
         return
     nd = 0
