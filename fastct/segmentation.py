@@ -449,10 +449,10 @@ def _run_pass(
                         # outside its label's parts
                         K.update_serial(Xs, M, L, coords, p, sums, count)
                     else:
-                        owner, part_h, zend = _update_parts_plan(
+                        owner, bounds, zend = _update_parts_plan(
                             windows, alive, Z, numba.get_num_threads()
                         )
-                        K.update_parts(Xs, M, L, owner, part_h, zend, coords, p, sums, count)
+                        K.update_parts(Xs, M, L, owner, bounds, zend, coords, p, sums, count)
                 elif need_update:
                     offsets = _offsets(res[:, 0])
                     ent_label = np.empty(int(offsets[-1]), np.int32)
@@ -481,19 +481,26 @@ def _run_pass(
 
 
 def _update_parts_plan(windows: np.ndarray, alive: np.ndarray, Z: int, n_threads: int):
-    """Parts of the parallel update: height (at least every window's z extent, and
-    the volume over the thread count: parts overlap by a window, so fewer parts scan
-    fewer voxels twice; the sums are the same for any partition), the owning part of
-    every label (where its window starts; -1 for dead centres) and how far each part's
-    labels reach."""
+    """Parts of the parallel update, one per thread: part ``p`` holds slices
+    ``[bounds[p], bounds[p + 1])``, each at least every window's z extent ``e``. A part
+    also scans ``e`` slices of the next one, so the parts before the last are ``e``
+    lower, which balances the work. Also the owning part of every label (where its
+    window starts; -1 for dead centres) and how far each part's labels reach. The sums
+    are the same for any partition."""
     ext = windows[:, 1] - windows[:, 0]
-    part_h = max(1, int(ext[alive].max()) if alive.any() else 1, -(-Z // max(1, n_threads)))
-    n_parts = -(-Z // part_h)
-    owner = np.where(alive, windows[:, 0] // part_h, -1).astype(np.int64)
-    zend = np.zeros(n_parts, np.int64)
+    e = max(1, int(ext[alive].max()) if alive.any() else 1)
+    n = max(1, min(n_threads, Z // e - 1))
+    share = (Z + (n - 1) * e) / n  # slices scanned per part
+    bounds = np.array([0] + [round((share - e) * (p + 1)) for p in range(n - 1)] + [Z], np.int64)
+    if np.diff(bounds).min() < e:  # (rounding) parts lower than a window: one part
+        bounds = np.array([0, Z], np.int64)
+        n = 1
+    owner = np.where(alive, np.searchsorted(bounds, windows[:, 0], side="right") - 1, -1)
+    owner = owner.astype(np.int64)
+    zend = np.zeros(n, np.int64)
     if alive.any():
         np.maximum.at(zend, owner[alive], windows[alive, 1])
-    return owner, int(part_h), zend
+    return owner, bounds, zend
 
 
 @contextlib.contextmanager

@@ -809,27 +809,27 @@ def _update_region(p, za, zb, X, M, L, owner, coords, ip, sums, counts):
 
 
 @njit(**_PAR)
-def update_parts(X, M, L, owner, part_h, zend, coords, ip, sums, counts):
+def update_parts(X, M, L, owner, bounds, zend, coords, ip, sums, counts):
     """The update step of a whole volume in parallel, with scikit-image's sums.
 
-    Slices are cut into parts of ``part_h``; label ``k`` is owned by the part where its
-    search window starts (``owner[k]``), and ``part_h`` is at least the z extent of
-    every window, so its voxels lie in its part and the next one, never beyond (true
-    when every voxel got a centre of its window: see ``assign_slab``). Each part first
-    adds its own labels' voxels in its slices, then those in the next part's slices up
-    to ``zend[p]`` (the end of its labels' windows): every label's voxels are added in
-    C order, as scikit-image does, and two parts never touch the same label (the labels
-    are only read, so a part's second range needs no barrier). The sums do not depend
-    on the number of parts.
+    Slices are cut into parts ``[bounds[p], bounds[p + 1])``; label ``k`` is owned by
+    the part where its search window starts (``owner[k]``), and every part is at least
+    as high as every window, so its voxels lie in its part and the next one, never
+    beyond (true when every voxel got a centre of its window: see ``assign_slab``).
+    Each part first adds its own labels' voxels in its slices, then those in the next
+    part's slices up to ``zend[p]`` (the end of its labels' windows): every label's
+    voxels are added in C order, as scikit-image does, and two parts never touch the
+    same label (the labels are only read, so a part's second range needs no barrier).
+    The sums do not depend on the partition.
     """
     Z = L.shape[0]
     n_parts = zend.shape[0]
     for p in prange(n_parts):
-        _update_region(np.int64(p), p * part_h, min(p * part_h + part_h, Z), X, M, L, owner,
-                       coords, ip, sums, counts)  # fmt: skip
+        _update_region(np.int64(p), bounds[p], bounds[p + 1], X, M, L, owner, coords, ip, sums,
+                       counts)  # fmt: skip
         if p < n_parts - 1:
-            _update_region(np.int64(p), p * part_h + part_h, min(zend[p], Z), X, M, L, owner,
-                           coords, ip, sums, counts)  # fmt: skip
+            _update_region(np.int64(p), bounds[p + 1], min(zend[p], Z), X, M, L, owner, coords,
+                           ip, sums, counts)  # fmt: skip
 
 
 @njit(**_SER)
