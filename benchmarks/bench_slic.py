@@ -336,6 +336,11 @@ def test_zz_write_report():
             "",
         ]
     )
+    # the hand-written analysis below the table (profile, what was tried) is kept
+    marker = "\n## Where the time goes"
+    if REPORT.exists() and marker in REPORT.read_text():
+        old = REPORT.read_text()
+        text = text.rstrip("\n") + "\n" + old[old.index(marker) :]
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text(text)
     print(text)
@@ -348,6 +353,74 @@ def test_zz_write_report():
     if "3d fastct streamed" in RESULTS:
         assert np.array_equal(
             RESULTS["3d fastct streamed"]["labels"], RESULTS["3d fastct"]["labels"]
+        )
+
+
+# -- CPU profile per phase (one thread) ------------------------------------------------------------
+PHASES = {
+    "assign_slab": "assignment",
+    "update_parts": "update",
+    "update_serial": "update",
+    "update_slab": "update",
+    "bbox_slab": "update",
+    "enforce_connectivity": "connectivity",
+    "build_candidates": "candidate lists",
+}
+
+
+def _profile(kind: str, rounds: int) -> dict:
+    """CPU seconds per phase of one ``fastct.slic`` call on one thread (best round by
+    total): every kernel call wrapped in ``time.process_time``; "other" is the rest
+    (rescaling, NumPy between iterations). CPU time is much less sensitive than wall
+    time to other processes on a shared machine."""
+    import fastct
+    from fastct._kernels import slic as K
+
+    fastct.set_num_threads(1)
+    img, _ = get_input(kind)
+    run_fastct(img, kind)  # compiled / loaded
+    acc: dict[str, float] = {}
+    originals = {name: getattr(K, name) for name in PHASES}
+
+    def wrap(name, fn):
+        def timed(*args):
+            t0 = time.process_time()
+            out = fn(*args)
+            acc[PHASES[name]] = acc.get(PHASES[name], 0.0) + time.process_time() - t0
+            return out
+
+        return timed
+
+    best: dict | None = None
+    try:
+        for name, fn in originals.items():
+            setattr(K, name, wrap(name, fn))
+        for _ in range(rounds):
+            acc.clear()
+            t0 = time.process_time()
+            run_fastct(img, kind)
+            total = time.process_time() - t0
+            if best is None or total < best["total"]:
+                best = dict(acc, total=total)
+    finally:
+        for name, fn in originals.items():
+            setattr(K, name, fn)
+        fastct.set_num_threads(None)
+    assert best is not None
+    best["other"] = best["total"] - sum(v for k, v in best.items() if k != "total")
+    return best
+
+
+def _print_profile(rounds: int = 3) -> None:
+    load = OtherLoad()
+    prof = {kind: _profile(kind, rounds) for kind in ("3d", "2d")}
+    print(f"one thread, CPU seconds, best of {rounds}; other load {load.cores():.2f} cores")
+    print("| phase (10 iterations) | 3-D 256^3 | 2-D 512^2 |")
+    print("|---|---|---|")
+    for phase in ("assignment", "update", "connectivity", "candidate lists", "other", "total"):
+        print(
+            f"| {phase} | {prof['3d'].get(phase, 0.0):.3f} | "
+            f"{prof['2d'].get(phase, 0.0) * 1e3:.1f} ms |"
         )
 
 
@@ -372,3 +445,5 @@ def _first_call() -> dict:
 if __name__ == "__main__":
     if sys.argv[1:] == ["first-call"]:
         print(json.dumps(_first_call()))
+    elif sys.argv[1:2] == ["profile"]:  # python benchmarks/bench_slic.py profile [ROUNDS]
+        _print_profile(int(sys.argv[2]) if len(sys.argv) > 2 else 3)
