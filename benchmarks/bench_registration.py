@@ -14,13 +14,15 @@ SimpleITK uses its regular-step gradient descent (learning rate 2 mm, minimum st
 
 Accuracy is the largest error over the eight corners of the fixed image, in mm, against
 the known transform. Times are wall times of one call, warm (fastct compiled before);
-fastct's first-call (compile) time is measured separately on a tiny input. Peak memory
-is the growth of the process's peak RSS (VmHWM, reset before each case) over its RSS
-before the call. ``other load`` is how many cores other processes used meanwhile
-(this 2-core machine is shared): with other load above ~0.3 the ratios are noisy.
+fastct's first-call (compile) time is measured separately on a small input. CPU time
+is the process's CPU time during the call (all threads): its ratio is the work ratio,
+much less sensitive to other processes than the wall-time ratio. Peak memory is the
+growth of the process's peak RSS (VmHWM, reset before each case) over its RSS before
+the call. ``other load`` is how many cores other processes used meanwhile (this 2-core
+machine is shared): with other load above ~0.3 the wall-time ratios are noisy.
 
-Run: ``python benchmarks/bench_registration.py [--sizes 128 256] [--metrics mi ncc]``
-(writes docs/benchmarks/registration.md) or ``python -m pytest
+Run: ``python benchmarks/bench_registration.py [--sizes 128 256] [--metrics mi ncc]
+[--threads N]`` (rewrites the generated section of docs/benchmarks/registration.md) or ``python -m pytest
 benchmarks/bench_registration.py -s`` (128^3 only).
 """
 
@@ -125,11 +127,14 @@ def measure(fn, *args):
     base = vm_kib("VmRSS")
     reset_peak()
     load = OtherLoad()
+    c0 = time.process_time()
     t0 = time.perf_counter()
     apply, iters = fn(*args)
     elapsed = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     peak = vm_kib("VmHWM")
-    return apply, iters, elapsed, (peak - base) / 1024 if peak and base else float("nan"), load
+    mib = (peak - base) / 1024 if peak and base else float("nan")
+    return apply, iters, elapsed, cpu, mib, load
 
 
 def compile_time() -> float:
@@ -170,12 +175,12 @@ def run_size(n: int, metrics) -> list[dict]:
                 ("SimpleITK random 10%", run_sitk, (fixed, moving, spacing, metric, 0.1)),
             ]
         for name, fn, args in cases:
-            apply, iters, elapsed, peak, load = measure(fn, *args)
+            apply, iters, elapsed, cpu, peak, load = measure(fn, *args)
             err = corner_error_mm(apply, m, fixed.shape, spacing)
             rows.append({"size": n, "metric": metric, "method": name, "time_s": elapsed,
-                         "iterations": iters, "error_mm": err, "peak_mib": peak,
+                         "cpu_s": cpu, "iterations": iters, "error_mm": err, "peak_mib": peak,
                          "other_load": load.cores(), "voxel_mm": spacing[0]})  # fmt: skip
-            print(f"{n}^3 {metric} {name}: {elapsed:.2f} s, {iters} iterations, "
+            print(f"{n}^3 {metric} {name}: {elapsed:.2f} s (cpu {cpu:.2f} s), {iters} iterations, "
                   f"corner error {err:.3f} mm, peak +{peak:.0f} MiB, other load "
                   f"{rows[-1]['other_load']:.2f}", flush=True)  # fmt: skip
     return rows
@@ -184,31 +189,61 @@ def run_size(n: int, metrics) -> list[dict]:
 def table(rows: list[dict]) -> str:
     out = [
         "| size | metric | method | time (s) | speed-up of fastct full / default | "
-        "iterations | corner error (mm) | peak memory (MiB) | other load (cores) |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "CPU time (s) | CPU-time ratio full / default | iterations | corner error (mm) | "
+        "peak memory (MiB) | other load (cores) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         same = [x for x in rows if x["size"] == r["size"] and x["metric"] == r["metric"]]
-        full = next(x for x in same if x["method"] == "fastct full")["time_s"]
-        auto = next(x for x in same if x["method"].startswith("fastct default"))["time_s"]
-        ratio = "-" if r["method"].startswith("fastct") else (
-            f"**{r['time_s'] / full:.1f}x** / **{r['time_s'] / auto:.1f}x**")  # fmt: skip
+        full = next(x for x in same if x["method"] == "fastct full")
+        auto = next(x for x in same if x["method"].startswith("fastct default"))
+        ratio = cratio = "-"
+        if not r["method"].startswith("fastct"):
+            ratio = (f"**{r['time_s'] / full['time_s']:.1f}x** / "
+                     f"**{r['time_s'] / auto['time_s']:.1f}x**")  # fmt: skip
+            cratio = f"{r['cpu_s'] / full['cpu_s']:.1f}x / {r['cpu_s'] / auto['cpu_s']:.1f}x"
         out.append(
             f"| {r['size']}^3 | {r['metric']} | {r['method']} | {r['time_s']:.2f} | {ratio} | "
-            f"{r['iterations']} | {r['error_mm']:.3f} | {r['peak_mib']:.0f} | "
-            f"{r['other_load']:.2f} |"
+            f"{r['cpu_s']:.2f} | {cratio} | {r['iterations']} | {r['error_mm']:.3f} | "
+            f"{r['peak_mib']:.0f} | {r['other_load']:.2f} |"
         )
     return "\n".join(out)
 
 
+BEGIN = "<!-- bench_registration: begin (generated) -->"
+END = "<!-- bench_registration: end -->"
+
+
 def write_report(rows, first_s, command) -> None:
+    """Write the generated speed section of docs/benchmarks/registration.md.
+
+    Only the text between the BEGIN and END markers is replaced (the rest of the page,
+    e.g. the accuracy tables, is kept); without markers the page is created.
+    """
     import fastct
 
+    sitk_threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() if sitk else 0
     machine = (f"{platform.processor() or platform.machine()}, "
                f"{__import__('os').cpu_count()} cores, Python {platform.python_version()}, "
                f"fastct {fastct.get_num_threads()} threads"
-               + (f", SimpleITK {sitk.Version.VersionString()}" if sitk else ""))  # fmt: skip
-    text = f"""# Registration benchmark
+               + (f", SimpleITK {sitk.Version.VersionString()} {sitk_threads} threads"
+                  if sitk else ""))  # fmt: skip
+    loads = [r["other_load"] for r in rows]
+    block = f"""{BEGIN}
+Machine: {machine}. Other processes used {min(loads):.2f}-{max(loads):.2f} cores during
+the cases (see the last column; above ~0.3 the wall-time ratios are noisy, the CPU-time
+ratios much less so).
+fastct first-call compile time (MI + NCC kernels, Gaussian): {first_s:.1f} s.
+
+Reproduce: `{command}`
+
+{table(rows)}
+{END}"""
+    if REPORT.exists() and BEGIN in (text := REPORT.read_text()) and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + block + rest.split(END, 1)[1]
+    else:
+        text = f"""# Registration benchmark
 
 fastct.register against SimpleITK's ImageRegistrationMethod in the same process, rigid,
 same metric and pyramid (shrink 4, 2, 1; sigmas 2, 1, 0 voxels in mm), linear
@@ -217,12 +252,7 @@ interpolation, geometry initialisation, physical-shift parameter scales (details
 8 corners between the found and the true transform. Voxel size: 2.8125 mm at 128^3,
 1.40625 mm at 256^3.
 
-Machine: {machine}.
-fastct first-call compile time (MI + NCC kernels, Gaussian): {first_s:.1f} s.
-
-Reproduce: `{command}`
-
-{table(rows)}
+{block}
 """
     REPORT.write_text(text)
 
@@ -232,7 +262,15 @@ def main(argv=None) -> int:
     p.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
     p.add_argument("--metrics", nargs="+", default=["mi", "ncc"])
     p.add_argument("--no-report", action="store_true")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads of both libraries (default: fastct's and SimpleITK's own)")  # fmt: skip
     args = p.parse_args(argv)
+    if args.threads:
+        import fastct
+
+        fastct.set_num_threads(args.threads)
+        if sitk is not None:
+            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(args.threads)
     first = compile_time()
     print(f"first-call compile time {first:.1f} s", flush=True)
     rows = []
@@ -242,6 +280,7 @@ def main(argv=None) -> int:
     if not args.no_report:
         cmd = ".venv/bin/python benchmarks/bench_registration.py " + " ".join(
             ["--sizes", *map(str, args.sizes), "--metrics", *args.metrics]
+            + (["--threads", str(args.threads)] if args.threads else [])
         )
         write_report(rows, first, cmd)
     return 0

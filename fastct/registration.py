@@ -44,9 +44,9 @@ How :func:`register` works
   identity; ``initial_transform`` overrides all three. ``rotation_search=A``
   tries rotations of -A, -A/2, 0, A/2, A degrees about each axis (ITK Euler angles,
   125 combinations in 3-D) on the coarsest level and starts from the best.
-  ``translation_search=F`` (default 0.4) scores shifts of -F, -F/2, 0, F/2, F times
-  the fixed image's extent along each axis (125 in 3-D, 25 in 2-D) on 4096 seeded
-  random samples of the coarsest level (shifts losing more than half of the valid
+  ``translation_search=F`` (default 0.4) scores shifts of -F, -2F/3, ..., F (7 per
+  axis) times the fixed image's extent along each axis (343 in 3-D, 49 in 2-D) on 2048
+  seeded random samples of the coarsest level (shifts losing more than half of the valid
   samples ignored) and optimises the two best-scoring shifts that beat the start as
   extra starts; the best end point continues to the finer levels.
 
@@ -1031,8 +1031,9 @@ def _optimise(model, theta0, evaluate, ff, fsp, forig, v0, g0, count0, max_iter,
     }
 
 
-_SEARCH_SAMPLES = 4096  # fixed samples scoring the translation grid
+_SEARCH_SAMPLES = 2048  # fixed samples scoring the translation grid
 _SEARCH_STARTS = 2  # grid points optimised besides the initial start
+_SEARCH_STEPS = 7  # grid points per axis
 _SEARCH_KEEP = 0.5  # grid points must keep this fraction of the start's valid samples
 
 
@@ -1040,7 +1041,7 @@ def _translation_search(model, theta, level, max_shift3, seed, ff, fsp, forig, m
                         metric, bins, mask) -> list[np.ndarray]:  # fmt: skip
     """Extra starts from a coarse exhaustive translation search on the coarsest level.
 
-    Shifts of ``(-1, -1/2, 0, 1/2, 1) * max_shift`` per axis (125 in 3-D, 25 in 2-D) are
+    Shifts of ``linspace(-1, 1, _SEARCH_STEPS) * max_shift`` per axis (343 in 3-D) are
     added to the start's translation and scored by the metric on at most
     ``_SEARCH_SAMPLES`` seeded random fixed samples of the level; grid points keeping
     fewer than ``_SEARCH_KEEP`` of the start's valid samples are ignored (the small-
@@ -1059,7 +1060,7 @@ def _translation_search(model, theta, level, max_shift3, seed, ff, fsp, forig, m
         return v, count
 
     v_ref, count_ref = score(theta)
-    steps = np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
+    steps = np.linspace(-1.0, 1.0, _SEARCH_STEPS)
     shifts = np.stack(np.meshgrid(*[steps] * ndim, indexing="ij"), axis=-1).reshape(-1, ndim)
     found = []
     for k, sh in enumerate(shifts):
