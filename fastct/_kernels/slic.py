@@ -464,9 +464,10 @@ def _assign_tile(lt, X, M, L, centers, windows, maxdc, sp, coords, indptr, indic
         full = gray and not shifted and sx_ == _TX
         cxt = coords[ox + x0 : ox + x1]
         if full:
-            _rows_full(nn, edge, cand, candi, lz0, y0, sy_, nrows, x0, z_off, oy, coords, spz,
-                       spy, spx, w, row_ok, best, bk, featg, cxt, bits, one_i, one_f,
-                       ip[IP_T2])  # fmt: skip
+            # (an int64, not the literal 0 the count starts from: one compilation)
+            _rows_full(np.int64(nn), edge, cand, candi, lz0, y0, sy_, nrows, x0, z_off, oy,
+                       coords, spz, spy, spx, w, row_ok, best, bk, featg, cxt, bits, one_i,
+                       one_f, ip[IP_T2])  # fmt: skip
         for r in range(0 if full else nrows):
             if not row_ok[r]:
                 continue
