@@ -299,9 +299,10 @@ class _Engine:
 
     def features(self, z0: int, z1: int) -> np.ndarray:
         """Features of slices ``[z0, z1)``: rescaled values times 1/compactness in the
-        float type, in a reused slab buffer. NumPy computes them with scikit-image's
-        own operations (and no compiled kernel has to be specialised per input dtype).
-        When one slab holds the whole volume they are computed once."""
+        float type, in a reused slab buffer, with scikit-image's own operations: for
+        float input one parallel kernel, else NumPy (no compiled kernel has to be
+        specialised per integer input dtype). When one slab holds the whole volume they
+        are computed once."""
         if self._cached and self._fbuf is not None:
             return self._fbuf
         X = self.values(z0, z1)
@@ -312,6 +313,14 @@ class _Engine:
         pre, imin, scale, ratio, rescaled = self._fsteps
         if rescaled:  # the smoothed image is already in [0, 1]
             np.multiply(X, ratio, out=F)
+        elif pre[0] == PRE_NONE and X.dtype == F.dtype and X.flags.c_contiguous:
+            # float input: the same steps fused in one parallel pass
+            from ._kernels import slic as K
+
+            one = self.ftype.type(1)
+            with _threads_for(F.size):
+                K.features_into(F, X, imin, one if scale is None else scale, ratio,
+                                scale is not None)  # fmt: skip
         else:
             _rescale_into(F, X, pre, imin, scale)
             F *= ratio

@@ -224,6 +224,27 @@ def test_out_array_and_dtype(rng):
     assert np.array_equal(out, slic(img, n_segments=40, compactness=0.3))
 
 
+# -- the features kernel -------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("scaled", [True, False])
+def test_features_kernel_equals_numpy_steps(dtype, scaled, rng):
+    # scikit-image's rescaling as NumPy's in-place steps, then the compactness weight
+    from fastct._kernels import slic as K
+
+    x = (rng.normal(0, 300, (7, 9, 70_001 // 63 + 1, 1)) - 500).astype(dtype)
+    imin = dtype(x.min())
+    scale = dtype(x.max() - x.min())
+    ratio = dtype(1 / 0.3)
+    ref = x.copy()
+    ref -= imin
+    if scaled:
+        ref /= scale
+    ref *= ratio
+    out = np.empty_like(x)
+    K.features_into(out, x, imin, scale if scaled else dtype(1), ratio, scaled)
+    assert out.dtype == ref.dtype and np.array_equal(out, ref)
+
+
 # -- the update step's kernels ----------------------------------------------------------------
 @pytest.mark.parametrize("nc,use_mask,start", [(1, False, 1), (2, True, 0)])
 def test_update_kernels_equal_plain_loop(nc, use_mask, start, rng):
