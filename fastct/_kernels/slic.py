@@ -273,6 +273,7 @@ def _rows_full(nn, edge, cand, candi, lz0, y0, sy_, nrows, x0, z_off, oy, coords
         fb = featg[v0 : v0 + _TX]
         ib = bits[v0 : v0 + _TX]
         rmax = _max_bits(ib, ntx, one_i, one_f)
+        dirty = False
         for jj in range(nn):
             # no remaining centre can come closer than the row's worst voxel
             if edge[jj] > rmax:
@@ -289,6 +290,13 @@ def _rows_full(nn, edge, cand, candi, lz0, y0, sy_, nrows, x0, z_off, oy, coords
             # exact row bound: fl((dz + dy) * w) <= every voxel's rounded distance
             if np.float64(dzy * w) > rmax:
                 continue
+            if dirty:  # a stale maximum is an upper bound: refresh only when it matters
+                rmax = _max_bits(ib, ntx, one_i, one_f)
+                dirty = False
+                if edge[jj] > rmax:
+                    break
+                if np.float64(dzy * w) > rmax:
+                    continue
             la = candi[jj, 5] - x0
             lb = candi[jj, 6] - x0
             ckx = cand[jj, 2]
@@ -305,7 +313,7 @@ def _rows_full(nn, edge, cand, candi, lz0, y0, sy_, nrows, x0, z_off, oy, coords
                 c = ((d < b) | ((d == b) & (k < kk))) & (i >= la) & (i < lb)
                 bb[i] = d if c else b
                 kb[i] = k if c else kk
-            rmax = _max_bits(ib, ntx, one_i, one_f)
+            dirty = True
 
 
 # Lower bounds are sorted by a counting sort on LB * _LBQ buckets (exact enough: a row
