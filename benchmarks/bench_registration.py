@@ -230,9 +230,9 @@ def write_report(rows, first_s, command) -> None:
                   if sitk else ""))  # fmt: skip
     loads = [r["other_load"] for r in rows]
     block = f"""{BEGIN}
-Machine: {machine}. Other processes used {min(loads):.2f}-{max(loads):.2f} cores during
-the cases (see the last column; above ~0.3 the wall-time ratios are noisy, the CPU-time
-ratios much less so).
+Machine: {machine}.
+Other processes used {min(loads):.2f}-{max(loads):.2f} cores during the cases (last
+column; above ~0.3 the wall-time ratios are noisy, the CPU-time ratios much less so).
 fastct first-call compile time (MI + NCC kernels, Gaussian): {first_s:.1f} s.
 
 Reproduce: `{command}`
