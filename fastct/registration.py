@@ -403,7 +403,7 @@ class _Level:
         mmin, mmax = float(moving.min()), float(moving.max())
         self.constant = (fmin == fmax, mmin == mmax)
         self.rsp = 1.0 / self.msp
-        from ._kernels.registration import N_STATS, N_V, N_VPAD
+        from ._kernels.registration import N_DPOW, N_POW, N_STATS, N_V, N_VPAD
 
         if metric == "mi":
             pad = 2
@@ -413,12 +413,12 @@ class _Level:
             self.fixbin = np.clip(np.floor(term), 2, bins - 3).astype(np.int32)
             self.mbs = (mmax - mmin) / (bins - 2 * pad) if mmax > mmin else 1.0
             self.mnmin = mmin / self.mbs - pad
-            # Each block owns a (bins, bins) histogram and its (bins, bins, 8) derivative:
+            # Each block owns (bins, bins) power sums for the histogram and its derivative:
             # at most _MI_BLOCKS of them (the block size depends on n only).
             self.block = max(_BLOCK, -(-self.n // (_MI_BLOCKS * _BLOCK)) * _BLOCK)
             nblocks = (self.n + self.block - 1) // self.block
-            self.hist = np.zeros((nblocks, bins * bins))
-            self.dhist = np.zeros((nblocks, bins * bins * N_VPAD))
+            self.hist = np.zeros((nblocks, bins * bins * N_POW))
+            self.dhist = np.zeros((nblocks, bins * bins * N_DPOW * N_VPAD))
             self.nblocks = nblocks
         else:
             self.block = _BLOCK
@@ -441,7 +441,7 @@ class _Level:
             with _threads(self.nblocks):
                 k.mi_pass(self.fixbin, *args, *geo, self.mbs, self.mnmin, self.bins,
                           self.block, self.hist, self.dhist)  # fmt: skip
-            joint = self.hist.sum(axis=0).reshape(self.bins, self.bins)
+            joint, dsum = _expand_parzen(self.hist.sum(axis=0), self.dhist.sum(axis=0), self.bins)
             total = float(joint.sum())
             count = int(round(total))
             if count < _MIN_OVERLAP:
@@ -452,8 +452,7 @@ class _Level:
             with np.errstate(divide="ignore", invalid="ignore"):
                 logratio = np.where(p > 0, np.log(p / pm[None, :]), 0.0)
                 mi = float(np.sum(np.where(p > 0, p * (logratio - np.log(pf)[:, None]), 0.0)))
-            dsum = self.dhist.sum(axis=0).reshape(-1, k.N_VPAD)[:, : k.N_V]
-            sums = logratio.reshape(-1) @ dsum
+            sums = logratio.reshape(-1) @ dsum.reshape(-1, k.N_V)
             return -mi, coef @ sums / (total * self.mbs), count
         with _threads(self.nblocks):
             k.stats_pass(self.fvals, *args, *geo, _BLOCK, self.acc)
@@ -482,6 +481,21 @@ class _Level:
         b = cfm / vm
         sums = a * ((g_f - fbar * g_1) - b * (g_m - mbar * g_1))
         return value, coef @ sums, count
+
+
+def _expand_parzen(hpow: np.ndarray, dpow: np.ndarray, bins: int):
+    """Joint histogram (bins, bins) and its derivative (bins, bins, N_V) from the power
+    sums of :func:`fastct._kernels.registration.mi_pass` (summed over blocks)."""
+    from ._kernels.registration import N_DPOW, N_POW, N_V, N_VPAD, PARZEN_D, PARZEN_W
+
+    hp = hpow.reshape(bins, bins, N_POW)[:, 2 : bins - 2]  # km in [2, bins - 3]
+    dp = dpow.reshape(bins, bins, N_DPOW, N_VPAD)[:, 2 : bins - 2, :, :N_V]
+    joint = np.zeros((bins, bins))
+    deriv = np.zeros((bins, bins, N_V))
+    for j in range(4):  # bin k = km - 1 + j
+        joint[:, 1 + j : bins - 3 + j] += hp @ PARZEN_W[j]
+        deriv[:, 1 + j : bins - 3 + j] += np.einsum("lkpv,p->lkv", dp, PARZEN_D[j])
+    return joint, deriv
 
 
 @contextlib.contextmanager

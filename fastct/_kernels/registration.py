@@ -290,28 +290,20 @@ def stats_pass(
         row[27] = o6
 
 
-@numba.njit(inline="always", **NJIT_OPTIONS)
-def _parzen(term, nbins):  # pragma: no cover - compiled
-    """First of the 4 moving bins a cubic B-spline window at ``term`` touches, its 4
-    weights ``B3(k - term)`` and their derivatives ``B3'(k - term)`` for ``k = k0 .. k0+3``."""
-    km = int(math.floor(term))
-    if km < 2:
-        km = 2
-    elif km > nbins - 3:
-        km = nbins - 3
-    t = term - km
-    t2 = t * t
-    t3 = t2 * t
-    s = 1.0 - t
-    w0 = s * s * s / 6.0
-    w1 = (3.0 * t3 - 6.0 * t2 + 4.0) / 6.0
-    w2 = (-3.0 * t3 + 3.0 * t2 + 3.0 * t + 1.0) / 6.0
-    w3 = t3 / 6.0
-    d0 = 0.5 * s * s
-    d1 = 2.0 * t - 1.5 * t2
-    d2 = 1.5 * t2 - t - 0.5
-    d3 = -0.5 * t2
-    return km - 1, w0, w1, w2, w3, d0, d1, d2, d3
+# Cubic B-spline Parzen window of a moving term ``term = km + t`` (``km`` the clamped
+# floor, ``t`` in [0, 1]): the weights ``B3(k - term)`` of bins ``k = km - 1 .. km + 2``
+# are the cubics ``PARZEN_W @ (1, t, t^2, t^3)`` and their derivatives ``B3'(k - term)``
+# the quadratics ``PARZEN_D @ (1, t, t^2)``. :func:`mi_pass` accumulates the powers of
+# ``t`` per (fixed bin, km) and the caller expands them into bins (fewer writes).
+PARZEN_W = (
+    np.array(
+        [[1.0, -3.0, 3.0, -1.0], [4.0, 0.0, -6.0, 3.0], [1.0, 3.0, 3.0, -3.0], [0.0, 0.0, 0.0, 1.0]]
+    )
+    / 6.0
+)
+PARZEN_D = np.array([[0.5, -1.0, 0.5], [0.0, 2.0, -1.5], [-0.5, -1.0, 1.5], [0.0, 0.0, -0.5]])
+N_POW = 4  # powers of t accumulated for the histogram (1, t, t^2, t^3)
+N_DPOW = 3  # powers of t accumulated for the derivative (1, t, t^2)
 
 
 @numba.njit(inline="always", **NJIT_OPTIONS)
@@ -332,14 +324,16 @@ def mi_pass(
 ):  # pragma: no cover - compiled  # fmt: skip
     """Mattes joint histogram and its derivative in one pass, one slab per block.
 
-    ``hist[b]`` (``nbins * nbins``, fixed bin major) accumulates the Parzen weight
-    ``B3(k - term_i)`` of every valid sample ``i`` of block ``b`` at fixed bin
-    ``l = fixbin[i]`` (zero-order window) and moving bin ``k`` (``term_i = m_i / mbs -
-    mmin``); ``dhist[b]`` (``nbins * nbins * N_VPAD``) accumulates ``B3'(k - term_i)``
-    times the sample's ``N_V`` gradient numbers (module notes). The metric gradient is
-    ``sum_lk log(p(l, k) / p_m(k)) * dhist[l, k]``, projected on the parameters: one
-    pass over the samples per evaluation, as ITK's Mattes metric for low-dimensional
-    transforms.
+    Every valid sample ``i`` of block ``b`` has a fixed bin ``l = fixbin[i]``
+    (zero-order window) and a moving term ``term_i = m_i / mbs - mmin = km + t``
+    (``km`` clamped to ``[2, nbins - 3]``). ``hist[b]`` (``nbins * nbins * N_POW``)
+    accumulates ``t^p`` at ``(l, km, p)`` and ``dhist[b]`` (``nbins * nbins * N_DPOW *
+    N_VPAD``) accumulates ``t^p`` times the sample's ``N_V`` gradient numbers (module
+    notes) at ``(l, km, p)``; the caller expands them with ``PARZEN_W`` / ``PARZEN_D``
+    into the joint histogram ``sum_i B3(k - term_i)`` and its derivative ``sum_i
+    B3'(k - term_i) v_i``. The metric gradient is ``sum_lk log(p(l, k) / p_m(k)) *
+    derivative[l, k]``, projected on the parameters: one pass over the samples per
+    evaluation, as ITK's Mattes metric for low-dimensional transforms.
     """
     nblocks = (n + block - 1) // block
     shape = moving.shape
@@ -356,15 +350,22 @@ def mi_pass(
             if not inside:
                 continue
             m, e0, e1, e2 = _trilinear_grad(moving, u0, u1, u2)
-            k0, w0, w1, w2, w3, c0, c1, c2, c3 = _parzen(m / mbs - mmin, nbins)
-            hb = fixbin[i] * nbins + k0
-            h[hb] += w0
-            h[hb + 1] += w1
-            h[hb + 2] += w2
-            h[hb + 3] += w3
+            term = m / mbs - mmin
+            km = int(math.floor(term))
+            if km < 2:
+                km = 2
+            elif km > nbins - 3:
+                km = nbins - 3
+            t = term - km
+            t2 = t * t
+            hb = fixbin[i] * nbins + km
+            o = hb * N_POW
+            h[o] += 1.0
+            h[o + 1] += t
+            h[o + 2] += t2
+            h[o + 3] += t2 * t
             v0, v1, v2, v3, v4, v5, v6 = _vecs(u0, u1, u2, e0, e1, e2, rsp, msp, wo)
-            o = hb * N_VPAD
-            _acc_bin(dd, o, c0, v0, v1, v2, v3, v4, v5, v6)
-            _acc_bin(dd, o + N_VPAD, c1, v0, v1, v2, v3, v4, v5, v6)
-            _acc_bin(dd, o + 2 * N_VPAD, c2, v0, v1, v2, v3, v4, v5, v6)
-            _acc_bin(dd, o + 3 * N_VPAD, c3, v0, v1, v2, v3, v4, v5, v6)
+            o = hb * (N_DPOW * N_VPAD)
+            _acc_bin(dd, o, 1.0, v0, v1, v2, v3, v4, v5, v6)
+            _acc_bin(dd, o + N_VPAD, t, v0, v1, v2, v3, v4, v5, v6)
+            _acc_bin(dd, o + 2 * N_VPAD, t2, v0, v1, v2, v3, v4, v5, v6)
