@@ -83,6 +83,7 @@ METRICS = ("mse", "ncc", "mi")
 INITS = ("auto", "geometry", "moments", "none")
 _BLOCK = 4096  # samples per reduction block (fixed: results do not depend on threads)
 _MI_BLOCKS = 64  # at most this many Mattes histogram slabs (block size grows with n)
+_MI_SLAB_BYTES = 64 << 20  # and at most this much memory for them (large ``bins``)
 _MIN_OVERLAP = 32  # fewer valid samples than this is "no overlap"
 _FD_STEP = 1e-6
 _MAX_STEP_VOXELS = 4.0  # no optimiser step moves the fixed corners further (level voxels)
@@ -414,8 +415,11 @@ class _Level:
             self.mbs = (mmax - mmin) / (bins - 2 * pad) if mmax > mmin else 1.0
             self.mnmin = mmin / self.mbs - pad
             # Each block owns (bins, bins) power sums for the histogram and its derivative:
-            # at most _MI_BLOCKS of them (the block size depends on n only).
-            self.block = max(_BLOCK, -(-self.n // (_MI_BLOCKS * _BLOCK)) * _BLOCK)
+            # at most _MI_BLOCKS of them and _MI_SLAB_BYTES in all (the block size depends
+            # on n and bins only, never on the thread count).
+            slab = bins * bins * (N_POW + N_DPOW * N_VPAD) * 8
+            max_blocks = max(2, min(_MI_BLOCKS, _MI_SLAB_BYTES // slab))
+            self.block = max(_BLOCK, -(-self.n // (max_blocks * _BLOCK)) * _BLOCK)
             nblocks = (self.n + self.block - 1) // self.block
             self.hist = np.zeros((nblocks, bins * bins * N_POW))
             self.dhist = np.zeros((nblocks, bins * bins * N_DPOW * N_VPAD))
