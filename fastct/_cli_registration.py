@@ -40,6 +40,10 @@ def cmd_register(args: argparse.Namespace) -> int:
         kwargs["sampling"] = _sampling(args.sampling)
     if args.rotation_search is not None:
         kwargs["rotation_search"] = args.rotation_search
+    if args.translation_search is not None:
+        kwargs["translation_search"] = args.translation_search or None
+    if args.step_tolerance is not None:
+        kwargs["step_tolerance"] = args.step_tolerance
     if args.initial_transform is not None:
         kwargs["initial_transform"] = fastct.load_transform(args.initial_transform)
     t0 = time.perf_counter()
@@ -128,6 +132,19 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--max-iterations", type=positive_int, default=100, metavar="N")
     p.add_argument(
         "--rotation-search", type=float, metavar="DEG", help="coarse rotation search range"
+    )
+    p.add_argument(
+        "--translation-search",
+        type=float,
+        metavar="F",
+        help="coarse translation search range as a fraction of the fixed extent "
+        "(default 0.4; 0 turns it off)",
+    )
+    p.add_argument(
+        "--step-tolerance",
+        type=float,
+        metavar="VOXELS",
+        help="stop a pyramid level when a step moves the corners by less (default 0.01)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=cmd_register)

@@ -320,6 +320,15 @@ def test_cli_register(tmp_path, capsys):
     assert "error" in capsys.readouterr().err
     rc = main(["register", f"{src}:/b", f"{src}:/f", "--output-transform", str(tmp_path / "x")])
     assert rc == 2
+    # the search and stopping options reach register(): a bad value is its one-line error
+    capsys.readouterr()
+    rc = main(["register", f"{src}:/b", f"{src}:/f", "--output-transform", str(bad),
+              "--step-tolerance", "-1"])  # fmt: skip
+    assert rc == 2 and not bad.exists()
+    assert "step_tolerance" in capsys.readouterr().err
+    rc = main(["register", f"{src}:/b", f"{src}:/f", "--output-transform", str(bad),
+              "--metric", "ncc", "--translation-search", "0", "--step-tolerance", "0.05"])  # fmt: skip
+    assert rc == 0 and bad.exists()
 
 
 @pytest.mark.slow
