@@ -33,19 +33,30 @@ def check_ndim(ndim: int, name: str = "image") -> None:
         raise ValueError(f"{name} must be 2-D (y, x) or 3-D (z, y, x), got {ndim}-D")
 
 
-def as_image(image: object, name: str = "image", *, allow_bool: bool = True) -> np.ndarray:
-    """Validate an in-memory image: 2-D or 3-D, real numeric, no empty axes.
+def as_real_array(
+    image: object, name: str = "image", *, accepted: str = "an array", allow_bool: bool = True
+) -> np.ndarray:
+    """Coerce ``image`` to an ndarray with a real numeric dtype (no shape checks).
 
-    Returns a native-endian array (a view when possible).
+    ``accepted`` completes the message "``name`` must be ..." when it cannot be coerced.
     """
     if not isinstance(image, np.ndarray):
         try:
             image = np.asarray(image)
         except Exception as exc:  # noqa: BLE001 - report what we were given
-            raise TypeError(f"{name} must be an array, got {type(image).__name__}") from exc
+            raise TypeError(f"{name} must be {accepted}, got {type(image).__name__}") from exc
     kind = image.dtype.kind
     if kind not in "biuf" or (kind == "b" and not allow_bool):
         raise TypeError(f"{name} must have a real numeric dtype, got {image.dtype}")
+    return image
+
+
+def as_image(image: object, name: str = "image", *, allow_bool: bool = True) -> np.ndarray:
+    """Validate an in-memory image: 2-D or 3-D, real numeric, no empty axes.
+
+    Returns a native-endian array (a view when possible).
+    """
+    image = as_real_array(image, name, allow_bool=allow_bool)
     check_ndim(image.ndim, name)
     if 0 in image.shape:
         raise ValueError(f"{name} must not have an empty axis, got shape {image.shape}")

@@ -59,7 +59,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from ._modelfile import ModelFileError, read_model_file, write_model_file
-from ._validate import check_origin, check_spacing
+from ._validate import as_real_array, check_origin, check_spacing
 from .features import FeatureTable
 from .volume import Volume
 
@@ -542,18 +542,11 @@ class DetectionResult:
 # --------------------------------------------------------------------------------------
 def _check_image(image: Any, name: str = "image") -> np.ndarray | Volume:
     if isinstance(image, Volume):
-        arr_dtype, shape = image.dtype, image.shape
+        if np.dtype(image.dtype).kind not in "biuf":
+            raise TypeError(f"{name} must have a real numeric dtype, got {image.dtype}")
     else:
-        if not isinstance(image, np.ndarray):
-            try:
-                image = np.asarray(image)
-            except Exception as exc:  # noqa: BLE001
-                raise TypeError(
-                    f"{name} must be an array or a Volume, got {type(image).__name__}"
-                ) from exc
-        arr_dtype, shape = image.dtype, image.shape
-    if np.dtype(arr_dtype).kind not in "biuf":
-        raise TypeError(f"{name} must have a real numeric dtype, got {arr_dtype}")
+        image = as_real_array(image, name, accepted="an array or a Volume")
+    shape = image.shape
     if len(shape) != 3:
         raise ValueError(f"{name} must be a 3-D (z, y, x) volume, got shape {tuple(shape)}")
     if 0 in shape:

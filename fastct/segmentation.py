@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from . import _config
-from ._validate import check_ndim
+from ._validate import as_real_array, check_ndim
 from .volume import Volume
 
 __all__ = ["slic", "regular_grid"]
@@ -154,15 +154,7 @@ class _Source:
             spatial = tuple(image.shape)
             self.nc = 1
         else:
-            if not isinstance(image, np.ndarray):
-                try:
-                    image = np.asarray(image)
-                except Exception as exc:  # noqa: BLE001
-                    raise TypeError(
-                        f"image must be an array or a Volume, got {type(image).__name__}"
-                    ) from exc
-            if image.dtype.kind not in "biuf":
-                raise TypeError(f"image must have a real numeric dtype, got {image.dtype}")
+            image = as_real_array(image, "image", accepted="an array or a Volume")
             if not image.dtype.isnative:
                 image = image.astype(image.dtype.newbyteorder("="))
             if channel_axis is None:
