@@ -680,14 +680,55 @@ def _closest_other(c: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 # connectivity enforcement
 # --------------------------------------------------------------------------------------
-def _connectivity_memory(seg: np.ndarray, min_size: int, max_size: int, start_label: int):
+def _connectivity_memory(
+    seg: np.ndarray,
+    min_size: int,
+    max_size: int,
+    start_label: int,
+    n_parts: int | None = None,
+    in_place: bool = False,
+) -> np.ndarray:
+    """scikit-image's connectivity enforcement on a whole label volume: components first
+    (``_kernels.slic_connectivity``, in ``n_parts`` z parts, default one per thread: the
+    result does not depend on it), scikit-image's raster scan only from the first
+    component larger than ``max_size`` on (none in a typical SLIC result). With
+    ``in_place`` the result may be written into ``seg`` (returned then)."""
     from ._kernels import slic as K
+    from ._kernels import slic_connectivity as C
 
     mask_label = start_label - 1
-    out = np.full(seg.shape, mask_label, np.int32)
+    Z, Y, X = seg.shape
+    if seg.size >= 2**30:  # flat indices and the two marks per component fit in int32
+        out = np.full(seg.shape, mask_label, np.int32)
+        z_begin, cur = 0, start_label
+    else:
+        import numba
+
+        out = np.empty(seg.shape, np.int32)
+        n_parts = max(1, min(n_parts or numba.get_num_threads(), Z))
+        zb = np.linspace(0, Z, n_parts + 1).round().astype(np.int64)
+        counts = np.zeros(n_parts, np.int64)
+        C.components(seg, out, mask_label, zb, counts)
+        offsets = _offsets(counts)
+        n_parts_comp = int(offsets[-1])
+        size = np.empty(n_parts_comp, np.int64)
+        first = np.empty(n_parts_comp, np.int64)
+        C.number_components(out, zb, Y * X, offsets, size, first)
+        remap = np.empty(n_parts_comp, np.int64)
+        n_comp = int(C.merge_parts(seg, out, zb, mask_label, n_parts_comp, size, first, remap))
+        value = np.empty(n_comp, np.int64)
+        queue = np.empty(max(1, min(min_size, max_size + 1)), np.int64)
+        n_done, cur = C.decide(seg, out, first, size, n_comp, n_parts_comp, remap, min_size,
+                               max_size, mask_label, start_label, value, queue)  # fmt: skip
+        # the raster scan (only after a component larger than max_size) reads seg
+        dest = seg if in_place and n_done == n_comp else out
+        C.write_labels(out, dest, value, remap, n_parts_comp, n_done, mask_label, Z * Y, X)
+        if n_done == n_comp:
+            return dest
+        z_begin = int(first[n_done]) // (Y * X)
     coord = np.empty((max(max_size, 1), 3), np.int64)
-    state = np.array([start_label], np.int64)
-    K.enforce_connectivity(seg, out, 0, seg.shape[0], min_size, max_size, mask_label, state, coord)
+    state = np.array([cur], np.int64)
+    K.enforce_connectivity(seg, out, z_begin, Z, min_size, max_size, mask_label, state, coord)
     return out
 
 
@@ -989,9 +1030,11 @@ def slic(
                 min_size = int(min_size_factor * segment_size)
                 max_size = int(max_size_factor * segment_size)
                 if isinstance(labels_store, np.ndarray):
-                    labels_store[...] = _connectivity_memory(
-                        labels_store, min_size, max_size, start_label
+                    connected = _connectivity_memory(
+                        labels_store, min_size, max_size, start_label, in_place=True
                     )
+                    if connected is not labels_store:
+                        labels_store[...] = connected
                 else:
                     _connectivity_stream(eng, nK, min_size, max_size, start_label)
         finally:
