@@ -717,7 +717,7 @@ def _connectivity_memory(
         remap = np.empty(n_parts_comp, np.int64)
         n_comp = int(C.merge_parts(seg, out, zb, mask_label, n_parts_comp, size, first, remap))
         value = np.empty(n_comp, np.int64)
-        queue = np.empty(max(1, min(min_size, max_size + 1)), np.int64)
+        queue = np.empty((max(1, min(min_size, max_size + 1)), 4), np.int64)
         n_done, cur = C.decide(seg, out, first, size, n_comp, n_parts_comp, remap, min_size,
                                max_size, mask_label, start_label, value, queue)  # fmt: skip
         # the raster scan (only after a component larger than max_size) reads seg

@@ -192,41 +192,54 @@ def decide(seg, work, first, size, n_comp, n_parts_comp, remap, min_size, max_si
         lab = sf[r]
         par[r] -= n_parts_comp
         adjacent = cur
-        queue[0] = r
+        # the queue holds flat index and coordinates (no divisions per voxel)
+        queue[0, 0] = r
+        queue[0, 1] = r // plane
+        queue[0, 2] = (r // width) % height
+        queue[0, 3] = r % width
         sz = 1
         visited = 0
         while visited < sz and sz < max_size:
-            b = queue[visited]
-            bz = b // plane
-            by = (b - bz * plane) // width
-            bx = b - bz * plane - by * width
+            b = queue[visited, 0]
+            bz = queue[visited, 1]
+            by = queue[visited, 2]
+            bx = queue[visited, 3]
             for i in range(6):
                 if sz >= max_size:
                     break
+                qz = bz
+                qy = by
+                qx = bx
                 if i == 0:
                     if bx + 1 >= width:
                         continue
                     q = b + 1
+                    qx = bx + 1
                 elif i == 1:
                     if bx < 1:
                         continue
                     q = b - 1
+                    qx = bx - 1
                 elif i == 2:
                     if by + 1 >= height:
                         continue
                     q = b + width
+                    qy = by + 1
                 elif i == 3:
                     if by < 1:
                         continue
                     q = b - width
+                    qy = by - 1
                 elif i == 4:
                     if bz + 1 >= depth:
                         continue
                     q = b + plane
+                    qz = bz + 1
                 else:
                     if bz < 1:
                         continue
                     q = b - plane
+                    qz = bz - 1
                 lq = sf[q]
                 if lq == mask_label:
                     continue
@@ -234,7 +247,10 @@ def decide(seg, work, first, size, n_comp, n_parts_comp, remap, min_size, max_si
                 if lq == lab:  # same component (6-adjacent, same label)
                     if m > seen:
                         par[q] = m - n_parts_comp
-                        queue[sz] = q
+                        queue[sz, 0] = q
+                        queue[sz, 1] = qz
+                        queue[sz, 2] = qy
+                        queue[sz, 3] = qx
                         sz += 1
                     continue
                 pid = -m - 2

@@ -1,0 +1,51 @@
+"""The SLIC update step's running sums when they leave the float type's exact integers.
+
+Coordinate sums of a run of equal labels are added in closed form while they stay below
+2**24 (float32; every partial sum is then an exact integer, so the order does not
+matter); above it the voxels are added one by one, as scikit-image does. The reference
+is a plain C-order loop in float32."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fastct._kernels import slic as K
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 9000), (1, 9000, 2), (9000, 1, 3), (40, 50, 30)])
+def test_sums_equal_sequential_float32(shape, rng):
+    Z, Y, X = shape
+    n_labels = 3
+    # long runs of few labels: the coordinate sums pass 2**24 in the long shapes
+    labels = np.sort(rng.integers(0, n_labels, shape), axis=-1).astype(np.int32) + 1
+    feats = (rng.random((*shape, 1)) * 1000).astype(np.float32)
+    mask = np.ones((1, 1, 1), np.uint8)
+    ip = np.zeros(K.IP_SIZE, np.int64)
+    ip[K.IP_START] = 1
+    ip[K.IP_Z] = Z
+    ip[K.IP_Y] = Y
+    coords = np.concatenate([np.arange(n, dtype=np.float32) for n in shape])
+    ref_sums = np.zeros((n_labels, 4), np.float32)
+    ref_counts = np.zeros(n_labels, np.int64)
+    flat = labels.ravel() - 1
+    zz, yy, xx = (a.ravel() for a in np.indices(shape))
+    fv = feats.ravel()
+    for i in range(flat.size):  # plain C-order float32 running sums
+        k = flat[i]
+        ref_counts[k] += 1
+        for j, v in enumerate((zz[i], yy[i], xx[i], fv[i])):
+            ref_sums[k, j] = np.float32(ref_sums[k, j] + np.float32(v))
+    if max(shape) > 1000:
+        assert ref_sums[:, :3].max() > 2**24  # the sequential branch is exercised
+    for run in ("serial", "parts"):
+        sums = np.zeros_like(ref_sums)
+        counts = np.zeros_like(ref_counts)
+        if run == "serial":
+            K.update_serial(feats, mask, labels, coords, ip, sums, counts)
+        else:
+            owner = np.zeros(n_labels, np.int64)
+            K.update_parts(feats, mask, labels, owner, np.array([0, Z]), np.array([Z]), coords,
+                           ip, sums, counts)  # fmt: skip
+        np.testing.assert_array_equal(counts, ref_counts)
+        np.testing.assert_array_equal(sums, ref_sums)
