@@ -255,11 +255,33 @@ def _max_bits(bb, n, one_i, one_f):
 
 
 @njit(**_SER)
+def _max_shifted(bb, db, tf, ti, n):
+    """``_row_max``'s shifted bound of a full row (``_TX`` voxels): the shifted distances
+    go to ``tf`` (``_TX + 1`` float64; ``ti`` its int64 view, the last element the
+    conversion cell), their maximum is an integer reduction as in ``_max_bits``. The
+    shifted distance of an unmasked voxel is >= 0 (its distance includes the shared
+    colour term); it is clamped at 0 all the same, so that the bit patterns order like
+    the floats (raising a value keeps the bound an upper bound)."""
+    for i in range(_TX):
+        b = np.float64(bb[i])
+        t = b * (1.0 + 2.5e-7) - db[i]  # b + 2 ulp, as in _row_max
+        t = t if t > 0.0 else 0.0
+        tf[i] = t if b >= 0 else -np.inf
+    return _max_bits(ti, n, ti[_TX:], tf[_TX:])
+
+
+@njit(**_SER)
 def _rows_full(nn, edge, cand, candi, lz0, y0, sy_, nrows, x0, z_off, oy, coords, spz, spy, spx,
-               w, row_ok, best, bk, featg, cx, bits, one_i, one_f, ntx):  # fmt: skip
+               w, row_ok, best, bk, featg, cx, bits, one_i, one_f, ntx, shifted, dcs, tf,
+               ti):  # fmt: skip
     """The rows of a tile of full grayscale rows (``_TX`` voxels): candidates in order
     of their lower bound, the evaluation written out as a fixed-length, branch-free loop
-    (it vectorises without a remainder) and the row maximum as an integer reduction."""
+    (it vectorises without a remainder) and the row maximum as an integer reduction.
+
+    With ``shifted`` (every centre has the same colour, e.g. scikit-image's first
+    iteration) the evaluation is the same exact distance; only the bound changes: the
+    row maximum is ``_row_max``'s, less the shared colour term ``dcs`` (``tf``, ``ti``:
+    ``_max_shifted``'s scratch)."""
     for r in range(nrows):
         if not row_ok[r]:
             continue
@@ -272,7 +294,10 @@ def _rows_full(nn, edge, cand, candi, lz0, y0, sy_, nrows, x0, z_off, oy, coords
         kb = bk[v0 : v0 + _TX]
         fb = featg[v0 : v0 + _TX]
         ib = bits[v0 : v0 + _TX]
-        rmax = _max_bits(ib, ntx, one_i, one_f)
+        if shifted:
+            rmax = _max_shifted(bb, dcs[v0 : v0 + _TX], tf, ti, ntx)
+        else:
+            rmax = _max_bits(ib, ntx, one_i, one_f)
         dirty = False
         for jj in range(nn):
             # no remaining centre can come closer than the row's worst voxel
@@ -291,7 +316,10 @@ def _rows_full(nn, edge, cand, candi, lz0, y0, sy_, nrows, x0, z_off, oy, coords
             if np.float64(dzy * w) > rmax:
                 continue
             if dirty:  # a stale maximum is an upper bound: refresh only when it matters
-                rmax = _max_bits(ib, ntx, one_i, one_f)
+                if shifted:
+                    rmax = _max_shifted(bb, dcs[v0 : v0 + _TX], tf, ti, ntx)
+                else:
+                    rmax = _max_bits(ib, ntx, one_i, one_f)
                 dirty = False
                 if edge[jj] > rmax:
                     break
@@ -325,7 +353,7 @@ _NBUCKET = 64
 @njit(**_SER)
 def _assign_tile(lt, X, M, L, centers, windows, maxdc, sp, coords, indptr, indices, ip, fp, out,
                  sc_feat, sc_best, sc_bk, sc_row, sc_dcs, sc_edge, sc_cand, sc_candi, sc_key,
-                 sc_cnt, sc_buf, bits, one_i, one_f):  # fmt: skip
+                 sc_cnt, sc_buf, bits, one_i, one_f, sc_tf, sc_ti):  # fmt: skip
     """Nearest admissible centre of every voxel of one tile (see ``assign_slab``)."""
     nzs, ny, nx = L.shape
     nc = X.shape[3]
@@ -469,13 +497,13 @@ def _assign_tile(lt, X, M, L, centers, windows, maxdc, sp, coords, indptr, indic
         featg = feat[0]
         dbuf = sc_buf[0]
         # full-width grayscale rows: fixed-length, fully vectorised evaluations
-        full = gray and not shifted and sx_ == _TX
+        full = gray and sx_ == _TX
         cxt = coords[ox + x0 : ox + x1]
         if full:
             # (an int64, not the literal 0 the count starts from: one compilation)
             _rows_full(np.int64(nn), edge, cand, candi, lz0, y0, sy_, nrows, x0, z_off, oy,
                        coords, spz, spy, spx, w, row_ok, best, bk, featg, cxt, bits, one_i,
-                       one_f, ip[IP_T2])  # fmt: skip
+                       one_f, ip[IP_T2], shifted, dcs, sc_tf, sc_ti)  # fmt: skip
         for r in range(0 if full else nrows):
             if not row_ok[r]:
                 continue
@@ -605,11 +633,13 @@ def assign_slab(X, M, L, centers, windows, maxdc, sp, coords, indptr, indices, i
         bits = sc_best.view(ibits.dtype)  # ``ibits``: the signed integer of the float's size
         one_i = np.empty(1, ibits.dtype)
         one_f = one_i.view(ft)
+        sc_tf = np.empty(_TX + 1)  # _max_shifted's shifted distances + conversion cell
+        sc_ti = sc_tf.view(np.int64)
         for tx in range(ntx):
             _assign_tile(tr * ntx + tx, X, M, L, centers, windows, maxdc, sp, coords, indptr,
                          indices, ip, fp, out, sc_feat, sc_best, sc_bk, sc_row, sc_dcs, sc_edge,
-                         sc_cand, sc_candi, sc_key, sc_cnt, sc_buf, bits, one_i,
-                         one_f)  # fmt: skip
+                         sc_cand, sc_candi, sc_key, sc_cnt, sc_buf, bits, one_i, one_f,
+                         sc_tf, sc_ti)  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------
