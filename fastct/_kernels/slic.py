@@ -800,6 +800,8 @@ def _update_region(p, za, zb, X, M, L, owner, coords, ip, sums, counts):
     oy = ip[IP_Z]
     ox = oy + ip[IP_Y]
     n_k = owner.shape[0]
+    # integer-valued sums up to this are exact in the float type (coordinates are whole)
+    lim = np.float64(1 << 24) if sums.itemsize == 4 else np.float64(1 << 53)
     for z in range(za, zb):
         zf = coords[z]
         for y in range(ny):
@@ -821,6 +823,24 @@ def _update_region(p, za, zb, X, M, L, owner, coords, ip, sums, counts):
                 s1 = sums[k, 1]
                 s2 = sums[k, 2]
                 s3 = sums[k, 3] if nc == 1 else sums[k, 0]
+                if nc == 1 and not use_mask:
+                    # coordinate sums in closed form: while they stay below ``lim``
+                    # every partial sum is an exact integer, whatever the order
+                    m = e - x
+                    t0 = np.float64(s0) + m * np.float64(zf)
+                    t1 = np.float64(s1) + m * np.float64(yf)
+                    t2 = np.float64(s2) + (x + e - 1) * m * 0.5
+                    if t0 <= lim and t1 <= lim and t2 <= lim:
+                        counts[k] = n + m
+                        sums[k, 0] = t0
+                        sums[k, 1] = t1
+                        sums[k, 2] = t2
+                        xr = X[z, y, x:e, 0]
+                        for i in range(m):
+                            s3 += xr[i]
+                        sums[k, 3] = s3
+                        x = e
+                        continue
                 for i in range(x, e):
                     if use_mask and M[z, y, i] == 0:
                         continue
