@@ -45,23 +45,28 @@ def _find(par, v):
 
 @njit(**_SER)
 def _union(par, a, b):
+    """Join the sets of ``a`` and ``b`` under the smaller root; 1 if they were apart."""
     ra = _find(par, a)
     rb = _find(par, b)
     if ra < rb:
         par[rb] = ra
-    elif rb < ra:
+        return 1
+    if rb < ra:
         par[ra] = rb
+        return 1
+    return 0
 
 
 @njit(**_SER)
 def _components_part(seg, work, mask_label, z0, z1):
     """Union-find over 6-neighbours of equal label within slices ``z0 <= z < z1``;
     masked voxels -1. A voxel's parent has a smaller flat index and every root is the
-    first voxel of its component (of the part)."""
+    first voxel of its component (of the part). Returns the number of components."""
     depth, height, width = seg.shape
     plane = height * width
     sf = seg.reshape(seg.size)
     par = work.reshape(work.size)
+    n = 0  # roots made minus roots joined to another
     for z in range(z0, z1):
         for y in range(height):
             row = (z * height + y) * width
@@ -73,14 +78,16 @@ def _components_part(seg, work, mask_label, z0, z1):
                     continue
                 left = x > 0 and sf[v - 1] == lab
                 par[v] = par[v - 1] if left else v
+                n += not left
                 # the neighbour above (behind) is already joined through the left one
                 # when that one's neighbour above (behind) shares the label too
                 if y > 0 and sf[v - width] == lab:
                     if not (left and sf[v - 1 - width] == lab):
-                        _union(par, v, v - width)
+                        n -= _union(par, v, v - width)
                 if z > z0 and sf[v - plane] == lab:
                     if not (left and sf[v - 1 - plane] == lab):
-                        _union(par, v, v - plane)
+                        n -= _union(par, v, v - plane)
+    return n
 
 
 @njit(**_SER)
@@ -90,38 +97,34 @@ def _number_part(work, v0, v1, base, size, first):
     in the same part, so it is already marked. Returns the count."""
     par = work.reshape(work.size)
     n = base
+    last = -1  # sizes counted per run of one component (no read-modify-write per voxel)
+    run = 0
     for v in range(v0, v1):
         p = par[v]
         if p < 0:  # masked
             continue
+        m = -(n + 2) if p == v else par[p]
         if p == v:
-            par[v] = -(n + 2)
-            size[n] = 1
+            size[n] = 0
             first[n] = v
             n += 1
-        else:
-            m = par[p]
-            par[v] = m
-            size[-m - 2] += 1
+        par[v] = m
+        if m != last:
+            if last != -1:
+                size[-last - 2] += run
+            last = m
+            run = 0
+        run += 1
+    if last != -1:
+        size[-last - 2] += run
     return n - base
-
-
-@njit(**_SER)
-def _count_roots(work, v0, v1):
-    par = work.reshape(work.size)
-    n = 0
-    for v in range(v0, v1):
-        n += par[v] == v
-    return n
 
 
 @njit(**_PAR)
 def components(seg, work, mask_label, zb, counts):
     """Components of each z part ``[zb[p], zb[p + 1])`` in parallel; ``counts[p]``."""
-    plane = seg.shape[1] * seg.shape[2]
     for p in prange(zb.size - 1):
-        _components_part(seg, work, mask_label, zb[p], zb[p + 1])
-        counts[p] = _count_roots(work, zb[p] * plane, zb[p + 1] * plane)
+        counts[p] = _components_part(seg, work, mask_label, zb[p], zb[p + 1])
 
 
 @njit(**_PAR)
@@ -273,9 +276,14 @@ def write_labels(work, dest, value, remap, n_parts_comp, n_done, mask_label, n_r
     par = work.reshape(work.size)
     out = dest.reshape(dest.size)
     for i in prange(n_rows):
+        last = np.int32(0)  # never a mark: marks are -1 or below
+        lab = mask_label
         for v in range(i * row_len, (i + 1) * row_len):
             p = par[v]
-            pid = -p - 2
-            pid = pid - n_parts_comp if pid >= n_parts_comp else pid
-            c = remap[pid] if p != -1 else n_done
-            out[v] = value[c] if c < n_done else mask_label
+            if p != last:  # runs of one component share the lookup
+                last = p
+                pid = -p - 2
+                pid = pid - n_parts_comp if pid >= n_parts_comp else pid
+                c = remap[pid] if p != -1 else n_done
+                lab = value[c] if c < n_done else mask_label
+            out[v] = lab
