@@ -541,16 +541,10 @@ def _uniform(centers, alive, maxdc, slic_zero) -> bool:
 def _windows(centers, alive, two, shape_f) -> np.ndarray:
     """scikit-image's search windows ``int(max(c - 2s, 0))``, ``int(min(c + 2s + 1, n))``
     with the arithmetic in the centres' float type; empty for dead centres."""
-    c = centers[:, :3]
-    one = c.dtype.type(1)
-    zero = c.dtype.type(0)
-    with np.errstate(invalid="ignore"):
-        lo = np.maximum(c - two, zero)
-        hi = np.minimum((c + two) + one, shape_f)
-    out = np.zeros((centers.shape[0], 6), np.int64)
-    ok = alive.astype(bool)
-    out[ok, 0::2] = lo[ok].astype(np.int64)
-    out[ok, 1::2] = hi[ok].astype(np.int64)
+    from ._kernels import slic as K
+
+    out = np.empty((centers.shape[0], 6), np.int64)
+    K.windows_into(centers, alive.astype(np.bool_, copy=False), two, shape_f, out)
     return out
 
 

@@ -49,3 +49,41 @@ def test_sums_equal_sequential_float32(shape, rng):
                            ip, sums, counts)  # fmt: skip
         np.testing.assert_array_equal(counts, ref_counts)
         np.testing.assert_array_equal(sums, ref_sums)
+
+
+@pytest.mark.parametrize("ft", [np.float32, np.float64])
+def test_search_windows_and_candidate_lists(ft, rng):
+    """scikit-image's windows int(max(c - 2s, 0)), int(min(c + 2s + 1, n)) in the float
+    type (dead NaN centres: empty), and the per-tile candidate lists against a plain
+    loop over tiles and centres."""
+    from fastct import segmentation as seg
+
+    shape = np.array([37, 45, 70])
+    centers = (rng.random((300, 4)) * (shape.max() + 20) - 10).astype(ft)
+    centers[::9] = np.nan
+    alive = ~np.isnan(centers[:, 0])
+    two = np.array([6.5, 7.25, 20.0], ft)
+    shape_f = shape.astype(ft)
+    c = centers[:, :3]
+    lo = np.maximum(c[alive] - two, ft(0)).astype(np.int64)
+    hi = np.minimum((c[alive] + two) + ft(1), shape_f).astype(np.int64)
+    windows = seg._windows(centers, alive, two, shape_f)
+    assert np.array_equal(windows[alive][:, 0::2], lo)
+    assert np.array_equal(windows[alive][:, 1::2], hi)
+    assert not windows[~alive].any()
+
+    tile = np.array([5, 6, 32])
+    ntiles = -(-shape // tile)
+    indptr, indices = K.build_candidates(windows, tile, ntiles)
+    for t, (tz, ty, tx) in enumerate(np.ndindex(*ntiles)):
+        box_lo = np.array([tz, ty, tx]) * tile
+        box_hi = np.minimum(box_lo + tile, shape)
+        expected = [
+            k
+            for k in range(len(centers))
+            if np.all(windows[k, 1::2] > windows[k, 0::2])
+            # the window's tiles include this one (windows may end past the volume's tiles)
+            and np.all(windows[k, 0::2] // tile <= [tz, ty, tx])
+            and np.all((windows[k, 1::2] - 1) // tile >= [tz, ty, tx])
+        ]
+        assert list(indices[indptr[t] : indptr[t + 1]]) == expected, (t, box_lo, box_hi)

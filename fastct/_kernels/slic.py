@@ -72,43 +72,81 @@ def _window_tiles(windows, k, tile):
 
 
 @njit(**_SER)
+def _tile_counts(tr, ntiles, tz, counts):
+    """Number of centres whose window touches each tile of z tile row ``tz``
+    (``tr[k]``: centre ``k``'s tile ranges, inclusive; empty for dead centres)."""
+    for k in range(tr.shape[0]):
+        if tz < tr[k, 0] or tz > tr[k, 1]:
+            continue
+        for ty in range(tr[k, 2], tr[k, 3] + 1):
+            base = (tz * ntiles[1] + ty) * ntiles[2]
+            for tx in range(tr[k, 4], tr[k, 5] + 1):
+                counts[base + tx + 1] += 1
+
+
+@njit(**_SER)
+def _tile_fill(tr, ntiles, tz, fill, indices):
+    for k in range(tr.shape[0]):
+        if tz < tr[k, 0] or tz > tr[k, 1]:
+            continue
+        for ty in range(tr[k, 2], tr[k, 3] + 1):
+            base = (tz * ntiles[1] + ty) * ntiles[2]
+            for tx in range(tr[k, 4], tr[k, 5] + 1):
+                t = base + tx
+                indices[fill[t]] = k
+                fill[t] += 1
+
+
+@njit(**_PAR)
 def build_candidates(windows, tile, ntiles):
     """CSR lists of the centres whose window touches each tile, in ascending order.
 
-    Dead centres have an empty window and appear nowhere.
+    Dead centres have an empty window and appear nowhere. Each z row of tiles is a
+    contiguous range of the lists, built by one thread (counts, then a serial prefix
+    sum, then the lists).
     """
+    K = windows.shape[0]
+    tr = np.empty((K, 6), np.int64)
+    for k in prange(K):
+        dead = windows[k, 1] <= windows[k, 0] or windows[k, 3] <= windows[k, 2]
+        dead = dead or windows[k, 5] <= windows[k, 4]
+        z0, z1, y0, y1, x0, x1 = _window_tiles(windows, k, tile)
+        tr[k, 0] = z0 if not dead else 1
+        tr[k, 1] = z1 if not dead else 0
+        tr[k, 2] = y0
+        tr[k, 3] = y1
+        tr[k, 4] = x0
+        tr[k, 5] = x1
     n_tiles = ntiles[0] * ntiles[1] * ntiles[2]
     counts = np.zeros(n_tiles + 1, np.int64)
-    K = windows.shape[0]
-    for k in range(K):
-        if windows[k, 1] <= windows[k, 0] or windows[k, 3] <= windows[k, 2]:
-            continue
-        if windows[k, 5] <= windows[k, 4]:
-            continue
-        z0, z1, y0, y1, x0, x1 = _window_tiles(windows, k, tile)
-        for tz in range(z0, z1 + 1):
-            for ty in range(y0, y1 + 1):
-                base = (tz * ntiles[1] + ty) * ntiles[2]
-                for tx in range(x0, x1 + 1):
-                    counts[base + tx + 1] += 1
+    for tz in prange(ntiles[0]):
+        _tile_counts(tr, ntiles, tz, counts)
     for t in range(n_tiles):
         counts[t + 1] += counts[t]
     fill = counts[:-1].copy()
     indices = np.empty(counts[n_tiles], np.int32)
-    for k in range(K):
-        if windows[k, 1] <= windows[k, 0] or windows[k, 3] <= windows[k, 2]:
-            continue
-        if windows[k, 5] <= windows[k, 4]:
-            continue
-        z0, z1, y0, y1, x0, x1 = _window_tiles(windows, k, tile)
-        for tz in range(z0, z1 + 1):
-            for ty in range(y0, y1 + 1):
-                base = (tz * ntiles[1] + ty) * ntiles[2]
-                for tx in range(x0, x1 + 1):
-                    t = base + tx
-                    indices[fill[t]] = k
-                    fill[t] += 1
+    for tz in prange(ntiles[0]):
+        _tile_fill(tr, ntiles, tz, fill, indices)
     return counts, indices
+
+
+@njit(**_SER)
+def windows_into(centers, alive, two, shape_f, out):
+    """scikit-image's search windows ``int(max(c - 2s, 0))``, ``int(min(c + 2s + 1, n))``
+    with the arithmetic in the centres' float type; empty (zeros) for dead centres."""
+    zero = centers.dtype.type(0)
+    one = centers.dtype.type(1)
+    for k in range(centers.shape[0]):
+        for a in range(3):
+            if alive[k]:
+                c = centers[k, a]
+                lo = c - two[a]
+                hi = (c + two[a]) + one
+                out[k, 2 * a] = np.int64(lo if lo > zero else zero)
+                out[k, 2 * a + 1] = np.int64(hi if hi < shape_f[a] else shape_f[a])
+            else:
+                out[k, 2 * a] = 0
+                out[k, 2 * a + 1] = 0
 
 
 # --------------------------------------------------------------------------------------
