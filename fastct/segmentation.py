@@ -11,7 +11,10 @@ same order, including the running sums of the update step).
 It is fast because the assignment step does not sweep every centre's whole window:
 each row of voxels visits its candidate centres nearest-first and stops as soon as no
 remaining centre can come closer (an exact bound), and the remaining distance
-evaluations run as vectorised row loops on all cores.
+evaluations run as vectorised row loops on all cores. The update adds a run's
+coordinates in closed form while the sums are exact integers, and the connectivity
+enforcement finds connected components in parallel and replays scikit-image's search
+only for the small components it merges (``_kernels.slic_connectivity``).
 
 Archive volumes stream through slab by slab (z slabs of whole tiles): every iteration
 reads the input once, the update continues scikit-image's running sums from slab to
@@ -1024,9 +1027,10 @@ def slic(
                 min_size = int(min_size_factor * segment_size)
                 max_size = int(max_size_factor * segment_size)
                 if isinstance(labels_store, np.ndarray):
-                    connected = _connectivity_memory(
-                        labels_store, min_size, max_size, start_label, in_place=True
-                    )
+                    with _threads_for(labels_store.size):
+                        connected = _connectivity_memory(
+                            labels_store, min_size, max_size, start_label, in_place=True
+                        )
                     if connected is not labels_store:
                         labels_store[...] = connected
                 else:
