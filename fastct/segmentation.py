@@ -502,8 +502,9 @@ def _update_parts_plan(windows: np.ndarray, alive: np.ndarray, Z: int, n_threads
     owner = np.where(alive, np.searchsorted(bounds, windows[:, 0], side="right") - 1, -1)
     owner = owner.astype(np.int64)
     zend = np.zeros(n, np.int64)
-    if alive.any():
-        np.maximum.at(zend, owner[alive], windows[alive, 1])
+    for p in range(n):  # (a loop over the few parts: np.maximum.at is slow)
+        ends = windows[owner == p, 1]
+        zend[p] = ends.max() if ends.size else 0
     return owner, bounds, zend
 
 
@@ -715,8 +716,17 @@ def _connectivity_memory(
         n_comp = int(C.merge_parts(seg, out, zb, mask_label, n_parts_comp, size, first, remap))
         value = np.empty(n_comp, np.int64)
         queue = np.empty((max(1, min(min_size, max_size + 1)), 4), np.int64)
+        met = np.full(n_comp, -1, np.int64)
+        # rings up to 1/8 of the labels' bytes (or 1 MiB): else every search is serial
+        if n_comp * C._RING * 8 <= max(seg.size // 2, 1 << 20):
+            rings = np.empty((n_comp, C._RING), np.int64)
+            C.replay_small(seg, out, first, size, n_comp, n_parts_comp, remap, min_size,
+                           max_size, mask_label, rings, met)  # fmt: skip
+        else:
+            rings = np.empty((1, C._RING), np.int64)
         n_done, cur = C.decide(seg, out, first, size, n_comp, n_parts_comp, remap, min_size,
-                               max_size, mask_label, start_label, value, queue)  # fmt: skip
+                               max_size, mask_label, start_label, value, queue, rings,
+                               met)  # fmt: skip
         # the raster scan (only after a component larger than max_size) reads seg
         dest = seg if in_place and n_done == n_comp else out
         C.write_labels(out, dest, value, remap, n_parts_comp, n_done, mask_label, Z * Y, X)

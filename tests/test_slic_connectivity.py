@@ -77,3 +77,27 @@ def test_two_dimensional_layout():
     expected = skimage_slic._enforce_label_connectivity_cython(img.astype(np.intp), 5, 60, 1)
     got = _connectivity_memory(np.ascontiguousarray(img.transpose(1, 0, 2)), 5, 60, 1, n_parts=3)
     np.testing.assert_array_equal(got.transpose(1, 0, 2), expected)
+
+
+@pytest.mark.parametrize("n_parts", [1, 2, 4])
+def test_small_component_takes_last_neighbour_not_holding_the_next_label(n_parts):
+    """scikit-image's ``adjacent`` skips neighbours whose result label equals the label
+    the next kept component will get: here the isolated single voxels (7, 8, 6, 4) take
+    that label, and component 9 must take component 5's label although it meets the
+    singles after 5 (also more of them than the parallel search keeps)."""
+    rows = [
+        [5, 5, 5, 5, 0, 0, 0, 0, 0, 0, 0, 0],
+        [5, 5, 5, 5, 0, 7, 0, 8, 0, 6, 0, 4],
+        [5, 5, 5, 5, 9, 9, 9, 9, 9, 9, 9, 9],
+        [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    ]
+    for last_single in (7, 4):  # one single met after 5, or four
+        seg = np.array(rows, np.int32)
+        if last_single == 7:
+            seg[1, 6:] = 0
+        seg3 = np.ascontiguousarray(seg[:, None, :])  # rows along z: split into parts
+        got = _connectivity_memory(seg3.copy(), 10, 100, 1, n_parts=n_parts)
+        expected = _raster_scan(seg3, 10, 100, 1)
+        np.testing.assert_array_equal(got, expected)
+        assert got[2, 0, 4] == got[0, 0, 0] == 1  # 9 merged into 5, not the singles' 2
+        assert got[1, 0, 5] == 2

@@ -171,16 +171,121 @@ def merge_parts(seg, work, zb, mask_label, n_parts_comp, size, first, remap):
 
 
 @njit(**_SER)
+def _neighbour(i, b, bz, by, bx, depth, height, width):
+    """Neighbour ``i`` of voxel ``b`` in scikit-image's order (x+1, x-1, y+1, y-1, z+1,
+    z-1): flat index and coordinates, index -1 outside the volume."""
+    plane = height * width
+    if i == 0:
+        return (b + 1, bz, by, bx + 1) if bx + 1 < width else (-1, 0, 0, 0)
+    if i == 1:
+        return (b - 1, bz, by, bx - 1) if bx >= 1 else (-1, 0, 0, 0)
+    if i == 2:
+        return (b + width, bz, by + 1, bx) if by + 1 < height else (-1, 0, 0, 0)
+    if i == 3:
+        return (b - width, bz, by - 1, bx) if by >= 1 else (-1, 0, 0, 0)
+    if i == 4:
+        return (b + plane, bz + 1, by, bx) if bz + 1 < depth else (-1, 0, 0, 0)
+    return (b - plane, bz - 1, by, bx) if bz >= 1 else (-1, 0, 0, 0)
+
+
+@njit(**_SER)
+def _replay(seg, par, c, r, n_parts_comp, remap, max_size, mask_label, queue, mark, ring):
+    """scikit-image's search over component ``c`` from its first voxel ``r``: its voxels
+    in the same order, the neighbours of other labels in the same order. Visited voxels
+    are marked in ``par`` (``mark``) or else looked up in the queue (no writes: safe in
+    parallel; for components of at most ``len(queue)`` voxels). The earlier components
+    it meets go to ``ring`` (the ``len(ring)`` most recent, the i-th met at
+    ``i % len(ring)``); returns how many it met."""
+    depth, height, width = seg.shape
+    sf = seg.reshape(seg.size)
+    lab = sf[r]
+    if mark:
+        par[r] -= n_parts_comp
+    queue[0, 0] = r  # flat index and coordinates (no divisions per voxel)
+    queue[0, 1] = r // (height * width)
+    queue[0, 2] = (r // width) % height
+    queue[0, 3] = r % width
+    n_ring = ring.shape[0]
+    met = 0
+    sz = 1
+    visited = 0
+    while visited < sz and sz < max_size:
+        b = queue[visited, 0]
+        bz = queue[visited, 1]
+        by = queue[visited, 2]
+        bx = queue[visited, 3]
+        for i in range(6):
+            if sz >= max_size:
+                break
+            q, qz, qy, qx = _neighbour(i, b, bz, by, bx, depth, height, width)
+            if q < 0:
+                continue
+            lq = sf[q]
+            if lq == mask_label:
+                continue
+            m = par[q]
+            if lq == lab:  # same component (6-adjacent, same label)
+                if mark:
+                    new = m > -(n_parts_comp + 2)
+                    if new:
+                        par[q] = m - n_parts_comp
+                else:
+                    new = True
+                    for j in range(sz):
+                        if queue[j, 0] == q:
+                            new = False
+                            break
+                if new:
+                    queue[sz, 0] = q
+                    queue[sz, 1] = qz
+                    queue[sz, 2] = qy
+                    queue[sz, 3] = qx
+                    sz += 1
+                continue
+            pid = -m - 2
+            cq = remap[pid - n_parts_comp if pid >= n_parts_comp else pid]
+            if cq < c:  # visited before: holds its result label
+                ring[met % n_ring] = cq
+                met += 1
+        visited += 1
+    return met
+
+
+# Components of at most this many voxels are searched in parallel before the serial
+# decisions (their searches only read), keeping the most recent earlier neighbours met.
+_SMALL = 64
+_RING = 4
+
+
+@njit(**_PAR)
+def replay_small(seg, work, first, size, n_comp, n_parts_comp, remap, min_size, max_size,
+                 mask_label, rings, met):  # fmt: skip
+    """The searches of the components smaller than ``min_size`` with at most ``_SMALL``
+    voxels, in parallel blocks of components (``met[c] = -1``: not searched)."""
+    par = work.reshape(work.size)
+    n_blocks = (n_comp + 255) // 256
+    for blk in prange(n_blocks):
+        queue = np.empty((_SMALL, 4), np.int64)
+        for c in range(blk * 256, min(n_comp, (blk + 1) * 256)):
+            n = size[c]
+            if n < min_size and n <= max_size and n <= _SMALL:
+                met[c] = _replay(seg, par, c, first[c], n_parts_comp, remap, max_size,
+                                 mask_label, queue, False, rings[c])  # fmt: skip
+            else:
+                met[c] = -1
+
+
+@njit(**_SER)
 def decide(seg, work, first, size, n_comp, n_parts_comp, remap, min_size, max_size, mask_label,
-           start_label, value, queue):  # fmt: skip
+           start_label, value, queue, rings, met):  # fmt: skip
     """Result label of every component in discovery order; returns ``(n_done, cur)``:
     components ``< n_done`` are decided, ``cur`` is scikit-image's next new label.
-    ``n_done < n_comp`` when component ``n_done`` is larger than ``max_size``."""
-    depth, height, width = seg.shape
-    plane = height * width
-    sf = seg.reshape(seg.size)
+    ``n_done < n_comp`` when component ``n_done`` is larger than ``max_size``. A small
+    component takes ``adjacent``: the result label of the last earlier component its
+    search met whose label is not ``cur`` (from ``replay_small``'s ring when it holds
+    one, else searched here)."""
     par = work.reshape(work.size)
-    seen = -(n_parts_comp + 2)  # marks at or below this: visited by a replayed search
+    ring = np.empty(queue.shape[0] * 6 + 1, np.int64)  # every neighbour of the search
     cur = start_label
     for c in range(n_comp):
         n = size[c]
@@ -190,79 +295,24 @@ def decide(seg, work, first, size, n_comp, n_parts_comp, remap, min_size, max_si
             value[c] = cur
             cur += 1
             continue
-        # replay scikit-image's search for ``adjacent`` (same neighbours, same order)
-        r = first[c]
-        lab = sf[r]
-        par[r] -= n_parts_comp
         adjacent = cur
-        # the queue holds flat index and coordinates (no divisions per voxel)
-        queue[0, 0] = r
-        queue[0, 1] = r // plane
-        queue[0, 2] = (r // width) % height
-        queue[0, 3] = r % width
-        sz = 1
-        visited = 0
-        while visited < sz and sz < max_size:
-            b = queue[visited, 0]
-            bz = queue[visited, 1]
-            by = queue[visited, 2]
-            bx = queue[visited, 3]
-            for i in range(6):
-                if sz >= max_size:
+        found = False
+        m = met[c]
+        if m >= 0:  # searched in parallel: the most recent ones
+            for t in range(m - 1, max(m - _RING, 0) - 1, -1):
+                o = value[rings[c, t % _RING]]
+                if o != cur:
+                    adjacent = o
+                    found = True
                     break
-                qz = bz
-                qy = by
-                qx = bx
-                if i == 0:
-                    if bx + 1 >= width:
-                        continue
-                    q = b + 1
-                    qx = bx + 1
-                elif i == 1:
-                    if bx < 1:
-                        continue
-                    q = b - 1
-                    qx = bx - 1
-                elif i == 2:
-                    if by + 1 >= height:
-                        continue
-                    q = b + width
-                    qy = by + 1
-                elif i == 3:
-                    if by < 1:
-                        continue
-                    q = b - width
-                    qy = by - 1
-                elif i == 4:
-                    if bz + 1 >= depth:
-                        continue
-                    q = b + plane
-                    qz = bz + 1
-                else:
-                    if bz < 1:
-                        continue
-                    q = b - plane
-                    qz = bz - 1
-                lq = sf[q]
-                if lq == mask_label:
-                    continue
-                m = par[q]
-                if lq == lab:  # same component (6-adjacent, same label)
-                    if m > seen:
-                        par[q] = m - n_parts_comp
-                        queue[sz, 0] = q
-                        queue[sz, 1] = qz
-                        queue[sz, 2] = qy
-                        queue[sz, 3] = qx
-                        sz += 1
-                    continue
-                pid = -m - 2
-                cq = remap[pid - n_parts_comp if pid >= n_parts_comp else pid]
-                if cq < c:  # visited before: holds its result label
-                    o = value[cq]
-                    if o != cur:
-                        adjacent = o
-            visited += 1
+        if not found and (m < 0 or m > _RING):  # not searched, or beyond the ring
+            m = _replay(seg, par, c, first[c], n_parts_comp, remap, max_size, mask_label,
+                        queue, True, ring)  # fmt: skip
+            for t in range(m - 1, -1, -1):
+                o = value[ring[t]]
+                if o != cur:
+                    adjacent = o
+                    break
         value[c] = adjacent
     return n_comp, cur
 
