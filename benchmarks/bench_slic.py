@@ -368,6 +368,7 @@ PHASES = {
     "number_components": "connectivity",
     "merge_parts": "connectivity",
     "decide": "connectivity",
+    "replay_small": "connectivity",
     "write_labels": "connectivity",
     "build_candidates": "candidate lists",
 }
