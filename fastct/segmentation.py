@@ -360,10 +360,14 @@ class _Engine:
 
 
 def _tile_shape(win_steps: np.ndarray, shape) -> np.ndarray:
-    """Assignment tiles: a grid step along z and y, 32 voxels along x (the evaluation
-    loops run along x and vectorise). Measured on 256^3 / 16,000 segments: 8% faster
-    than half a step (fewer tiles sort their candidates), slower at 1.4 or 2 steps."""
-    t = [max(1, int(win_steps[0])), max(1, int(win_steps[1])), 32]
+    """Assignment tiles: a grid step along z and y, 32 voxels along x in 3-D and 64 in
+    2-D (a 2-D image is ``(H, 1, W)`` here), the evaluation loops run along x and
+    vectorise. Measured on 256^3 / 16,000 segments: a grid step is 8% faster than half a
+    step (fewer tiles sort their candidates), slower at 1.4 or 2 steps; 64-voxel rows
+    are 8% slower there, but 20% faster on 512^2 / 1,000 segments (fewer rows, each
+    candidate evaluated on the 32-voxel blocks its window reaches)."""
+    width = 64 if shape[1] == 1 else 32
+    t = [max(1, int(win_steps[0])), max(1, int(win_steps[1])), width]
     return np.array([min(a, n) for a, n in zip(t, shape)], np.int64)
 
 

@@ -275,7 +275,8 @@ def _row_max(best, dcs, v0, n, shifted):
     return np.float64(m)
 
 
-# Tile width along x: full rows of this many voxels take a fixed-length evaluation loop.
+# Full rows (the tile width: a multiple of this) are evaluated in fixed-length blocks of
+# this many voxels.
 _TX = 32
 
 
@@ -294,27 +295,50 @@ def _max_bits(bb, n, one_i, one_f):
 
 @njit(**_SER)
 def _max_shifted(bb, db, tf, ti, n):
-    """``_row_max``'s shifted bound of a full row (``_TX`` voxels): the shifted distances
-    go to ``tf`` (``_TX + 1`` float64; ``ti`` its int64 view, the last element the
-    conversion cell), their maximum is an integer reduction as in ``_max_bits``. The
-    shifted distance of an unmasked voxel is >= 0 (its distance includes the shared
-    colour term); it is clamped at 0 all the same, so that the bit patterns order like
-    the floats (raising a value keeps the bound an upper bound)."""
-    for i in range(_TX):
-        b = np.float64(bb[i])
-        t = b * (1.0 + 2.5e-7) - db[i]  # b + 2 ulp, as in _row_max
-        t = t if t > 0.0 else 0.0
-        tf[i] = t if b >= 0 else -np.inf
-    return _max_bits(ti, n, ti[_TX:], tf[_TX:])
+    """``_row_max``'s shifted bound of a full row (``n`` voxels, a multiple of ``_TX``):
+    the shifted distances go to ``tf`` (``n + 1`` float64; ``ti`` its int64 view, the
+    last element the conversion cell), their maximum is an integer reduction as in
+    ``_max_bits``. The shifted distance of an unmasked voxel is >= 0 (its distance
+    includes the shared colour term); it is clamped at 0 all the same, so that the bit
+    patterns order like the floats (raising a value keeps the bound an upper bound)."""
+    for o in range(0, n, _TX):
+        bo = bb[o : o + _TX]
+        do = db[o : o + _TX]
+        to = tf[o : o + _TX]
+        for i in range(_TX):
+            b = np.float64(bo[i])
+            t = b * (1.0 + 2.5e-7) - do[i]  # b + 2 ulp, as in _row_max
+            t = t if t > 0.0 else 0.0
+            to[i] = t if b >= 0 else -np.inf
+    return _max_bits(ti, n, ti[n:], tf[n:])
+
+
+@njit(**dict(_SER, inline="always"))
+def _eval_row(bb, kb, fb, cx, n, dzy, w, spx, ckx, ck3, k, la, lb):
+    """One centre against a full row: scikit-image's distance, the smaller one kept with
+    ties to the lower centre index, lanes outside ``[la, lb)`` untouched. Inlined by
+    Numba with a constant ``n``, so LLVM sees a fixed trip count."""
+    for i in range(n):
+        dx = spx * (ckx - cx[i])
+        dx *= dx
+        d = (dzy + dx) * w
+        t = fb[i] - ck3
+        d += t * t
+        b = bb[i]
+        kk = kb[i]
+        c = ((d < b) | ((d == b) & (k < kk))) & (i >= la) & (i < lb)
+        bb[i] = d if c else b
+        kb[i] = k if c else kk
 
 
 @njit(**_SER)
 def _rows_full(nn, edge, cand, candi, lz0, y0, sy_, nrows, x0, z_off, oy, coords, spz, spy, spx,
                w, row_ok, best, bk, featg, cx, bits, one_i, one_f, ntx, shifted, dcs, tf,
                ti):  # fmt: skip
-    """The rows of a tile of full grayscale rows (``_TX`` voxels): candidates in order
-    of their lower bound, the evaluation written out as a fixed-length, branch-free loop
-    (it vectorises without a remainder) and the row maximum as an integer reduction.
+    """The rows of a tile of full grayscale rows (``ntx`` = ``_TX`` or ``2 * _TX``
+    voxels): candidates in order of their lower bound, the evaluation a fixed-length,
+    branch-free loop (it vectorises without a remainder) and the row maximum as an
+    integer reduction.
 
     With ``shifted`` (every centre has the same colour, e.g. scikit-image's first
     iteration) the evaluation is the same exact distance; only the bound changes: the
@@ -327,13 +351,13 @@ def _rows_full(nn, edge, cand, candi, lz0, y0, sy_, nrows, x0, z_off, oy, coords
         y = y0 + r % sy_
         zf = coords[gz]
         yf = coords[oy + y]
-        v0 = r * _TX
-        bb = best[v0 : v0 + _TX]
-        kb = bk[v0 : v0 + _TX]
-        fb = featg[v0 : v0 + _TX]
-        ib = bits[v0 : v0 + _TX]
+        v0 = r * ntx
+        bb = best[v0 : v0 + ntx]
+        kb = bk[v0 : v0 + ntx]
+        fb = featg[v0 : v0 + ntx]
+        ib = bits[v0 : v0 + ntx]
         if shifted:
-            rmax = _max_shifted(bb, dcs[v0 : v0 + _TX], tf, ti, ntx)
+            rmax = _max_shifted(bb, dcs[v0 : v0 + ntx], tf, ti, ntx)
         else:
             rmax = _max_bits(ib, ntx, one_i, one_f)
         dirty = False
@@ -355,7 +379,7 @@ def _rows_full(nn, edge, cand, candi, lz0, y0, sy_, nrows, x0, z_off, oy, coords
                 continue
             if dirty:  # a stale maximum is an upper bound: refresh only when it matters
                 if shifted:
-                    rmax = _max_shifted(bb, dcs[v0 : v0 + _TX], tf, ti, ntx)
+                    rmax = _max_shifted(bb, dcs[v0 : v0 + ntx], tf, ti, ntx)
                 else:
                     rmax = _max_bits(ib, ntx, one_i, one_f)
                 dirty = False
@@ -368,17 +392,11 @@ def _rows_full(nn, edge, cand, candi, lz0, y0, sy_, nrows, x0, z_off, oy, coords
             ckx = cand[jj, 2]
             ck3 = cand[jj, 3]
             k = np.int32(candi[jj, 0])
-            for i in range(_TX):
-                dx = spx * (ckx - cx[i])
-                dx *= dx
-                d = (dzy + dx) * w
-                t = fb[i] - ck3
-                d += t * t
-                b = bb[i]
-                kk = kb[i]
-                c = ((d < b) | ((d == b) & (k < kk))) & (i >= la) & (i < lb)
-                bb[i] = d if c else b
-                kb[i] = k if c else kk
+            # fixed trip counts (one loop each after inlining): vectorised, no remainder
+            if ntx == _TX:
+                _eval_row(bb, kb, fb, cx, _TX, dzy, w, spx, ckx, ck3, k, la, lb)
+            else:
+                _eval_row(bb, kb, fb, cx, 2 * _TX, dzy, w, spx, ckx, ck3, k, la, lb)
             dirty = True
 
 
@@ -535,7 +553,7 @@ def _assign_tile(lt, X, M, L, centers, windows, maxdc, sp, coords, indptr, indic
         featg = feat[0]
         dbuf = sc_buf[0]
         # full-width grayscale rows: fixed-length, fully vectorised evaluations
-        full = gray and sx_ == _TX
+        full = gray and sx_ == ip[IP_T2] and (sx_ == _TX or sx_ == 2 * _TX)
         cxt = coords[ox + x0 : ox + x1]
         if full:
             # (an int64, not the literal 0 the count starts from: one compilation)
@@ -671,7 +689,7 @@ def assign_slab(X, M, L, centers, windows, maxdc, sp, coords, indptr, indices, i
         bits = sc_best.view(ibits.dtype)  # ``ibits``: the signed integer of the float's size
         one_i = np.empty(1, ibits.dtype)
         one_f = one_i.view(ft)
-        sc_tf = np.empty(_TX + 1)  # _max_shifted's shifted distances + conversion cell
+        sc_tf = np.empty(ip[IP_T2] + 1)  # _max_shifted's shifted distances + conversion cell
         sc_ti = sc_tf.view(np.int64)
         for tx in range(ntx):
             _assign_tile(tr * ntx + tx, X, M, L, centers, windows, maxdc, sp, coords, indptr,
