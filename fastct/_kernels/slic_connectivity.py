@@ -8,18 +8,22 @@ of at least ``min_size`` voxels takes the next new label; a smaller one takes
 search stops at ``max_size`` voxels, leaving the rest of a larger component for later.
 
 The serial search costs ~40 cycles per voxel. Here the components are found first with a
-union-find pass (3 label comparisons per voxel), numbered in raster order of their first
-voxel - the order scikit-image discovers them in - and then decided one by one: a
-component of ``min_size .. max_size`` voxels simply takes the next label; only the small
-ones (~1% of the voxels of a SLIC result) replay scikit-image's search, which sees the
-same neighbours in the same order, to find ``adjacent``. The first component larger than
-``max_size`` hands over to the original scan (``enforce_connectivity`` in ``slic.py``)
-from its first voxel on, with the visited state as scikit-image would have it.
+union-find pass (3 label comparisons per voxel) in parallel z parts, joined across the
+part faces afterwards, and numbered in raster order of their first voxel - the order
+scikit-image discovers them in. Then they are decided one by one: a component of
+``min_size .. max_size`` voxels simply takes the next label; only the small ones (~1% of
+the voxels of a SLIC result) replay scikit-image's search, which sees the same
+neighbours in the same order, to find ``adjacent``. The searches only read, so those of
+the components of at most ``_SMALL`` voxels run in parallel beforehand. The first
+component larger than ``max_size`` hands over to the original scan
+(``enforce_connectivity`` in ``slic.py``) from its first voxel on, with the visited
+state as scikit-image would have it.
 
-Work array: the output itself, holding for each voxel the flat index of its component's
-first voxel (``-(c + 2)`` for a component's first voxel, and for voxels the replayed
-search visited, ``c`` the component number; ``-1`` masked) until the final pass writes
-the labels.
+Work array: the output itself. It first holds the union-find parents (flat indices, -1
+for masked voxels), then every voxel's mark ``-(id + 2)``, ``id`` its component's number
+within the parts (``remap`` gives the final number; a serial replay shifts the marks of
+the voxels it visits by the number of part components), until the final pass writes the
+labels.
 """
 
 from __future__ import annotations
