@@ -60,24 +60,27 @@ FP_SIZE = 4
 # candidate lists per tile
 # --------------------------------------------------------------------------------------
 @njit(**_SER)
-def _window_tiles(windows, k, tile):
+def _window_tiles(windows, k, inv_tile):
+    """The tiles centre ``k``'s window reaches along each axis, inclusive. ``a // t`` as
+    ``int((a + 0.5) * (1 / t))``: exact for ``0 <= a < 2**31`` (the quotient is at least
+    ``0.5 / t`` from a whole number, far beyond the rounding error), and without the
+    ~40-cycle integer divisions, which made this most of the lists' cost in 2-D."""
     return (
-        windows[k, 0] // tile[0],
-        (windows[k, 1] - 1) // tile[0],
-        windows[k, 2] // tile[1],
-        (windows[k, 3] - 1) // tile[1],
-        windows[k, 4] // tile[2],
-        (windows[k, 5] - 1) // tile[2],
+        np.int64((windows[k, 0] + 0.5) * inv_tile[0]),
+        np.int64((windows[k, 1] - 0.5) * inv_tile[0]),
+        np.int64((windows[k, 2] + 0.5) * inv_tile[1]),
+        np.int64((windows[k, 3] - 0.5) * inv_tile[1]),
+        np.int64((windows[k, 4] + 0.5) * inv_tile[2]),
+        np.int64((windows[k, 5] - 0.5) * inv_tile[2]),
     )
 
 
 @njit(**_SER)
-def _tile_counts(tr, ntiles, tz, counts):
+def _tile_counts(tr, ntiles, tz, ks, counts):
     """Number of centres whose window touches each tile of z tile row ``tz``
-    (``tr[k]``: centre ``k``'s tile ranges, inclusive; empty for dead centres)."""
-    for k in range(tr.shape[0]):
-        if tz < tr[k, 0] or tz > tr[k, 1]:
-            continue
+    (``tr[k]``: centre ``k``'s tile ranges, inclusive; ``ks``: the centres whose z
+    range holds ``tz``)."""
+    for k in ks:
         for ty in range(tr[k, 2], tr[k, 3] + 1):
             base = (tz * ntiles[1] + ty) * ntiles[2]
             for tx in range(tr[k, 4], tr[k, 5] + 1):
@@ -85,10 +88,8 @@ def _tile_counts(tr, ntiles, tz, counts):
 
 
 @njit(**_SER)
-def _tile_fill(tr, ntiles, tz, fill, indices):
-    for k in range(tr.shape[0]):
-        if tz < tr[k, 0] or tz > tr[k, 1]:
-            continue
+def _tile_fill(tr, ntiles, tz, ks, fill, indices):
+    for k in ks:
         for ty in range(tr[k, 2], tr[k, 3] + 1):
             base = (tz * ntiles[1] + ty) * ntiles[2]
             for tx in range(tr[k, 4], tr[k, 5] + 1):
@@ -97,37 +98,128 @@ def _tile_fill(tr, ntiles, tz, fill, indices):
                 fill[t] += 1
 
 
+@njit(**_SER)
+def _centres_by_z_row(tr, nz):
+    """CSR lists of the centres whose window reaches each z row of tiles, ascending (a
+    counting sort: the per-row loops then skip the centres that miss the row)."""
+    K = tr.shape[0]
+    starts = np.zeros(nz + 1, np.int64)
+    for k in range(K):
+        for tz in range(tr[k, 0], tr[k, 1] + 1):
+            starts[tz + 1] += 1
+    for tz in range(nz):
+        starts[tz + 1] += starts[tz]
+    fill = starts[:-1].copy()
+    ks = np.empty(starts[nz], np.int64)
+    for k in range(K):
+        for tz in range(tr[k, 0], tr[k, 1] + 1):
+            ks[fill[tz]] = k
+            fill[tz] += 1
+    return starts, ks
+
+
 @njit(**_PAR)
 def build_candidates(windows, tile, ntiles):
     """CSR lists of the centres whose window touches each tile, in ascending order.
 
     Dead centres have an empty window and appear nowhere. Each z row of tiles is a
-    contiguous range of the lists, built by one thread (counts, then a serial prefix
-    sum, then the lists).
+    contiguous range of the lists, built by one thread from the centres that reach it
+    (counts, then a serial prefix sum, then the lists).
     """
     K = windows.shape[0]
     tr = np.empty((K, 6), np.int64)
+    inv_tile = 1.0 / tile
     for k in prange(K):
         dead = windows[k, 1] <= windows[k, 0] or windows[k, 3] <= windows[k, 2]
         dead = dead or windows[k, 5] <= windows[k, 4]
-        z0, z1, y0, y1, x0, x1 = _window_tiles(windows, k, tile)
+        z0, z1, y0, y1, x0, x1 = _window_tiles(windows, k, inv_tile)
         tr[k, 0] = z0 if not dead else 1
         tr[k, 1] = z1 if not dead else 0
         tr[k, 2] = y0
         tr[k, 3] = y1
         tr[k, 4] = x0
         tr[k, 5] = x1
+    zs, zk = _centres_by_z_row(tr, ntiles[0])
     n_tiles = ntiles[0] * ntiles[1] * ntiles[2]
     counts = np.zeros(n_tiles + 1, np.int64)
     for tz in prange(ntiles[0]):
-        _tile_counts(tr, ntiles, tz, counts)
+        _tile_counts(tr, ntiles, tz, zk[zs[tz] : zs[tz + 1]], counts)
     for t in range(n_tiles):
         counts[t + 1] += counts[t]
     fill = counts[:-1].copy()
     indices = np.empty(counts[n_tiles], np.int32)
     for tz in prange(ntiles[0]):
-        _tile_fill(tr, ntiles, tz, fill, indices)
+        _tile_fill(tr, ntiles, tz, zk[zs[tz] : zs[tz + 1]], fill, indices)
     return counts, indices
+
+
+@njit(**_SER)
+def colours_uniform(centers, alive, maxdc, slic_zero):
+    """Whether every live centre has the same colour (and with SLICO the same colour
+    scale), so that the colour term is shared; False without colour channels."""
+    first = -1
+    for k in range(centers.shape[0]):
+        if not alive[k]:
+            continue
+        if first < 0:
+            first = k
+            continue
+        for f in range(3, centers.shape[1]):
+            if centers[k, f] != centers[first, f]:
+                return False
+        if slic_zero and maxdc[k] != maxdc[first]:
+            return False
+    return first >= 0 and centers.shape[1] > 3
+
+
+@njit(**_SER)
+def finalize_centres(count, sums, centers, alive):
+    """New centres = running sums / counts in the centres' float type; empty clusters
+    die (scikit-image's 0/0 gives NaN centres that never win again)."""
+    ft = centers.dtype.type
+    for k in range(centers.shape[0]):
+        if count[k] == 0:
+            for f in range(centers.shape[1]):
+                centers[k, f] = np.nan
+            alive[k] = False
+        else:
+            n = ft(count[k])
+            for f in range(centers.shape[1]):
+                centers[k, f] = sums[k, f] / n
+
+
+@njit(**_SER)
+def update_parts_plan(windows, alive, Z, n_threads):
+    """Parts of the parallel update (see ``fastct.segmentation._update_parts_plan``):
+    ``owner`` of every label (-1: dead), part ``bounds`` and ``zend`` per part."""
+    K = windows.shape[0]
+    e = 1
+    for k in range(K):
+        if alive[k]:
+            e = max(e, windows[k, 1] - windows[k, 0])
+    n = max(1, min(n_threads, Z // e - 1))
+    share = (Z + (n - 1) * e) / n  # slices scanned per part
+    bounds = np.empty(n + 1, np.int64)
+    bounds[0] = 0
+    bounds[n] = Z
+    for p in range(n - 1):
+        bounds[p + 1] = np.int64(np.round((share - e) * (p + 1)))
+    for p in range(n):
+        if bounds[p + 1] - bounds[p] < e:  # (rounding) parts lower than a window: one
+            bounds = np.array([0, Z], np.int64)
+            n = 1
+            break
+    owner = np.full(K, -1, np.int64)
+    zend = np.zeros(n, np.int64)
+    for k in range(K):
+        if not alive[k]:
+            continue
+        p = n - 1
+        while bounds[p] > windows[k, 0]:  # the part where the window starts
+            p -= 1
+        owner[k] = p
+        zend[p] = max(zend[p], windows[k, 1])
+    return owner, bounds, zend
 
 
 @njit(**_SER)
@@ -316,8 +408,11 @@ def _max_shifted(bb, db, tf, ti, n):
 @njit(**dict(_SER, inline="always"))
 def _eval_row(bb, kb, fb, cx, n, dzy, w, spx, ckx, ck3, k, la, lb):
     """One centre against a full row: scikit-image's distance, the smaller one kept with
-    ties to the lower centre index, lanes outside ``[la, lb)`` untouched. Inlined by
-    Numba with a constant ``n``, so LLVM sees a fixed trip count."""
+    ties to the lower centre index, voxels outside the window ``la <= x < lb`` (x
+    coordinates ``cx``, in the float type) untouched. Inlined by Numba with a constant
+    ``n``, so LLVM sees a fixed trip count. (The window test on the float coordinates
+    compiles to two 8-lane compares; on the int64 lane index it took four, and 11% of
+    a 2-D assignment.)"""
     for i in range(n):
         dx = spx * (ckx - cx[i])
         dx *= dx
@@ -326,7 +421,8 @@ def _eval_row(bb, kb, fb, cx, n, dzy, w, spx, ckx, ck3, k, la, lb):
         d += t * t
         b = bb[i]
         kk = kb[i]
-        c = ((d < b) | ((d == b) & (k < kk))) & (i >= la) & (i < lb)
+        xi = cx[i]
+        c = ((d < b) | ((d == b) & (k < kk))) & (xi >= la) & (xi < lb)
         bb[i] = d if c else b
         kb[i] = k if c else kk
 
@@ -387,10 +483,10 @@ def _rows_full(nn, edge, cand, candi, lz0, y0, sy_, nrows, x0, z_off, oy, coords
                     break
                 if np.float64(dzy * w) > rmax:
                     continue
-            la = candi[jj, 5] - x0
-            lb = candi[jj, 6] - x0
+            la = cand[jj, _C_WX0]
+            lb = cand[jj, _C_WX1]
             ckx = cand[jj, 2]
-            ck3 = cand[jj, 3]
+            ck3 = cand[jj, _C_COLOR]
             k = np.int32(candi[jj, 0])
             # fixed trip counts (one loop each after inlining): vectorised, no remainder
             if ntx == _TX:
@@ -399,6 +495,10 @@ def _rows_full(nn, edge, cand, candi, lz0, y0, sy_, nrows, x0, z_off, oy, coords
                 _eval_row(bb, kb, fb, cx, 2 * _TX, dzy, w, spx, ckx, ck3, k, la, lb)
             dirty = True
 
+
+# Columns of the sorted candidates' float table: centre z, y, x, the x window [wx0, wx1)
+# as floats (exact below 2**24), then the colours.
+_C_WX0, _C_WX1, _C_COLOR = 3, 4, 5
 
 # Lower bounds are sorted by a counting sort on LB * _LBQ buckets (exact enough: a row
 # stops once a bucket's lower edge exceeds its largest distance).
@@ -532,7 +632,7 @@ def _assign_tile(lt, X, M, L, centers, windows, maxdc, sp, coords, indptr, indic
         for q in range(_NBUCKET):
             cnt[q + 1] += cnt[q]
         edge = sc_edge  # sorted lower edges of the buckets
-        cand = sc_cand  # sorted: [cz, cy, cx, colours...] in the float type
+        cand = sc_cand  # sorted: [cz, cy, cx, wx0, wx1, colours...] in the float type
         candi = sc_candi  # sorted: [k, wz0, wz1, wy0, wy1, wx0, wx1]
         for j in range(nk):
             q = keys[j]
@@ -542,8 +642,13 @@ def _assign_tile(lt, X, M, L, centers, windows, maxdc, sp, coords, indptr, indic
             cnt[q] += 1
             k = indices[c0 + j]
             edge[pos] = q / _LBQ if q > 0 else -np.inf
-            for f in range(3 + nc):
-                cand[pos, f] = centers[k, f]
+            cand[pos, 0] = centers[k, 0]
+            cand[pos, 1] = centers[k, 1]
+            cand[pos, 2] = centers[k, 2]
+            cand[pos, _C_WX0] = windows[k, 4]
+            cand[pos, _C_WX1] = windows[k, 5]
+            for c in range(nc):
+                cand[pos, _C_COLOR + c] = centers[k, 3 + c]
             candi[pos, 0] = k
             for f in range(6):
                 candi[pos, 1 + f] = windows[k, f]
@@ -553,7 +658,9 @@ def _assign_tile(lt, X, M, L, centers, windows, maxdc, sp, coords, indptr, indic
         featg = feat[0]
         dbuf = sc_buf[0]
         # full-width grayscale rows: fixed-length, fully vectorised evaluations
+        # (the window test on float x coordinates: exact while they are whole numbers)
         full = gray and sx_ == ip[IP_T2] and (sx_ == _TX or sx_ == 2 * _TX)
+        full = full and (nx <= 1 << 24 or best.itemsize == 8)
         cxt = coords[ox + x0 : ox + x1]
         if full:
             # (an int64, not the literal 0 the count starts from: one compilation)
@@ -591,10 +698,10 @@ def _assign_tile(lt, X, M, L, centers, windows, maxdc, sp, coords, indptr, indic
                 k = np.int32(candi[jj, 0])
                 if gray:
                     ch = _row_gray(best, bk, featg, coords, vr, ox, xa, xb, dzy, w, spx,
-                                   cand[jj, 2], cand[jj, 3], k)  # fmt: skip
+                                   cand[jj, 2], cand[jj, _C_COLOR], k)  # fmt: skip
                 else:
                     ch = _row_general(best, bk, feat, coords, vr, ox, xa, xb, dzy, w, spx,
-                                      cand[jj, 2], cand[jj, 3:], maxdc[k], k, slic_zero,
+                                      cand[jj, 2], cand[jj, _C_COLOR:], maxdc[k], k, slic_zero,
                                       ignore_color, fzero, dbuf, sc_buf[1])  # fmt: skip
                 if ch > 0:
                     rmax = _row_max(best, dcs, vr + x0, sx_, shifted)
@@ -681,7 +788,7 @@ def assign_slab(X, M, L, centers, windows, maxdc, sp, coords, indptr, indices, i
         sc_row = np.empty(ip[IP_T0] * ip[IP_T1], np.bool_)
         sc_dcs = np.empty(nv)
         sc_edge = np.empty(max_cand)
-        sc_cand = np.empty((max_cand, 3 + nc), ft)
+        sc_cand = np.empty((max_cand, _C_COLOR + nc), ft)
         sc_candi = np.empty((max_cand, 7), np.int64)
         sc_key = np.empty(max(max_cand, nv), np.int64)
         sc_cnt = np.empty(_NBUCKET + 1, np.int64)
