@@ -414,8 +414,8 @@ def _run_pass(
     ip[K.IP_MASKLAB] = mask_label
     ip[K.IP_Z] = Z
     ip[K.IP_Y] = Y
-    # one slab (in memory): the update runs over the whole volume in parallel parts and
-    # needs no per-tile label lists (SLICO's maxima still do)
+    # one slab (in memory, or a small streamed volume): the update runs over the whole
+    # volume in parallel parts and needs no per-tile label lists (SLICO's maxima do)
     whole = eng.slab_z >= Z
     ip[K.IP_COUNT] = not (whole and not slic_zero)
 
@@ -427,6 +427,20 @@ def _run_pass(
         p[K.IP_USE_MASK] = use_mask
         return p
 
+    if max_num_iter == 0:
+        return
+    if whole:  # every iteration in one compiled call
+        Xs = eng.features(0, Z)
+        M, use_mask = eng.mask(0, Z)
+        L = eng.read_labels(0, Z, True)
+        with _threads_for(L.size):
+            K.kmeans_whole(Xs, M, L, centers, alive, maxdc, sp, coords, slab_params(0, Z, use_mask),
+                           fp, two, shape_f, tile, ntiles, max_num_iter, final, _PARALLEL_UPDATE,
+                           numba.get_num_threads(), ibits)  # fmt: skip
+        eng.write_labels(0, Z, L)
+        return
+
+    # streamed: per slab, the update from each label's bounding box
     for it in range(max_num_iter):
         fresh = it == 0
         windows = _windows(centers, alive, two, shape_f)
@@ -451,17 +465,7 @@ def _run_pass(
                 eng.write_labels(z0, z1, L)
                 distinct.append(res[:, 0].copy())
                 any_change = any_change or bool(res[:, 1].any())
-                if need_update and whole:
-                    if res[:, 2].any() or not _PARALLEL_UPDATE:
-                        # a voxel that no window reached kept its label: it may lie
-                        # outside its label's parts
-                        K.update_serial(Xs, M, L, coords, p, sums, count)
-                    else:
-                        owner, bounds, zend = _update_parts_plan(
-                            windows, alive, Z, numba.get_num_threads()
-                        )
-                        K.update_parts(Xs, M, L, owner, bounds, zend, coords, p, sums, count)
-                elif need_update:
+                if need_update:
                     offsets = _offsets(res[:, 0])
                     ent_label = np.empty(int(offsets[-1]), np.int32)
                     ent_box = np.empty((int(offsets[-1]), 6), np.int64)

@@ -1379,3 +1379,60 @@ def cluster_means(data, labels, nc, old):
             for c in range(3):
                 out[j, c] = old[j, c]
     return out, empty
+
+
+# --------------------------------------------------------------------------------------
+# the k-means iterations of a volume held in one slab
+# --------------------------------------------------------------------------------------
+@njit(**_SER)
+def kmeans_whole(X, M, L, centers, alive, maxdc, sp, coords, ip, fp, two, shape_f, tile, ntiles,
+                 max_num_iter, final, parallel_update, n_threads, ibits):  # fmt: skip
+    """One call of scikit-image's ``_slic_cython`` on a volume held in one slab: the
+    iterations of ``fastct.segmentation._run_pass`` without a return to Python between
+    the kernels (~50 us of NumPy and dispatch per iteration: 5% of a 2-D image). ``ip``
+    holds the slab's parameters; centres, ``alive`` and ``maxdc`` are updated in
+    place, the labels ``L`` too."""
+    Z = L.shape[0]
+    nK, nf = centers.shape
+    slic_zero = ip[IP_SLICO] != 0
+    start_label = ip[IP_START]
+    windows = np.empty((nK, 6), np.int64)
+    res = np.empty((_n_local(ip), 3), np.int64)
+    count = np.empty(nK, np.int64)
+    sums = np.empty((nK, nf), centers.dtype)
+    for it in range(max_num_iter):
+        windows_into(centers, alive, two, shape_f, windows)
+        indptr, indices = build_candidates(windows, tile, ntiles)
+        max_cand = 1
+        for t in range(indptr.shape[0] - 1):
+            max_cand = max(max_cand, indptr[t + 1] - indptr[t])
+        need_update = not (final and it == max_num_iter - 1)
+        ip[IP_FRESH] = it == 0
+        ip[IP_UNIFORM] = colours_uniform(centers, alive, maxdc, slic_zero)
+        assign_slab(X, M, L, centers, windows, maxdc, sp, coords, indptr, indices, ip, fp, res,
+                    max_cand, ibits)  # fmt: skip
+        any_change = False
+        kept = False  # a voxel no window reached kept its label
+        for t in range(res.shape[0]):
+            any_change = any_change or res[t, 1] != 0
+            kept = kept or res[t, 2] != 0
+        if need_update:
+            count[:] = 0
+            sums[:] = 0
+            if kept or not parallel_update:
+                # (such a voxel may lie outside its label's parts)
+                update_serial(X, M, L, coords, ip, sums, count)
+            else:
+                owner, bounds, zend = update_parts_plan(windows, alive, Z, n_threads)
+                update_parts(X, M, L, owner, bounds, zend, coords, ip, sums, count)
+        if not any_change or not need_update:
+            break
+        finalize_centres(count, sums, centers, alive)
+        if slic_zero:
+            offsets = np.zeros(res.shape[0] + 1, np.int64)
+            for t in range(res.shape[0]):
+                offsets[t + 1] = offsets[t] + res[t, 0]
+            ent_label = np.empty(offsets[-1], np.int32)
+            ent_max = np.empty(offsets[-1], centers.dtype)
+            slico_slab(X, M, L, centers, ip, fp, offsets, ent_label, ent_max)
+            reduce_max(ent_label, ent_max, start_label, maxdc)
