@@ -428,6 +428,73 @@ def _eval_row(bb, kb, fb, cx, n, dzy, w, spx, ckx, ck3, k, la, lb):
 
 
 @njit(**_SER)
+def _row_pair(r, nn, edge, cand, candi, gz, y, oy, coords, spz, spy, spx, w, best, bk, featg, cx,
+              bits, one_i, one_f):  # fmt: skip
+    """Rows ``r`` and ``r + 1`` of a 2-D tile (full rows of ``2 * _TX`` voxels, at
+    z ``gz`` and ``gz + 1``) against the candidates in one loop: the bound is the larger
+    of the two row maxima (one integer reduction over both rows) against each row's
+    own spatial distance, and a candidate is evaluated on each row it can improve.
+    Half the candidate checks and maximum refreshes of two single rows: 2-D assignment
+    -13%."""
+    n = 2 * _TX
+    zf0 = coords[gz]
+    zf1 = coords[gz + 1]
+    yf = coords[oy + y]
+    v0 = r * n
+    bb = best[v0 : v0 + 2 * n]
+    kb = bk[v0 : v0 + 2 * n]
+    fb = featg[v0 : v0 + 2 * n]
+    ib = bits[v0 : v0 + 2 * n]
+    bb1 = bb[n:]
+    kb1 = kb[n:]
+    fb1 = fb[n:]
+    rmax = _max_bits(ib, 2 * n, one_i, one_f)
+    dirty = False
+    for jj in range(nn):
+        # no remaining centre can come closer than the worst voxel of the two rows
+        if edge[jj] > rmax:
+            break
+        za = candi[jj, 1]
+        zb = candi[jj, 2]
+        in0 = gz >= za and gz < zb
+        in1 = gz + 1 >= za and gz + 1 < zb
+        if not (in0 or in1):
+            continue
+        if y < candi[jj, 3] or y >= candi[jj, 4]:
+            continue
+        dy = spy * (cand[jj, 1] - yf)
+        dy *= dy
+        dz0 = spz * (cand[jj, 0] - zf0)
+        dz0 *= dz0
+        dzy0 = dz0 + dy
+        dz1 = spz * (cand[jj, 0] - zf1)
+        dz1 *= dz1
+        dzy1 = dz1 + dy
+        # each row's exact bound fl((dz + dy) * w), or none outside the window's rows
+        b0 = np.float64(dzy0 * w) if in0 else np.inf
+        b1 = np.float64(dzy1 * w) if in1 else np.inf
+        if min(b0, b1) > rmax:
+            continue
+        if dirty:  # a stale maximum is an upper bound: refresh only when it matters
+            rmax = _max_bits(ib, 2 * n, one_i, one_f)
+            dirty = False
+            if edge[jj] > rmax:
+                break
+            if min(b0, b1) > rmax:
+                continue
+        la = cand[jj, _C_WX0]
+        lb = cand[jj, _C_WX1]
+        ckx = cand[jj, 2]
+        ck3 = cand[jj, _C_COLOR]
+        k = np.int32(candi[jj, 0])
+        if b0 <= rmax:
+            _eval_row(bb, kb, fb, cx, 2 * _TX, dzy0, w, spx, ckx, ck3, k, la, lb)
+        if b1 <= rmax:
+            _eval_row(bb1, kb1, fb1, cx, 2 * _TX, dzy1, w, spx, ckx, ck3, k, la, lb)
+        dirty = True
+
+
+@njit(**_SER)
 def _rows_full(nn, edge, cand, candi, lz0, y0, sy_, nrows, x0, z_off, oy, coords, spz, spy, spx,
                w, row_ok, best, bk, featg, cx, bits, one_i, one_f, ntx, shifted, dcs, tf,
                ti):  # fmt: skip
@@ -440,11 +507,22 @@ def _rows_full(nn, edge, cand, candi, lz0, y0, sy_, nrows, x0, z_off, oy, coords
     iteration) the evaluation is the same exact distance; only the bound changes: the
     row maximum is ``_row_max``'s, less the shared colour term ``dcs`` (``tf``, ``ti``:
     ``_max_shifted``'s scratch)."""
+    # 2-D (one row per z) outside the first iteration: rows in pairs (see _row_pair)
+    pairs = sy_ == 1 and ntx == 2 * _TX and not shifted
+    second = False
     for r in range(nrows):
+        if second:  # the second row of a pair, done
+            second = False
+            continue
         if not row_ok[r]:
             continue
         gz = lz0 + r // sy_ + z_off
         y = y0 + r % sy_
+        if pairs and r + 1 < nrows and row_ok[r + 1]:
+            _row_pair(r, nn, edge, cand, candi, gz, y, oy, coords, spz, spy, spx, w, best, bk,
+                      featg, cx, bits, one_i, one_f)  # fmt: skip
+            second = True
+            continue
         zf = coords[gz]
         yf = coords[oy + y]
         v0 = r * ntx
