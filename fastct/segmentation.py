@@ -51,6 +51,9 @@ _PARALLEL_MIN_VOXELS = 1 << 17
 # _kernels.slic.update_parts), else in one serial pass; tests switch it off to check
 # the serial pass.
 _PARALLEL_UPDATE = True
+# CPU seconds per k-means phase of in-memory runs are added here when it is non-empty
+# (candidate lists, assignment, update, rest: benchmarks/bench_slic.py's profile).
+_PHASE_TIMES = np.zeros(0)
 # Up to this many centroids the maskSLIC spacing estimate uses the full distance matrix
 # as scikit-image does; above, a k-d tree finds the same nearest neighbours.
 _PDIST_MAX = 2000
@@ -436,7 +439,7 @@ def _run_pass(
         with _threads_for(L.size):
             K.kmeans_whole(Xs, M, L, centers, alive, maxdc, sp, coords, slab_params(0, Z, use_mask),
                            fp, two, shape_f, tile, ntiles, max_num_iter, final, _PARALLEL_UPDATE,
-                           numba.get_num_threads(), ibits)  # fmt: skip
+                           numba.get_num_threads(), ibits, _PHASE_TIMES)  # fmt: skip
         eng.write_labels(0, Z, L)
         return
 

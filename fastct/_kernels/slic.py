@@ -33,6 +33,9 @@ disk (``cache=True``), unlike fastct's default; see ``_PAR`` below.
 
 from __future__ import annotations
 
+import time
+
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -1462,14 +1465,23 @@ def cluster_means(data, labels, nc, old):
 # --------------------------------------------------------------------------------------
 # the k-means iterations of a volume held in one slab
 # --------------------------------------------------------------------------------------
+@njit(**dict(_SER, nogil=False))  # (object mode inside: Numba warns with nogil)
+def _cpu_clock():
+    """The process's CPU seconds (for ``kmeans_whole``'s optional phase timing)."""
+    with numba.objmode(t="float64"):
+        t = time.process_time()
+    return t
+
+
 @njit(**_SER)
 def kmeans_whole(X, M, L, centers, alive, maxdc, sp, coords, ip, fp, two, shape_f, tile, ntiles,
-                 max_num_iter, final, parallel_update, n_threads, ibits):  # fmt: skip
+                 max_num_iter, final, parallel_update, n_threads, ibits, timing):  # fmt: skip
     """One call of scikit-image's ``_slic_cython`` on a volume held in one slab: the
     iterations of ``fastct.segmentation._run_pass`` without a return to Python between
     the kernels (~50 us of NumPy and dispatch per iteration: 5% of a 2-D image). ``ip``
     holds the slab's parameters; centres, ``alive`` and ``maxdc`` are updated in
-    place, the labels ``L`` too."""
+    place, the labels ``L`` too. With a non-empty ``timing``, the CPU seconds of the
+    phases (candidate lists, assignment, update, rest) are added to ``timing[:4]``."""
     Z = L.shape[0]
     nK, nf = centers.shape
     slic_zero = ip[IP_SLICO] != 0
@@ -1478,7 +1490,9 @@ def kmeans_whole(X, M, L, centers, alive, maxdc, sp, coords, ip, fp, two, shape_
     res = np.empty((_n_local(ip), 3), np.int64)
     count = np.empty(nK, np.int64)
     sums = np.empty((nK, nf), centers.dtype)
+    timed = timing.size > 0
     for it in range(max_num_iter):
+        t0 = _cpu_clock() if timed else 0.0
         windows_into(centers, alive, two, shape_f, windows)
         indptr, indices = build_candidates(windows, tile, ntiles)
         max_cand = 1
@@ -1487,8 +1501,10 @@ def kmeans_whole(X, M, L, centers, alive, maxdc, sp, coords, ip, fp, two, shape_
         need_update = not (final and it == max_num_iter - 1)
         ip[IP_FRESH] = it == 0
         ip[IP_UNIFORM] = colours_uniform(centers, alive, maxdc, slic_zero)
+        t1 = _cpu_clock() if timed else 0.0
         assign_slab(X, M, L, centers, windows, maxdc, sp, coords, indptr, indices, ip, fp, res,
                     max_cand, ibits)  # fmt: skip
+        t2 = _cpu_clock() if timed else 0.0
         any_change = False
         kept = False  # a voxel no window reached kept its label
         for t in range(res.shape[0]):
@@ -1503,6 +1519,11 @@ def kmeans_whole(X, M, L, centers, alive, maxdc, sp, coords, ip, fp, two, shape_
             else:
                 owner, bounds, zend = update_parts_plan(windows, alive, Z, n_threads)
                 update_parts(X, M, L, owner, bounds, zend, coords, ip, sums, count)
+        t3 = _cpu_clock() if timed else 0.0
+        if timed:
+            timing[0] += t1 - t0
+            timing[1] += t2 - t1
+            timing[2] += t3 - t2
         if not any_change or not need_update:
             break
         finalize_centres(count, sums, centers, alive)
@@ -1514,3 +1535,5 @@ def kmeans_whole(X, M, L, centers, alive, maxdc, sp, coords, ip, fp, two, shape_
             ent_max = np.empty(offsets[-1], centers.dtype)
             slico_slab(X, M, L, centers, ip, fp, offsets, ent_label, ent_max)
             reduce_max(ent_label, ent_max, start_label, maxdc)
+        if timed:
+            timing[3] += _cpu_clock() - t3
