@@ -121,18 +121,13 @@ def _centres_by_z_row(tr, nz):
     return starts, ks
 
 
-@njit(**_PAR)
-def build_candidates(windows, tile, ntiles):
-    """CSR lists of the centres whose window touches each tile, in ascending order.
-
-    Dead centres have an empty window and appear nowhere. Each z row of tiles is a
-    contiguous range of the lists, built by one thread from the centres that reach it
-    (counts, then a serial prefix sum, then the lists).
-    """
-    K = windows.shape[0]
-    tr = np.empty((K, 6), np.int64)
+@njit(**_SER)
+def tile_ranges(windows, tile, tr):
+    """Into ``tr[k]``: the tiles centre ``k``'s window reaches along z, y and x
+    (inclusive ranges; an empty z range for a dead centre). The candidate lists depend
+    on nothing else."""
     inv_tile = 1.0 / tile
-    for k in prange(K):
+    for k in range(windows.shape[0]):
         dead = windows[k, 1] <= windows[k, 0] or windows[k, 3] <= windows[k, 2]
         dead = dead or windows[k, 5] <= windows[k, 4]
         z0, z1, y0, y1, x0, x1 = _window_tiles(windows, k, inv_tile)
@@ -142,6 +137,23 @@ def build_candidates(windows, tile, ntiles):
         tr[k, 3] = y1
         tr[k, 4] = x0
         tr[k, 5] = x1
+
+
+@njit(**_SER)
+def build_candidates(windows, tile, ntiles):
+    """CSR lists of the centres whose window touches each tile, in ascending order.
+
+    Dead centres have an empty window and appear nowhere."""
+    tr = np.empty((windows.shape[0], 6), np.int64)
+    tile_ranges(windows, tile, tr)
+    return candidates_from_ranges(tr, ntiles)
+
+
+@njit(**_PAR)
+def candidates_from_ranges(tr, ntiles):
+    """``build_candidates`` from the centres' tile ranges (``tile_ranges``). Each z row of
+    tiles is a contiguous range of the lists, built by one thread from the centres that
+    reach it (counts, then a serial prefix sum, then the lists)."""
     zs, zk = _centres_by_z_row(tr, ntiles[0])
     n_tiles = ntiles[0] * ntiles[1] * ntiles[2]
     counts = np.zeros(n_tiles + 1, np.int64)
@@ -1520,13 +1532,23 @@ def kmeans_whole(X, M, L, centers, alive, maxdc, sp, coords, ip, fp, two, shape_
     count = np.empty(nK, np.int64)
     sums = np.empty((nK, nf), centers.dtype)
     timed = timing.size > 0
+    tr = np.empty((nK, 6), np.int64)
+    tr_lists = np.full((nK, 6), -1, np.int64)  # the tile ranges the lists were built from
+    indptr = np.zeros(1, np.int64)
+    indices = np.zeros(0, np.int32)
+    max_cand = 1
     for it in range(max_num_iter):
         t0 = _cpu_clock() if timed else 0.0
         windows_into(centers, alive, two, shape_f, windows)
-        indptr, indices = build_candidates(windows, tile, ntiles)
-        max_cand = 1
-        for t in range(indptr.shape[0] - 1):
-            max_cand = max(max_cand, indptr[t + 1] - indptr[t])
+        # the lists change only when a window reaches other tiles (in 2-D, in most
+        # iterations no window does)
+        tile_ranges(windows, tile, tr)
+        if it == 0 or not np.array_equal(tr, tr_lists):
+            indptr, indices = candidates_from_ranges(tr, ntiles)
+            tr_lists[...] = tr
+            max_cand = 1
+            for t in range(indptr.shape[0] - 1):
+                max_cand = max(max_cand, indptr[t + 1] - indptr[t])
         need_update = not (final and it == max_num_iter - 1)
         ip[IP_FRESH] = it == 0
         ip[IP_UNIFORM] = colours_uniform(centers, alive, maxdc, slic_zero)
