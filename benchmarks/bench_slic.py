@@ -357,9 +357,14 @@ def test_zz_write_report():
 
 
 # -- CPU profile per phase (one thread) ------------------------------------------------------------
-# kernels called from Python; the in-memory k-means runs in one compiled call
-# (kmeans_whole), which reports its phases through segmentation._PHASE_TIMES
+# kernels called from Python; the in-memory update (kmeans_update) and window steps
+# (kmeans_prepare) call theirs inside and report them through segmentation._PHASE_TIMES
 PHASES = {
+    "assign_slab": "assignment",
+    "candidates_from_ranges": "candidate lists",
+    "build_candidates": "candidate lists",
+    "update_slab": "update",
+    "bbox_slab": "update",
     "enforce_connectivity": "connectivity",
     "components": "connectivity",
     "number_components": "connectivity",
@@ -368,24 +373,27 @@ PHASES = {
     "replay_small": "connectivity",
     "write_labels": "connectivity",
 }
-KMEANS_PHASES = ("candidate lists", "assignment", "update", "other")
+KMEANS_PHASES = ("candidate lists", "assignment", "update", "other")  # _PHASE_TIMES slots
 
 
 def _profile(kind: str, rounds: int) -> dict:
     """CPU seconds per phase of one ``fastct.slic`` call on one thread (best round by
-    total): connectivity kernels wrapped in ``time.process_time``, the k-means phases
-    from the compiled loop's own timing; "other" is the rest (rescaling, seeding,
-    Python). CPU time is much less sensitive than wall time to other processes on a
-    shared machine."""
+    total): kernels called from Python wrapped in ``time.process_time``, plus the
+    phases the compiled k-means steps time themselves; "other" is the rest (rescaling,
+    seeding, Python). CPU time is much less sensitive than wall time to other
+    processes on a shared machine."""
     import fastct
     from fastct import segmentation as seg
+    from fastct._kernels import slic as K
     from fastct._kernels import slic_connectivity as C
 
     fastct.set_num_threads(1)
     img, _ = get_input(kind)
     run_fastct(img, kind)  # compiled / loaded
     acc: dict[str, float] = {}
-    originals = {name: getattr(C, name) for name in PHASES if hasattr(C, name)}
+    originals = {
+        (mod, name): getattr(mod, name) for mod in (K, C) for name in PHASES if hasattr(mod, name)
+    }
 
     def wrap(name, fn):
         def timed(*args):
@@ -399,8 +407,8 @@ def _profile(kind: str, rounds: int) -> dict:
     best: dict | None = None
     times = np.zeros(len(KMEANS_PHASES))
     try:
-        for name, fn in originals.items():
-            setattr(C, name, wrap(name, fn))
+        for (mod, name), fn in originals.items():
+            setattr(mod, name, wrap(name, fn))
         seg._PHASE_TIMES = times
         for _ in range(rounds):
             acc.clear()
@@ -413,8 +421,8 @@ def _profile(kind: str, rounds: int) -> dict:
                 for phase, t in zip(KMEANS_PHASES, times):
                     best[phase] = best.get(phase, 0.0) + float(t)
     finally:
-        for name, fn in originals.items():
-            setattr(C, name, fn)
+        for (mod, name), fn in originals.items():
+            setattr(mod, name, fn)
         seg._PHASE_TIMES = np.zeros(0)
         fastct.set_num_threads(None)
     assert best is not None

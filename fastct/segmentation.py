@@ -51,8 +51,9 @@ _PARALLEL_MIN_VOXELS = 1 << 17
 # _kernels.slic.update_parts), else in one serial pass; tests switch it off to check
 # the serial pass.
 _PARALLEL_UPDATE = True
-# CPU seconds per k-means phase of in-memory runs are added here when it is non-empty
-# (candidate lists, assignment, update, rest: benchmarks/bench_slic.py's profile).
+# CPU seconds of in-memory k-means phases are added here when it is non-empty (windows
+# and tile ranges, -, update with the new centres; see _kernels.slic.kmeans_update and
+# benchmarks/bench_slic.py's profile).
 _PHASE_TIMES = np.zeros(0)
 # Up to this many centroids the maskSLIC spacing estimate uses the full distance matrix
 # as scikit-image does; above, a k-d tree finds the same nearest neighbours.
@@ -432,14 +433,38 @@ def _run_pass(
 
     if max_num_iter == 0:
         return
-    if whole:  # every iteration in one compiled call
+    if whole:  # few calls per iteration (see K.kmeans_update)
         Xs = eng.features(0, Z)
         M, use_mask = eng.mask(0, Z)
         L = eng.read_labels(0, Z, True)
+        p = slab_params(0, Z, use_mask)
+        windows = np.empty((nK, 6), np.int64)
+        res = np.empty((int(ntiles[0]) * per_z, 3), np.int64)
+        count = np.empty(nK, np.int64)
+        sums = np.empty((nK, nf), ft)
+        tr = np.empty((nK, 6), np.int64)
+        tr_lists = np.empty((nK, 6), np.int64)  # the tile ranges of the candidate lists
+        timing = _PHASE_TIMES
         with _threads_for(L.size):
-            K.kmeans_whole(Xs, M, L, centers, alive, maxdc, sp, coords, slab_params(0, Z, use_mask),
-                           fp, two, shape_f, tile, ntiles, max_num_iter, final, _PARALLEL_UPDATE,
-                           numba.get_num_threads(), ibits, _PHASE_TIMES)  # fmt: skip
+            n_threads = numba.get_num_threads()
+            for it in range(max_num_iter):
+                if K.kmeans_prepare(centers, alive, maxdc, p, two, shape_f, tile, it, windows, tr,
+                                    tr_lists, timing):  # fmt: skip
+                    indptr, indices = K.candidates_from_ranges(tr, ntiles)
+                    tr_lists[...] = tr
+                    max_cand = max(1, int(np.diff(indptr).max()))
+                K.assign_slab(Xs, M, L, centers, windows, maxdc, sp, coords, indptr, indices, p,
+                              fp, res, max_cand, ibits)  # fmt: skip
+                if not K.kmeans_update(Xs, M, L, centers, alive, coords, p, windows, res, count,
+                                       sums, it, max_num_iter, final, _PARALLEL_UPDATE, n_threads,
+                                       timing):  # fmt: skip
+                    break
+                if slic_zero:
+                    offsets = _offsets(res[:, 0])
+                    ent_label = np.empty(int(offsets[-1]), np.int32)
+                    ent_max = np.empty(int(offsets[-1]), ft)
+                    K.slico_slab(Xs, M, L, centers, p, fp, offsets, ent_label, ent_max)
+                    K.reduce_max(ent_label, ent_max, start_label, maxdc)
         eng.write_labels(0, Z, L)
         return
 

@@ -158,13 +158,13 @@ def candidates_from_ranges(tr, ntiles):
     n_tiles = ntiles[0] * ntiles[1] * ntiles[2]
     counts = np.zeros(n_tiles + 1, np.int64)
     for tz in prange(ntiles[0]):
-        _tile_counts(tr, ntiles, tz, zk[zs[tz] : zs[tz + 1]], counts)
+        _tile_counts(tr, ntiles, np.int64(tz), zk[zs[tz] : zs[tz + 1]], counts)
     for t in range(n_tiles):
         counts[t + 1] += counts[t]
     fill = counts[:-1].copy()
     indices = np.empty(counts[n_tiles], np.int32)
     for tz in prange(ntiles[0]):
-        _tile_fill(tr, ntiles, tz, zk[zs[tz] : zs[tz + 1]], fill, indices)
+        _tile_fill(tr, ntiles, np.int64(tz), zk[zs[tz] : zs[tz + 1]], fill, indices)
     return counts, indices
 
 
@@ -945,7 +945,7 @@ def _bbox_tile(lt, M, L, ip, offsets, ent_label, ent_box):
     mask_label = ip[IP_MASKLAB]
     lz0, lz1, y0, y1, x0, x1, _ = _tile_box(lt, ip, nzs, ny, nx)
     base = offsets[lt]
-    n = 0
+    n = np.int64(0)  # (never the literal: one compilation of _find_entry)
     last = mask_label
     e = -1
     for lz in range(lz0, lz1):
@@ -1180,7 +1180,7 @@ def update_parts(X, M, L, owner, bounds, zend, coords, ip, sums, counts):
 def update_serial(X, M, L, coords, ip, sums, counts):
     """scikit-image's update loop as it is: one C-order pass over the volume."""
     owner = np.empty(sums.shape[0], np.int64)
-    _update_region(np.int64(-1), 0, L.shape[0], X, M, L, owner, coords, ip, sums, counts)
+    _update_region(np.int64(-1), np.int64(0), L.shape[0], X, M, L, owner, coords, ip, sums, counts)
 
 
 @njit(**_SER)
@@ -1192,7 +1192,7 @@ def _slico_tile(lt, X, M, L, centers, ip, fp, offsets, ent_label, ent_max):
     fzero = fp[FP_ZERO]
     lz0, lz1, y0, y1, x0, x1, _ = _tile_box(lt, ip, nzs, ny, nx)
     base = offsets[lt]
-    n = 0
+    n = np.int64(0)
     last = mask_label
     e = -1
     for lz in range(lz0, lz1):
@@ -1504,7 +1504,7 @@ def cluster_means(data, labels, nc, old):
 
 
 # --------------------------------------------------------------------------------------
-# the k-means iterations of a volume held in one slab
+# the k-means iterations of a volume held in one slab, between the assignments
 # --------------------------------------------------------------------------------------
 @njit(**dict(_SER, nogil=False))  # (object mode inside: Numba warns with nogil)
 def _cpu_clock():
@@ -1515,76 +1515,56 @@ def _cpu_clock():
 
 
 @njit(**_SER)
-def kmeans_whole(X, M, L, centers, alive, maxdc, sp, coords, ip, fp, two, shape_f, tile, ntiles,
-                 max_num_iter, final, parallel_update, n_threads, ibits, timing):  # fmt: skip
-    """One call of scikit-image's ``_slic_cython`` on a volume held in one slab: the
-    iterations of ``fastct.segmentation._run_pass`` without a return to Python between
-    the kernels (~50 us of NumPy and dispatch per iteration: 5% of a 2-D image). ``ip``
-    holds the slab's parameters; centres, ``alive`` and ``maxdc`` are updated in
-    place, the labels ``L`` too. With a non-empty ``timing``, the CPU seconds of the
-    phases (candidate lists, assignment, update, rest) are added to ``timing[:4]``."""
-    Z = L.shape[0]
-    nK, nf = centers.shape
-    slic_zero = ip[IP_SLICO] != 0
-    start_label = ip[IP_START]
-    windows = np.empty((nK, 6), np.int64)
-    res = np.empty((_n_local(ip), 3), np.int64)
-    count = np.empty(nK, np.int64)
-    sums = np.empty((nK, nf), centers.dtype)
-    timed = timing.size > 0
-    tr = np.empty((nK, 6), np.int64)
-    tr_lists = np.full((nK, 6), -1, np.int64)  # the tile ranges the lists were built from
-    indptr = np.zeros(1, np.int64)
-    indices = np.zeros(0, np.int32)
-    max_cand = 1
-    for it in range(max_num_iter):
-        t0 = _cpu_clock() if timed else 0.0
-        windows_into(centers, alive, two, shape_f, windows)
-        # the lists change only when a window reaches other tiles (in 2-D, in most
-        # iterations no window does)
-        tile_ranges(windows, tile, tr)
-        if it == 0 or not np.array_equal(tr, tr_lists):
-            indptr, indices = candidates_from_ranges(tr, ntiles)
-            tr_lists[...] = tr
-            max_cand = 1
-            for t in range(indptr.shape[0] - 1):
-                max_cand = max(max_cand, indptr[t + 1] - indptr[t])
-        need_update = not (final and it == max_num_iter - 1)
-        ip[IP_FRESH] = it == 0
-        ip[IP_UNIFORM] = colours_uniform(centers, alive, maxdc, slic_zero)
-        t1 = _cpu_clock() if timed else 0.0
-        assign_slab(X, M, L, centers, windows, maxdc, sp, coords, indptr, indices, ip, fp, res,
-                    max_cand, ibits)  # fmt: skip
-        t2 = _cpu_clock() if timed else 0.0
-        any_change = False
-        kept = False  # a voxel no window reached kept its label
-        for t in range(res.shape[0]):
-            any_change = any_change or res[t, 1] != 0
-            kept = kept or res[t, 2] != 0
-        if need_update:
-            count[:] = 0
-            sums[:] = 0
-            if kept or not parallel_update:
-                # (such a voxel may lie outside its label's parts)
-                update_serial(X, M, L, coords, ip, sums, count)
-            else:
-                owner, bounds, zend = update_parts_plan(windows, alive, Z, n_threads)
-                update_parts(X, M, L, owner, bounds, zend, coords, ip, sums, count)
-        t3 = _cpu_clock() if timed else 0.0
-        if timed:
-            timing[0] += t1 - t0
-            timing[1] += t2 - t1
-            timing[2] += t3 - t2
-        if not any_change or not need_update:
-            break
+def kmeans_update(X, M, L, centers, alive, coords, ip, windows, res, count, sums, done,
+                  max_num_iter, final, parallel_update, n_threads, timing):  # fmt: skip
+    """After the assignment of iteration ``done`` of a volume held in one slab (its
+    ``res``, see ``assign_slab``): the update and the new centres, in one call. Returns
+    whether the iterations go on (scikit-image stops when no label changed, or before
+    the last update of its final pass).
+
+    The kernels of the iterations are called from Python, two or three per iteration:
+    a kernel called from here is linked into this function and optimised again by
+    LLVM (the assignment would add ~10 s of compilation, SLICO's kernels ~1.5 s to
+    every first call). With a non-empty ``timing``, the CPU seconds are added to
+    ``timing[2]``."""
+    t0 = _cpu_clock() if timing.size > 0 else 0.0
+    need_update = not (final and done == max_num_iter - 1)
+    any_change = False
+    kept = False  # a voxel that no window reached kept its label
+    for t in range(res.shape[0]):
+        any_change = any_change or res[t, 1] != 0
+        kept = kept or res[t, 2] != 0
+    if need_update:
+        count[:] = 0
+        sums[:] = 0
+        if kept or not parallel_update:
+            # (such a voxel may lie outside its label's parts)
+            update_serial(X, M, L, coords, ip, sums, count)
+        else:
+            owner, bounds, zend = update_parts_plan(windows, alive, L.shape[0], n_threads)
+            update_parts(X, M, L, owner, bounds, zend, coords, ip, sums, count)
+    go_on = any_change and need_update
+    if go_on:
         finalize_centres(count, sums, centers, alive)
-        if slic_zero:
-            offsets = np.zeros(res.shape[0] + 1, np.int64)
-            for t in range(res.shape[0]):
-                offsets[t + 1] = offsets[t] + res[t, 0]
-            ent_label = np.empty(offsets[-1], np.int32)
-            ent_max = np.empty(offsets[-1], centers.dtype)
-            slico_slab(X, M, L, centers, ip, fp, offsets, ent_label, ent_max)
-            reduce_max(ent_label, ent_max, start_label, maxdc)
-        if timed:
-            timing[3] += _cpu_clock() - t3
+    if timing.size > 0:
+        timing[2] += _cpu_clock() - t0
+    return go_on and done + 1 < max_num_iter
+
+
+@njit(**_SER)
+def kmeans_prepare(centers, alive, maxdc, ip, two, shape_f, tile, it, windows, tr, tr_lists,
+                   timing):  # fmt: skip
+    """Before the assignment of iteration ``it`` (one slab): the search windows, their
+    tile ranges ``tr`` and the flags in ``ip``. Returns whether the candidate lists
+    must be rebuilt from ``tr`` (they only change when a window reaches other tiles:
+    in 2-D rarely after the first iteration). With a non-empty ``timing``, the CPU
+    seconds are added to ``timing[0]``."""
+    t0 = _cpu_clock() if timing.size > 0 else 0.0
+    windows_into(centers, alive, two, shape_f, windows)
+    tile_ranges(windows, tile, tr)
+    rebuild = it == 0 or not np.array_equal(tr, tr_lists)
+    ip[IP_FRESH] = it == 0
+    ip[IP_UNIFORM] = colours_uniform(centers, alive, maxdc, ip[IP_SLICO] != 0)
+    if timing.size > 0:
+        timing[0] += _cpu_clock() - t0
+    return rebuild

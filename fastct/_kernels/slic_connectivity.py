@@ -95,7 +95,7 @@ def _components_part(seg, work, mask_label, z0, z1):
     for z in range(z0, z1):
         for y in range(height):
             row = (z * height + y) * width
-            x = 0
+            x = np.int64(0)  # (never the literal: one compilation of _join_row)
             while x < width:
                 v = row + x
                 lab = sf[v]
