@@ -96,9 +96,13 @@ def _grid_steps(shape3: tuple[int, ...], n: int) -> np.ndarray:
 
 def _grid_centroids(shape3: tuple[int, ...], n_segments: int):
     slices = regular_grid(shape3, n_segments)
-    axes = [np.arange(n)[s] for n, s in zip(shape3, slices)]
-    zz, yy, xx = np.meshgrid(*axes, indexing="ij")
-    centroids = np.stack([zz.ravel(), yy.ravel(), xx.ravel()], axis=-1)
+    az, ay, ax = [np.arange(n)[s] for n, s in zip(shape3, slices)]
+    # the grid points in C order (broadcast assignments: meshgrid + stack cost ~30 us)
+    grid = np.empty((len(az), len(ay), len(ax), 3), np.int64)
+    grid[..., 0] = az[:, None, None]
+    grid[..., 1] = ay[None, :, None]
+    grid[..., 2] = ax
+    centroids = grid.reshape(-1, 3)
     steps = np.asarray([float(s.step) if s.step is not None else 1.0 for s in slices])
     return centroids, steps
 
@@ -933,11 +937,12 @@ def slic(
     streaming = src.volume or src.mask_is_volume or isinstance(out, Volume)
 
     # scikit-image works in (z, y, x) with 2-D as (1, y, x); spacing and sigma follow.
-    spacing_sk = (np.insert(sp_user, 0, 1.0) if src.is_2d else sp_user).astype(ft)
+    # (np.concatenate: np.insert costs ~30 us, 0.3% of a 2-D call)
+    spacing_sk = (np.concatenate(([1.0], sp_user)) if src.is_2d else sp_user).astype(ft)
     if isinstance(sigma_v, float):
         sigma_sk = np.array([sigma_v] * 3, dtype=ft) / spacing_sk
     else:
-        sigma_sk = (np.insert(sigma_v, 0, 0.0) if src.is_2d else sigma_v).astype(ft)
+        sigma_sk = (np.concatenate(([0.0], sigma_v)) if src.is_2d else sigma_v).astype(ft)
 
     mask_label = start_label - 1
     Z, Y, X = src.shape
