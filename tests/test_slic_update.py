@@ -87,3 +87,64 @@ def test_search_windows_and_candidate_lists(ft, rng):
             and np.all((windows[k, 1::2] - 1) // tile >= [tz, ty, tx])
         ]
         assert list(indices[indptr[t] : indptr[t + 1]]) == expected, (t, box_lo, box_hi)
+
+
+@pytest.mark.parametrize("ft", [np.float32, np.float64])
+def test_new_centres_and_uniform_colours_equal_numpy(ft, rng):
+    """finalize_centres = sums / counts in the float type (empty clusters die as NaN),
+    colours_uniform = every live centre has the same colour (and SLICO scale)."""
+    count = rng.integers(0, 10**8, 300)
+    count[::7] = 0
+    sums = (rng.random((300, 5)) * 1e9).astype(ft)
+    centers = np.zeros((300, 5), ft)
+    alive = np.ones(300, bool)
+    K.finalize_centres(count, sums, centers, alive)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        expected = sums / count.astype(ft)[:, None]
+    expected[count == 0] = np.nan
+    np.testing.assert_array_equal(centers, expected)
+    np.testing.assert_array_equal(alive, count > 0)
+
+    for _ in range(300):
+        nc = int(rng.integers(0, 3))
+        c = rng.integers(0, 2, (12, 3 + nc)).astype(ft)
+        live = rng.random(12) < 0.4
+        scale = rng.integers(1, 3, 12).astype(ft)
+        for slic_zero in (False, True):
+            lc = c[live]
+            want = len(lc) > 0 and nc > 0 and bool(np.all(lc[:, 3:] == lc[0, 3:]))
+            if slic_zero and want:
+                want = bool(np.all(scale[live] == scale[live][0]))
+            assert K.colours_uniform(c, live, scale, slic_zero) == want
+
+
+def test_candidate_lists_rebuilt_only_when_tile_ranges_change():
+    """kmeans_prepare asks for new candidate lists on the first iteration and whenever a
+    window reaches other tiles, not when the centres move within their tiles."""
+    shape = (40, 1, 200)
+    tile = np.array([8, 1, 64])
+    centers = np.array([[10.0, 0, 30, 0], [25.0, 0, 100, 0], [33.0, 0, 170, 0]], np.float32)
+    alive = np.ones(3, bool)
+    maxdc = np.ones(3, np.float32)
+    ip = np.zeros(K.IP_SIZE, np.int64)
+    two = np.array([6.0, 0.0, 20.0], np.float32)
+    shape_f = np.array(shape, np.float32)
+    windows = np.empty((3, 6), np.int64)
+    tr = np.empty((3, 6), np.int64)
+    tr_lists = np.empty((3, 6), np.int64)
+    none = np.zeros(0)
+
+    def prepare(it):
+        return K.kmeans_prepare(centers, alive, maxdc, ip, two, shape_f, tile, it, windows, tr,
+                                tr_lists, none)  # fmt: skip
+
+    assert prepare(0) and ip[K.IP_FRESH] == 1
+    tr_lists[...] = tr
+    centers[1, 2] += 0.5  # x window [80, 121) -> [80, 121): tile 1 only, still
+    assert not prepare(1) and ip[K.IP_FRESH] == 0
+    centers[1, 2] += 8.0  # x window [88, 129): now reaches tile 2 (128..191)
+    assert prepare(2)
+    tr_lists[...] = tr
+    alive[2] = False  # a centre dies: its window is empty, its tiles none
+    centers[2] = np.nan
+    assert prepare(3)
