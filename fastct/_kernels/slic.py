@@ -1508,7 +1508,7 @@ def cluster_means(data, labels, nc, old):
 # --------------------------------------------------------------------------------------
 @njit(**dict(_SER, nogil=False))  # (object mode inside: Numba warns with nogil)
 def _cpu_clock():
-    """The process's CPU seconds (for ``kmeans_whole``'s optional phase timing)."""
+    """The process's CPU seconds (for the optional phase timing of the k-means steps)."""
     with numba.objmode(t="float64"):
         t = time.process_time()
     return t
