@@ -442,6 +442,19 @@ def _eval_row(bb, kb, fb, cx, n, dzy, w, spx, ckx, ck3, k, la, lb):
         kb[i] = k if c else kk
 
 
+@njit(**_SER)
+def _candidate_x(cand, candi, jj):
+    """What a row evaluation needs of sorted candidate ``jj``: its x window (floats),
+    x coordinate, grey value and index."""
+    return (
+        cand[jj, _C_WX0],
+        cand[jj, _C_WX1],
+        cand[jj, 2],
+        cand[jj, _C_COLOR],
+        np.int32(candi[jj, 0]),
+    )
+
+
 def _make_row_pair(n):
     """``row_pair`` for full rows of ``n`` voxels (a compile-time constant: each
     function has one fixed-length evaluation loop; one function for both lengths, with
@@ -514,11 +527,7 @@ def _make_row_pair(n):
                     break
                 if min(b0, b1) > rmax:
                     continue
-            la = cand[jj, _C_WX0]
-            lb = cand[jj, _C_WX1]
-            ckx = cand[jj, 2]
-            ck3 = cand[jj, _C_COLOR]
-            k = np.int32(candi[jj, 0])
+            la, lb, ckx, ck3, k = _candidate_x(cand, candi, jj)
             if b0 <= rmax:
                 _eval_row(bb, kb, fb, cx, n, dzy0, w, spx, ckx, ck3, k, la, lb)
             if b1 <= rmax:
@@ -605,11 +614,7 @@ def _rows_full(nn, edge, cand, candi, lz0, y0, sy_, nrows, x0, z_off, oy, coords
                     break
                 if np.float64(dzy * w) > rmax:
                     continue
-            la = cand[jj, _C_WX0]
-            lb = cand[jj, _C_WX1]
-            ckx = cand[jj, 2]
-            ck3 = cand[jj, _C_COLOR]
-            k = np.int32(candi[jj, 0])
+            la, lb, ckx, ck3, k = _candidate_x(cand, candi, jj)
             # fixed trip counts (one loop each after inlining): vectorised, no remainder
             if ntx == _TX:
                 _eval_row(bb, kb, fb, cx, _TX, dzy, w, spx, ckx, ck3, k, la, lb)
