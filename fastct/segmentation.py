@@ -524,19 +524,6 @@ def _run_pass(
                 K.reduce_max(ent_label, ent_max, start_label, maxdc)
 
 
-def _update_parts_plan(windows: np.ndarray, alive: np.ndarray, Z: int, n_threads: int):
-    """Parts of the parallel update, one per thread: part ``p`` holds slices
-    ``[bounds[p], bounds[p + 1])``, each at least every window's z extent ``e``. A part
-    also scans ``e`` slices of the next one, so the parts before the last are ``e``
-    lower, which balances the work. Also the owning part of every label (where its
-    window starts; -1 for dead centres) and how far each part's labels reach. The sums
-    are the same for any partition. (Compiled: ~1 us instead of ~25 us of NumPy, once
-    per iteration.)"""
-    from ._kernels import slic as K
-
-    return K.update_parts_plan(windows, alive, np.int64(Z), np.int64(n_threads))
-
-
 @contextlib.contextmanager
 def _threads_for(n_voxels: int) -> Iterator[None]:
     """One thread for small kernel calls (inside ``kernel_threads``, which restores the

@@ -293,7 +293,7 @@ def test_update_kernels_equal_plain_loop(nc, use_mask, start, rng):
         ref_counts[k] += 1
         for j, v in enumerate((z, y, x, *feats[z, y, x])):
             ref_sums[k, j] = np.float32(ref_sums[k, j] + np.float32(v))
-    plans = {n: seg._update_parts_plan(windows, alive, Z, n) for n in (1, 2, 3)}
+    plans = {n: K.update_parts_plan(windows, alive, np.int64(Z), np.int64(n)) for n in (1, 2, 3)}
     assert [len(plans[n][2]) for n in (1, 2, 3)] == [1, 2, 3]  # one part per thread
     for run in ("parts 1", "parts 2", "parts 3", "serial"):
         sums = np.zeros_like(ref_sums)

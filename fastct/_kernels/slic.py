@@ -205,8 +205,12 @@ def finalize_centres(count, sums, centers, alive):
 
 @njit(**_SER)
 def update_parts_plan(windows, alive, Z, n_threads):
-    """Parts of the parallel update (see ``fastct.segmentation._update_parts_plan``):
-    ``owner`` of every label (-1: dead), part ``bounds`` and ``zend`` per part."""
+    """Parts of the parallel update (``update_parts``), one per thread: part ``p`` holds
+    slices ``[bounds[p], bounds[p + 1])``, each at least every window's z extent ``e``. A
+    part also scans ``e`` slices of the next one, so the parts before the last are ``e``
+    lower, which balances the work. Also the ``owner`` part of every label (where its
+    window starts; -1 for dead centres) and ``zend``, how far each part's labels reach.
+    The sums are the same for any partition."""
     K = windows.shape[0]
     e = 1
     for k in range(K):
