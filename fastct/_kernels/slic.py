@@ -261,17 +261,8 @@ def windows_into(centers, alive, two, shape_f, out):
 
 
 # --------------------------------------------------------------------------------------
-# features and the distance, exactly as scikit-image evaluates them
+# tiles
 # --------------------------------------------------------------------------------------
-@njit(**_SER)
-def _color_dist(feat, v, centers, k, fzero):
-    dc = fzero
-    for c in range(feat.shape[1]):
-        t = feat[v, c] - centers[k, 3 + c]
-        dc += t * t
-    return dc
-
-
 @njit(**_SER)
 def _tile_box(lt, ip, nzs, ny, nx):
     """Local z range, y range, x range and global tile id of local tile ``lt``."""
