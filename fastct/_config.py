@@ -103,3 +103,54 @@ def set_progress(enabled: bool | None) -> None:
 
 def get_progress() -> bool | None:
     return _progress
+
+
+# -- memory -------------------------------------------------------------------------
+# The one memory budget of the streaming engine: the bytes a streamed operation may hold
+# for one block or slab (its inputs, outputs and scratch together). Every access
+# pattern of ``fastct.streaming`` sizes its blocks from it; nothing else sets one.
+_ENV_MEMORY = "FASTCT_MEMORY_BUDGET"
+DEFAULT_MEMORY_BUDGET = 64 * 1024**2
+_MIN_MEMORY_BUDGET = 1024**2
+_memory_budget: int | None = None
+
+
+def set_memory_budget(nbytes: int | None) -> None:
+    """Set the working-set budget of one streamed block, in bytes.
+
+    Parameters
+    ----------
+    nbytes : int or None
+        At least 1 MiB. ``None`` restores the default: the ``FASTCT_MEMORY_BUDGET``
+        environment variable (bytes) if set, else 64 MiB. Results do not depend on it
+        (streamed results are bit-identical for any block shape); larger blocks read
+        and write in longer runs, smaller ones bound memory.
+
+    Examples
+    --------
+    >>> import fastct
+    >>> fastct.set_memory_budget(16 * 1024**2)
+    >>> fastct.get_memory_budget()
+    16777216
+    >>> fastct.set_memory_budget(None)
+    """
+    global _memory_budget
+    if nbytes is None:
+        _memory_budget = None
+        return
+    _memory_budget = _parse_budget(nbytes, "nbytes")
+
+
+def _parse_budget(value: object, name: str) -> int:
+    n = _parse_threads(value, name)
+    if n < _MIN_MEMORY_BUDGET:
+        raise ValueError(f"{name} must be at least {_MIN_MEMORY_BUDGET} bytes (1 MiB), got {n}")
+    return n
+
+
+def get_memory_budget() -> int:
+    """The working-set budget of one streamed block, in bytes."""
+    if _memory_budget is not None:
+        return _memory_budget
+    env = os.environ.get(_ENV_MEMORY)
+    return _parse_budget(env, _ENV_MEMORY) if env else DEFAULT_MEMORY_BUDGET

@@ -1,16 +1,33 @@
-"""The block streaming engine every operation runs through.
+"""The streaming engine: the only door between operations and volume storage.
 
-:func:`map_overlap` cuts the output into blocks, reads each block plus a halo of
-``depth`` voxels per axis from the source, extends it past the *true* edges of the
-volume with the boundary ``mode`` (scipy.ndimage semantics), hands it to a kernel
-and writes the kernel's core result. Interior halos hold real neighbouring voxels,
-so a kernel whose value at a voxel depends only on the (mode-extended) input within
-``depth`` of it gives bit-identical results whatever the block shape, and the same
-result as one call on the whole array.
+Every fastct operation that reads or writes an archive :class:`~fastct.volume.Volume`
+does it through the access patterns here, never through the Volume's region methods
+directly, so that block sizes, read-ahead, progress and (later) other storage backends
+are decided in one place:
 
-Reading the next block and writing the previous one happen on background threads
-while the kernel runs (kernels release the GIL), so HDF5 I/O overlaps computation.
-At most a few blocks are alive at once, whatever the volume size.
+``map_overlap`` (halo blocks)
+    Cuts the output into blocks, reads each block plus a halo of ``depth`` voxels per
+    axis, extends it past the *true* edges of the volume with the boundary ``mode``
+    (scipy.ndimage semantics), hands it to a kernel and writes the kernel's core
+    result. Interior halos hold real neighbouring voxels, so a kernel whose value at a
+    voxel depends only on the (mode-extended) input within ``depth`` of it gives
+    bit-identical results whatever the block shape. Filters run on it.
+``map_blocks`` (output-driven gather)
+    For each output block, a caller-supplied ``read(start, stop)`` fetches whatever
+    input the block needs (resampling reads the moving-image box its output block
+    maps into), the kernel computes, the engine writes.
+``stream`` over ``slabs`` (z-slabs with carried state)
+    Whole z-planes, optionally with a halo of planes, read one slab ahead on a
+    background thread while the caller's loop body runs and carries its own state
+    from slab to slab (SLIC's k-means sums, feature accumulators, lung-mask reduction).
+``read_region`` / ``write_region`` / ``read_all`` / ``write_all``
+    Single reads and writes of a box, or a whole volume, for in-memory algorithms.
+
+In every pattern, reading the next block and writing the previous one happen on a
+background thread while the kernel runs (kernels release the GIL), so HDF5 I/O
+overlaps computation. Block and slab sizes come from one memory budget
+(:func:`fastct.set_memory_budget`, see :mod:`fastct._config`); results never depend
+on them.
 """
 
 from __future__ import annotations
@@ -21,6 +38,7 @@ import queue
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,8 +48,6 @@ from . import _config
 from ._validate import check_mode, per_axis
 from .volume import Volume
 
-# Default working-set target: one block of this many bytes in the compute dtype.
-DEFAULT_BLOCK_BYTES = 32 * 1024**2
 # Sentinel closing the reader/writer queues.
 _DONE = object()
 
@@ -196,19 +212,30 @@ def read_extended(
 
 
 # -- block geometry ---------------------------------------------------------------
+def block_bytes() -> int:
+    """Bytes of one streamed block's core, in its compute dtype.
+
+    Half the memory budget: a block in flight holds its halo-extended input and its
+    result, and the engine keeps one block read ahead.
+    """
+    return max(1, _config.get_memory_budget() // 2)
+
+
 def choose_block_shape(
     shape: tuple[int, ...],
     itemsize: int,
     *,
     align: tuple[int, ...] | None = None,
-    target_bytes: int = DEFAULT_BLOCK_BYTES,
+    target_bytes: int | None = None,
 ) -> tuple[int, ...]:
     """A block shape of about ``target_bytes``, a multiple of ``align`` (chunk shape).
 
     Grows along the last (contiguous) axis first, so reads are long and writes cover
-    whole chunks.
+    whole chunks. ``target_bytes`` defaults to :func:`block_bytes`.
     """
     ndim = len(shape)
+    if target_bytes is None:
+        target_bytes = block_bytes()
     align = tuple(align) if align else (1,) * ndim
     block = [min(a, s) for a, s in zip(align, shape)]
     budget = max(1, target_bytes // max(1, itemsize))
@@ -231,8 +258,191 @@ def iter_blocks(
         yield tuple(corner), stop
 
 
+# -- storage access ------------------------------------------------------------------
+def _box(shape: tuple[int, ...], region: tuple[slice, ...]) -> tuple[slice, ...]:
+    """``region`` completed with whole trailing axes, as unit-step slices."""
+    region = tuple(region) + (slice(None),) * (len(shape) - len(region))
+    box = []
+    for r, n in zip(region, shape):
+        start, stop, step = r.indices(n)
+        if step != 1:
+            raise ValueError(f"region must have unit steps, got {r}")
+        box.append(slice(start, max(start, stop)))
+    return tuple(box)
+
+
+def read_region(
+    src: np.ndarray | Volume, region: tuple[slice, ...], *, dtype: Any = None
+) -> np.ndarray:
+    """A C-contiguous array holding ``src[region]`` (unit-step slices; missing trailing
+    axes are whole), in ``dtype`` (default: the source's).
+
+    From a Volume the box is read straight into a new buffer; from an ndarray the
+    result is a view when it already has the layout and dtype, else a copy.
+    """
+    box = _box(tuple(src.shape), region)
+    if isinstance(src, Volume):
+        buf = np.empty(tuple(b.stop - b.start for b in box), dtype=src.dtype)
+        if buf.size:
+            src.read_region(box, buf)
+        return buf if dtype is None else np.ascontiguousarray(buf, dtype=dtype)
+    return np.ascontiguousarray(src[box], dtype=dtype)
+
+
+def write_region(dst: np.ndarray | Volume, region: tuple[slice, ...], data: np.ndarray) -> None:
+    """Write ``data`` into the box ``region`` of ``dst`` (converted to ``dst``'s dtype
+    as NumPy assignment, or HDF5 for a Volume, converts)."""
+    box = _box(tuple(dst.shape), region)
+    if isinstance(dst, Volume):
+        dst.write_region(box, np.asarray(data))
+    else:
+        dst[box] = data
+
+
+def read_all(src: np.ndarray | Volume, *, dtype: Any = None) -> np.ndarray:
+    """The whole of ``src`` in memory, C-contiguous, in ``dtype`` (default: its own).
+
+    An ndarray that already fits is returned as it is (not copied).
+    """
+    if isinstance(src, Volume):
+        data = src.read()
+        return data if dtype is None else np.ascontiguousarray(data, dtype=dtype)
+    return np.ascontiguousarray(src, dtype=dtype)
+
+
+def write_all(dst: np.ndarray | Volume, data: np.ndarray) -> np.ndarray | Volume:
+    """Write an in-memory ``data`` of ``dst``'s shape into ``dst``.
+
+    A Volume is written in z slabs of whole chunks, each converted to the volume's
+    dtype on its own, so no full-size converted copy is made.
+    """
+    if tuple(np.shape(data)) != tuple(dst.shape):
+        raise ValueError(f"data must have shape {tuple(dst.shape)}, got {np.shape(data)}")
+    if not isinstance(dst, Volume):
+        dst[...] = data
+        return dst
+    plane_bytes = math.prod(dst.shape[1:]) * np.dtype(dst.dtype).itemsize
+    for slab in slabs(dst.shape[0], slab_planes(dst, plane_bytes)):
+        part = np.ascontiguousarray(data[slab.start : slab.stop], dtype=dst.dtype)
+        write_region(dst, (slice(slab.start, slab.stop),), part)
+    return dst
+
+
+# -- z-slabs -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Slab:
+    """A run of whole z-planes: the core ``[start, stop)`` and the planes read
+    ``[lo, hi)`` (the core plus up to ``halo`` planes each side, clipped to the volume).
+    """
+
+    start: int
+    stop: int
+    lo: int
+    hi: int
+    index: int
+
+    @property
+    def core(self) -> slice:
+        """The core planes inside the planes read."""
+        return slice(self.start - self.lo, self.stop - self.lo)
+
+    @property
+    def planes(self) -> int:
+        return self.stop - self.start
+
+
+def slab_planes(
+    sources: np.ndarray | Volume | tuple | list,
+    bytes_per_plane: int,
+    *,
+    planes: int | None = None,
+    share: float = 1.0,
+) -> int:
+    """Planes per slab: ``planes`` if given (capped at the volume), else as many as
+    ``share`` of the memory budget holds at ``bytes_per_plane`` (everything a slab
+    plane costs the caller: inputs, outputs and scratch), rounded down to whole
+    z-chunks of the first chunked Volume among ``sources`` when at least one fits.
+    """
+    if not isinstance(sources, (tuple, list)):
+        sources = (sources,)
+    nz = int(sources[0].shape[0])
+    if planes is not None:
+        return max(1, min(nz, int(planes)))
+    n = max(1, int(_config.get_memory_budget() * share) // max(1, int(bytes_per_plane)))
+    for src in sources:
+        if isinstance(src, Volume) and src.chunks:
+            cz = int(src.chunks[0])
+            if n >= cz:
+                n = n // cz * cz
+            break
+    return min(nz, n)
+
+
+def slabs(n_planes: int, planes: int, *, halo: int = 0) -> list[Slab]:
+    """The slabs of ``planes`` planes covering ``n_planes``, each read with ``halo``."""
+    out = []
+    for i, start in enumerate(range(0, n_planes, max(1, planes))):
+        stop = min(start + planes, n_planes)
+        out.append(Slab(start, stop, max(0, start - halo), min(n_planes, stop + halo), i))
+    return out
+
+
+def read_planes(src: np.ndarray | Volume, lo: int, hi: int, *, dtype: Any = None) -> np.ndarray:
+    """Planes ``lo:hi`` of ``src`` as a C-contiguous array (a view when possible)."""
+    return read_region(src, (slice(lo, hi),), dtype=dtype)
+
+
+def stream(
+    items: list,
+    read: Callable[[Any], Any],
+    *,
+    prefetch: bool = True,
+    progress: bool | None = None,
+    desc: str | None = None,
+    nbytes: int = 0,
+) -> Iterator[tuple[Any, Any]]:
+    """Yield ``(item, read(item))`` in order, reading the next item on the I/O thread
+    while the caller works on this one.
+
+    ``items`` are usually :func:`slabs`; ``read`` does the storage reads (through
+    :func:`read_planes` / :func:`read_region`) and any per-slab conversion, off the
+    caller's thread. The caller's loop body carries its state from slab to slab and
+    writes through :func:`write_region`. ``nbytes`` (the volume's size) decides the
+    automatic progress bar, as in :func:`map_overlap`.
+    """
+    items = list(items)
+    bar = _progress_bar(len(items), desc, progress, nbytes, unit="slab")
+    try:
+        if not prefetch or len(items) <= 1:
+            for item in items:
+                data = read(item)
+                yield item, data
+                del data
+                if bar is not None:
+                    bar.update(1)
+            return
+        with ThreadPoolExecutor(1, thread_name_prefix="fastct-io") as pool:
+            future = pool.submit(read, items[0])
+            try:
+                for i, item in enumerate(items):
+                    data = future.result()
+                    if i + 1 < len(items):
+                        future = pool.submit(read, items[i + 1])
+                    yield item, data
+                    del data
+                    if bar is not None:
+                        bar.update(1)
+            finally:
+                future.cancel()
+    finally:
+        if bar is not None:
+            bar.close()
+
+
 # -- progress ----------------------------------------------------------------------
-def _progress_bar(total: int, desc: str | None, progress: bool | None, nbytes: int):
+def _progress_bar(
+    total: int, desc: str | None, progress: bool | None, nbytes: int, unit: str = "block"
+):
     if progress is None:
         progress = _config.get_progress()
         if progress is None:  # auto: long work on an interactive terminal
@@ -241,7 +451,7 @@ def _progress_bar(total: int, desc: str | None, progress: bool | None, nbytes: i
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc or "fastct", unit="block", file=sys.stderr, leave=False)
+    return tqdm(total=total, desc=desc or "fastct", unit=unit, file=sys.stderr, leave=False)
 
 
 # -- the engine -----------------------------------------------------------------------
@@ -329,31 +539,10 @@ def map_overlap(
     depth_t = per_axis(depth, ndim, "depth", kind=int)
     mode = check_mode(mode)
     dtype = np.dtype(src.dtype if dtype is None else dtype)
-    if out is None:
-        out = np.empty(shape, dtype=np.dtype(out_dtype) if out_dtype is not None else dtype)
-    elif tuple(out.shape) != tuple(shape):
-        raise ValueError(f"out must have shape {shape}, got {tuple(out.shape)}")
-    if isinstance(out, Volume):
-        out._archive._check_writable()
-    elif not isinstance(out, np.ndarray):
-        raise TypeError(f"out must be an ndarray or a Volume, got {type(out).__name__}")
-    elif not out.flags.writeable:
-        raise ValueError("out must be writeable")
-
-    if block_shape is None:
-        align = None
-        for candidate in (out, src):
-            if isinstance(candidate, Volume) and candidate.chunks:
-                align = candidate.chunks
-                break
-        itemsize = max(dtype.itemsize, np.dtype(out.dtype).itemsize)
-        block_shape = choose_block_shape(shape, itemsize, align=align)
-    else:
-        block_shape = per_axis(block_shape, ndim, "block_shape", kind=int, allow_zero=False)
-        block_shape = tuple(min(b, s) for b, s in zip(block_shape, shape))
-
+    out = check_out(out, shape, np.dtype(out_dtype) if out_dtype is not None else dtype)
+    itemsize = max(dtype.itemsize, np.dtype(out.dtype).itemsize)
+    block_shape = _block_shape(block_shape, shape, itemsize, (out, src))
     blocks = list(iter_blocks(shape, block_shape))
-    bar = _progress_bar(len(blocks), desc, progress, int(np.prod(shape)) * dtype.itemsize)
 
     def read(i: int) -> tuple[np.ndarray, BlockInfo]:
         start, stop = blocks[i]
@@ -364,7 +553,90 @@ def map_overlap(
         info = BlockInfo(start, stop, depth_t, valid, tuple(shape), i)
         return read_extended(src, start, stop, depth_t, mode, cval, dtype), info
 
-    def compute(data: np.ndarray, info: BlockInfo) -> np.ndarray:
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    return _execute(blocks, read, func, out, progress, desc, prefetch, nbytes)
+
+
+def map_blocks(
+    func: Callable[[Any, BlockInfo], np.ndarray],
+    shape: tuple[int, ...],
+    read: Callable[[tuple[int, ...], tuple[int, ...]], Any],
+    *,
+    out: np.ndarray | Volume | None = None,
+    out_dtype: Any = np.float64,
+    itemsize: int | None = None,
+    align: tuple[int, ...] | None = None,
+    block_shape: tuple[int, ...] | None = None,
+    progress: bool | None = None,
+    desc: str | None = None,
+    prefetch: bool = True,
+) -> np.ndarray | Volume:
+    """Compute an output of ``shape`` block by block from inputs the blocks gather.
+
+    ``read(start, stop)`` runs on the I/O thread, one block ahead, and returns what the
+    output block ``[start, stop)`` needs (read through :func:`read_region`, e.g. the
+    moving-image box a resampled block maps into); ``func(data, info)`` returns the
+    block (shape ``info.core_shape``, ``info.depth`` is 0) and the engine writes it to
+    ``out`` (default: a new ``out_dtype`` array). Blocks hold about :func:`block_bytes`
+    at ``itemsize`` bytes per voxel (default: the output dtype's), aligned to ``align``
+    or to ``out``'s chunks.
+    """
+    shape = tuple(int(n) for n in shape)
+    out = check_out(out, shape, np.dtype(out_dtype))
+    if itemsize is None:
+        itemsize = np.dtype(out.dtype).itemsize
+    if block_shape is None and align is not None:
+        block_shape = choose_block_shape(shape, itemsize, align=align)
+    block_shape = _block_shape(block_shape, shape, itemsize, (out,))
+    blocks = list(iter_blocks(shape, block_shape))
+    zero = (0,) * len(shape)
+
+    def read_block(i: int) -> tuple[Any, BlockInfo]:
+        start, stop = blocks[i]
+        info = BlockInfo(start, stop, zero, tuple(slice(0, e - s) for s, e in zip(start, stop)),
+                         shape, i)  # fmt: skip
+        return read(start, stop), info
+
+    nbytes = math.prod(shape) * itemsize
+    return _execute(blocks, read_block, func, out, progress, desc, prefetch, nbytes)
+
+
+def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | Volume:
+    """``out`` checked for a result of ``shape`` (a new ``dtype`` array when None):
+    an ndarray or Volume of that shape, writeable."""
+    if out is None:
+        return np.empty(shape, dtype=dtype)
+    if not isinstance(out, (np.ndarray, Volume)):
+        raise TypeError(f"out must be an ndarray or a Volume, got {type(out).__name__}")
+    if tuple(out.shape) != tuple(shape):
+        raise ValueError(f"out must have shape {tuple(shape)}, got {tuple(out.shape)}")
+    if isinstance(out, Volume):
+        out.check_writable()
+    elif not out.flags.writeable:
+        raise ValueError("out must be writeable")
+    return out
+
+
+def _block_shape(block_shape: Any, shape: tuple[int, ...], itemsize: int, volumes: tuple):
+    """The given block shape (capped at the volume), else one from the memory budget
+    aligned to the first chunked Volume among ``volumes``."""
+    if block_shape is not None:
+        block_shape = per_axis(block_shape, len(shape), "block_shape", kind=int, allow_zero=False)
+        return tuple(min(b, s) for b, s in zip(block_shape, shape))
+    align = None
+    for candidate in volumes:
+        if isinstance(candidate, Volume) and candidate.chunks:
+            align = candidate.chunks
+            break
+    return choose_block_shape(shape, itemsize, align=align)
+
+
+def _execute(blocks, read, func, out, progress, desc, prefetch, nbytes) -> np.ndarray | Volume:
+    """Run ``func`` over ``blocks``: ``read(i)`` gives ``(data, info)``; results go to
+    ``out`` at the block's position."""
+    bar = _progress_bar(len(blocks), desc, progress, nbytes)
+
+    def compute(data: Any, info: BlockInfo) -> np.ndarray:
         result = func(data, info)
         if tuple(np.shape(result)) != info.core_shape:
             raise ValueError(
@@ -373,10 +645,7 @@ def map_overlap(
         return result
 
     def write(result: np.ndarray, info: BlockInfo) -> None:
-        if isinstance(out, Volume):
-            out.write_region(info.global_slices, np.asarray(result))
-        else:
-            out[info.global_slices] = result
+        write_region(out, info.global_slices, np.asarray(result))
         if bar is not None:
             bar.update(1)
 

@@ -208,6 +208,11 @@ class Volume:
         data = self._ds[key]
         return data[flip] if flip else data
 
+    def check_writable(self) -> None:
+        """Raise unless the volume can be written: ``PermissionError`` for an archive
+        opened read-only, ``ValueError`` for a closed one."""
+        self._archive._check_writable()
+
     def __setitem__(self, key: Any, value: Any) -> None:
         self._archive._check_writable()
         self._ds[key] = value
