@@ -863,11 +863,12 @@ class NoduleDetector(BaseEstimator):
             raise ValueError("lung_mask must select at least one voxel, got an empty mask")
         litres = n_mask * math.prod(sp) / 1e6
         n_segments = max(1, int(round(float(self.n_segments_per_litre) * litres)))
-        from .segmentation import _Scratch, slic
+        from .segmentation import slic
+        from .streaming import Scratch
 
         if not isinstance(lung_mask, Volume) and lung_mask.dtype != np.bool_:
             lung_mask = lung_mask > 0
-        scratch = _Scratch(out if isinstance(out, Volume) else image)
+        scratch = Scratch(out if isinstance(out, Volume) else image)
         try:
             src = image
             if np.dtype(image.dtype).kind in "biu":
@@ -898,8 +899,7 @@ class NoduleDetector(BaseEstimator):
         """
         self._check_params()
         from .features import region_adjacency, region_features
-        from .segmentation import _Scratch
-        from .streaming import map_overlap
+        from .streaming import Scratch, map_overlap
 
         image = _check_image(image)
         labels = _check_labels(labels, image.shape, "labels")
@@ -954,7 +954,7 @@ class NoduleDetector(BaseEstimator):
             cols[name] = t["max"]
         del comp_vol, comp_ext
         # multi-scale blob response, summarised per supervoxel
-        scratch = _Scratch(labels if isinstance(labels, Volume) else image)
+        scratch = Scratch(labels if isinstance(labels, Volume) else image)
         try:
             for s in self._scales():
                 sigma_vox = tuple(s / d for d in sp)

@@ -27,8 +27,6 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
-import os
-import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -37,6 +35,7 @@ import numpy as np
 
 from . import _config
 from ._validate import as_real_array, check_ndim
+from .streaming import Scratch
 from .volume import Volume
 
 __all__ = ["slic", "regular_grid"]
@@ -250,40 +249,12 @@ class _Source:
 _DUMMY_MASK = np.zeros((1, 1, 1), np.uint8)
 
 
-class _Scratch:
-    """A private HDF5 file for streamed intermediates, removed at the end."""
-
-    def __init__(self, near: Any):
-        self._dir = None
-        self._archive = None
-        self._near = near
-
-    def volume(self, name: str, shape: tuple[int, ...], dtype: Any) -> Volume:
-        if self._archive is None:
-            from .volume import open as open_archive
-
-            base = None
-            if isinstance(self._near, Volume):
-                base = os.path.dirname(os.path.abspath(self._near._archive.path))
-            self._dir = tempfile.TemporaryDirectory(prefix="fastct-slic-", dir=base)
-            self._archive = open_archive(os.path.join(self._dir.name, "scratch.h5"), "w")
-        return self._archive.create_volume(name, shape=shape, dtype=dtype)
-
-    def close(self) -> None:
-        if self._archive is not None:
-            self._archive.abort()
-            self._archive = None
-        if self._dir is not None:
-            self._dir.cleanup()
-            self._dir = None
-
-
 class _Engine:
     """Input values, mask, labels and features per z slab: in memory the slabs are views
     (usually one slab for the whole volume); streamed, slabs are read and the labels
     written back. Only the features (float type) live in a scratch buffer."""
 
-    def __init__(self, src: _Source, labels: Any, slab_z: int, scratch: _Scratch):
+    def __init__(self, src: _Source, labels: Any, slab_z: int, scratch: Scratch):
         self.src = src
         self.shape = src.shape
         self.labels = labels  # canonical ndarray, or a Volume with the spatial shape
@@ -918,7 +889,7 @@ def slic(
         if np.dtype(out.dtype) != np.int32:
             raise TypeError(f"out must have dtype int32, got {out.dtype}")
         if isinstance(out, Volume):
-            out._archive._check_writable()
+            out.check_writable()
         elif not out.flags.writeable or not out.flags.c_contiguous:
             raise ValueError("out must be a writeable C-contiguous array")
     streaming = src.volume or src.mask_is_volume or isinstance(out, Volume)
@@ -1001,7 +972,7 @@ def slic(
         if slab_z < Z:  # slabs of whole tiles; else one slab (features computed once)
             slab_z = max(int(tile[0]), (slab_z // int(tile[0])) * int(tile[0]))
         slab_z = min(slab_z, Z)
-        scratch = _Scratch(out)
+        scratch = Scratch(out)
         try:
             if isinstance(out, Volume):
                 labels_store: Any = out
@@ -1045,7 +1016,7 @@ def slic(
     return result
 
 
-def _smooth(src: _Source, pre, imin, scale, sigma_sk, streaming: bool, scratch: _Scratch):
+def _smooth(src: _Source, pre, imin, scale, sigma_sk, streaming: bool, scratch: Scratch):
     """The rescaled image smoothed by scipy.ndimage.gaussian_filter (mode 'reflect').
 
     In memory: one array in the float type, filtered in place. Streamed: rescaling and

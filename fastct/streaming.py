@@ -34,8 +34,10 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import queue
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -326,6 +328,36 @@ def write_all(dst: np.ndarray | Volume, data: np.ndarray) -> np.ndarray | Volume
         part = np.ascontiguousarray(data[slab.start : slab.stop], dtype=dst.dtype)
         write_region(dst, (slice(slab.start, slab.stop),), part)
     return dst
+
+
+class Scratch:
+    """A private HDF5 file for streamed intermediates (e.g. a smoothed image that a
+    multi-pass operation reads again), created on first use next to ``near``'s archive
+    (else in the temporary folder) and removed by :meth:`close`."""
+
+    def __init__(self, near: Any):
+        self._dir = None
+        self._archive = None
+        self._near = near
+
+    def volume(self, name: str, shape: tuple[int, ...], dtype: Any) -> Volume:
+        if self._archive is None:
+            from .volume import open as open_archive
+
+            base = None
+            if isinstance(self._near, Volume):
+                base = os.path.dirname(os.path.abspath(self._near.archive.path))
+            self._dir = tempfile.TemporaryDirectory(prefix="fastct-scratch-", dir=base)
+            self._archive = open_archive(os.path.join(self._dir.name, "scratch.h5"), "w")
+        return self._archive.create_volume(name, shape=shape, dtype=dtype)
+
+    def close(self) -> None:
+        if self._archive is not None:
+            self._archive.abort()
+            self._archive = None
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir = None
 
 
 # -- z-slabs -------------------------------------------------------------------------

@@ -101,6 +101,11 @@ class Volume:
             )
         self._check_metadata()
 
+    @property
+    def archive(self) -> Archive:
+        """The archive holding this volume."""
+        return self._archive
+
     # -- metadata ---------------------------------------------------------------
     def _check_metadata(self) -> None:
         attrs = self._ds.attrs

@@ -427,7 +427,7 @@ def median(image, size=3, *, footprint=None, mode="reflect", cval=0.0, out=None)
     fill = _check_cval(cval, dtype, mode)
     plan = _Plan(fp)
     if isinstance(out, Volume) and isinstance(image, Volume) and out.name == image.name:
-        if out._archive is image._archive:
+        if out.archive is image.archive:
             raise ValueError("out must not be the input volume (results are written blockwise)")
     if isinstance(out, np.ndarray) and isinstance(image, np.ndarray):
         if np.may_share_memory(out, image):
