@@ -12,7 +12,13 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ._config import get_num_threads, set_num_threads, set_progress
+from ._config import (
+    get_memory_budget,
+    get_num_threads,
+    set_memory_budget,
+    set_num_threads,
+    set_progress,
+)
 
 __version__ = "0.1.0"
 
@@ -58,7 +64,9 @@ _SUBMODULES = {
 
 __all__ = [
     "__version__",
+    "get_memory_budget",
     "get_num_threads",
+    "set_memory_budget",
     "set_num_threads",
     "set_progress",
     *sorted(_LAZY),

@@ -111,7 +111,6 @@ def get_progress() -> bool | None:
 # pattern of ``fastct.streaming`` sizes its blocks from it; nothing else sets one.
 _ENV_MEMORY = "FASTCT_MEMORY_BUDGET"
 DEFAULT_MEMORY_BUDGET = 64 * 1024**2
-_MIN_MEMORY_BUDGET = 1024**2
 _memory_budget: int | None = None
 
 
@@ -121,10 +120,11 @@ def set_memory_budget(nbytes: int | None) -> None:
     Parameters
     ----------
     nbytes : int or None
-        At least 1 MiB. ``None`` restores the default: the ``FASTCT_MEMORY_BUDGET``
-        environment variable (bytes) if set, else 64 MiB. Results do not depend on it
-        (streamed results are bit-identical for any block shape); larger blocks read
-        and write in longer runs, smaller ones bound memory.
+        A positive number of bytes. ``None`` restores the default: the
+        ``FASTCT_MEMORY_BUDGET`` environment variable (bytes) if set, else 64 MiB.
+        Results do not depend on it (streamed results are bit-identical for any block
+        shape); larger blocks read and write in longer runs, smaller ones bound memory.
+        A block never shrinks below one voxel (one plane for slabs), whatever the budget.
 
     Examples
     --------
@@ -142,10 +142,7 @@ def set_memory_budget(nbytes: int | None) -> None:
 
 
 def _parse_budget(value: object, name: str) -> int:
-    n = _parse_threads(value, name)
-    if n < _MIN_MEMORY_BUDGET:
-        raise ValueError(f"{name} must be at least {_MIN_MEMORY_BUDGET} bytes (1 MiB), got {n}")
-    return n
+    return _parse_threads(value, name)
 
 
 def get_memory_budget() -> int:

@@ -571,7 +571,9 @@ def _check_labels(labels: Any, shape: tuple[int, ...], name: str) -> np.ndarray 
 
 
 def _in_memory(x: Any) -> np.ndarray:
-    return x.read() if isinstance(x, Volume) else np.asarray(x)
+    from .streaming import read_all
+
+    return read_all(x) if isinstance(x, Volume) else np.asarray(x)
 
 
 def _spacing3(spacing: Any, image: Any) -> tuple[float, float, float]:

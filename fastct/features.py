@@ -82,8 +82,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,13 +92,15 @@ import numpy as np
 from . import _config
 from ._atomic import atomic_path
 from ._validate import check_ndim, check_origin, check_positive_int, check_spacing
-from .streaming import iter_blocks
+from .streaming import Slab, read_planes, slab_planes, slabs, stream
 from .volume import Volume
 
 __all__ = ["FeatureTable", "RegionAdjacency", "region_adjacency", "region_features"]
 
-# Voxels per slab (whole planes); the results do not depend on it.
-SLAB_VOXELS = 1 << 22
+# Bytes a slab costs per voxel, for sizing slabs from the memory budget: int32 keys and
+# float64 values, the kernels' run buffers, and the next slab read ahead (64 MiB: 4 Mi
+# voxels per slab). The results do not depend on it.
+_BYTES_PER_VOXEL = 16
 # Largest label value indexed directly (counts + lookup table ~ 12 bytes per value);
 # larger label values are remapped through a sorted list of the labels present.
 DIRECT_LABEL_LIMIT = 1 << 24
@@ -247,14 +248,7 @@ class _Source:
 
     def read(self, lo: int, hi: int, dtype: np.dtype | None = None) -> np.ndarray:
         """Planes ``lo:hi`` as a C-contiguous ``dtype`` array (a view when possible)."""
-        if self.is_volume:
-            raw = np.empty((hi - lo, *self.shape[1:]), dtype=self.dtype)
-            region = (slice(lo, hi), *(slice(0, n) for n in self.shape[1:]))
-            self.data.read_region(region, raw)
-        else:
-            raw = self.data[lo:hi]
-        out = np.ascontiguousarray(raw, dtype=dtype)
-        return out.reshape((hi - lo, *self.shape3[1:]))
+        return read_planes(self.data, lo, hi, dtype=dtype).reshape((hi - lo, *self.shape3[1:]))
 
 
 def _as_source(value: Any, name: str, kinds: str, what: str) -> _Source:
@@ -309,37 +303,16 @@ def _physical(
 
 
 def _slab_planes(src: _Source, others: Sequence[_Source], block_planes: Any) -> int:
-    nz, ny, nx = src.shape3
     if block_planes is not None:
-        return min(nz, check_positive_int(block_planes, "block_planes"))
-    planes = max(1, SLAB_VOXELS // (ny * nx))
-    for s in (src, *others):
-        if s.is_volume and s.data.chunks:
-            cz = int(s.data.chunks[0])
-            if planes >= cz:
-                planes = planes // cz * cz
-            break
-    return min(nz, planes)
+        block_planes = check_positive_int(block_planes, "block_planes")
+    _, ny, nx = src.shape3
+    sources = [s.data for s in (src, *others)]
+    return slab_planes(sources, _BYTES_PER_VOXEL * ny * nx, planes=block_planes)
 
 
-def _slabs(shape3: tuple[int, int, int], planes: int) -> list[tuple[int, int]]:
-    return [(s[0], e[0]) for s, e in iter_blocks(shape3, (planes, shape3[1], shape3[2]))]
-
-
-def _prefetched(items: Sequence[Any], read: Callable[[Any], Any]) -> Iterator[tuple[Any, Any]]:
-    """Yield ``(item, read(item))``, reading the next item on a thread meanwhile."""
-    if len(items) <= 1:
-        for item in items:
-            yield item, read(item)
-        return
-    with ThreadPoolExecutor(1, thread_name_prefix="fastct-features-io") as pool:
-        future = pool.submit(read, items[0])
-        for i, item in enumerate(items):
-            data = future.result()
-            if i + 1 < len(items):
-                future = pool.submit(read, items[i + 1])
-            yield item, data
-            del data
+def _nbytes(*sources: _Source) -> int:
+    """Bytes of the inputs (for the automatic progress bar)."""
+    return sum(int(np.prod(s.shape)) * s.dtype.itemsize for s in sources)
 
 
 def _n_parts() -> int:
@@ -396,11 +369,13 @@ def _scan_labels(lsrc: _Source, planes: int, nparts: int) -> _Labels:
     mins = np.empty(planes, dtype=np.int64)
     maxs = np.empty(planes, dtype=np.int64)
 
-    def read(zz: tuple[int, int]) -> np.ndarray:
-        return _read_labels(lsrc, zz[0], zz[1], ldtype)
+    def read(slab: Slab) -> np.ndarray:
+        return _read_labels(lsrc, slab.lo, slab.hi, ldtype)
 
-    for (z0, z1), lab in _prefetched(_slabs(lsrc.shape3, planes), read):
-        nb = z1 - z0
+    for slab, lab in stream(
+        slabs(lsrc.shape3[0], planes), read, desc="labels", nbytes=_nbytes(lsrc)
+    ):
+        nb = slab.planes
         K.label_runs(lab, runs.pos, runs.len, runs.val, runs.n, mins, maxs)
         lo, hi = int(mins[:nb].min()), int(maxs[:nb].max())
         if lo < 0:
@@ -681,17 +656,18 @@ def region_features(
             fill = np.zeros(1, dtype=np.int64)
         lut = lab_info.key_lut
         halo = 1 if (need_grad or need_faces or need_adj) else 0
-        slabs = _slabs(lsrc.shape3, planes)
+        nbytes = _nbytes(lsrc, isrc)
 
-        def read_both(zz: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, int]:
-            lo, hi = max(zz[0] - halo, 0), min(zz[1] + halo, nz)
-            keys = lab_info.keys(_read_labels(lsrc, lo, hi, lab_info.ldtype))
-            return keys, isrc.read(lo, hi, np.float64), lo
+        def read_both(slab: Slab) -> tuple[np.ndarray, np.ndarray]:
+            keys = lab_info.keys(_read_labels(lsrc, slab.lo, slab.hi, lab_info.ldtype))
+            return keys, isrc.read(slab.lo, slab.hi, np.float64)
 
         runs = _Runs(planes, lsrc.shape3[1], lsrc.shape3[2])
         pairs = _Pairs(planes, lsrc.shape3[1], lsrc.shape3[2], n) if need_adj else None
-        for (z0, z1), (keys, img, lo) in _prefetched(slabs, read_both):
-            zc0, ncore = z0 - lo, z1 - z0
+        for slab, (keys, img) in stream(
+            slabs(nz, planes, halo=halo), read_both, desc="features", nbytes=nbytes
+        ):
+            z0, zc0, ncore = slab.start, slab.start - slab.lo, slab.planes
             nruns = runs.n[:ncore]
             K.key_runs(keys, lut, zc0, ncore, runs.pos, runs.len, runs.val, nruns)
             K.accumulate(
@@ -710,14 +686,11 @@ def region_features(
             K.finalize_values(vals, offsets, mean, vmin, vmax, q, acc_c, pct)
             vals = None  # free the stored values early
         elif need_moments:
-
-            def read_plain(zz: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-                keys = lab_info.keys(_read_labels(lsrc, zz[0], zz[1], lab_info.ldtype))
-                return keys, isrc.read(zz[0], zz[1], np.float64)
-
-            for (z0, z1), (keys, img) in _prefetched(slabs, read_plain):
-                nruns = runs.n[: z1 - z0]
-                K.key_runs(keys, lut, 0, z1 - z0, runs.pos, runs.len, runs.val, nruns)
+            for slab, (keys, img) in stream(
+                slabs(nz, planes), read_both, desc="moments", nbytes=nbytes
+            ):
+                nruns = runs.n[: slab.planes]
+                K.key_runs(keys, lut, 0, slab.planes, runs.pos, runs.len, runs.val, nruns)
                 K.central_sums(img, 0, runs.pos, runs.len, runs.val, nruns, nparts, mean, acc_c)
 
         cov_ev = None
@@ -888,14 +861,16 @@ def region_adjacency(
         lab_info = _scan_labels(lsrc, planes, _n_parts())
         n = lab_info.present.shape[0]
 
-        def read(zz: tuple[int, int]) -> tuple[np.ndarray, int]:
-            lo, hi = max(zz[0] - 1, 0), min(zz[1] + 1, nz)
-            return lab_info.keys(_read_labels(lsrc, lo, hi, lab_info.ldtype)), lo
+        def read(slab: Slab) -> np.ndarray:
+            return lab_info.keys(_read_labels(lsrc, slab.lo, slab.hi, lab_info.ldtype))
 
         bg = bool(include_background)
         pairs = _Pairs(planes, lsrc.shape3[1], lsrc.shape3[2], n)
-        for (z0, z1), (keys, lo) in _prefetched(_slabs(lsrc.shape3, planes), read):
-            pairs.add_slab(keys, lab_info.key_lut, z0 - lo, z1 - z0, z0, nz, skip_axis, bg)
+        for slab, keys in stream(
+            slabs(nz, planes, halo=1), read, desc="adjacency", nbytes=_nbytes(lsrc)
+        ):
+            z0, zc0 = slab.start, slab.start - slab.lo
+            pairs.add_slab(keys, lab_info.key_lut, zc0, slab.planes, z0, nz, skip_axis, bg)
     a1, b1, faces, area = pairs.reduce(_face_area(spacing3))
     present = lab_info.present
     label_a = np.where(a1 > 0, present[np.maximum(a1 - 1, 0)], 0).astype(np.int64)

@@ -47,7 +47,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
+from . import _config
 from ._validate import as_image, check_spacing
+from .streaming import Slab, read_planes, slabs, stream, write_region
 from .volume import Volume
 
 __all__ = ["lung_mask"]
@@ -60,7 +62,6 @@ _TRACHEA_AREA_MM2 = (30.0, 900.0)
 _TRACHEA_CENTRAL_FRACTION = 0.15  # |x - body centre| <= this * body width
 _TRACHEA_SEARCH_MM = 60.0  # how far from each z end to look for the trachea
 _AIRWAY_MAX_FRACTION = 0.2  # an airway tree larger than this share of interior air leaked
-_READ_SLAB_BYTES = 64 * 1024**2
 
 
 def _check_real(value: Any, name: str, *, positive: bool = False, minimum: float | None = None):
@@ -109,11 +110,16 @@ def _downsample(image: np.ndarray | Volume, factors: tuple[int, ...]) -> np.ndar
     fz, fy, fx = factors
     wshape = (-(-nz // fz), -(-ny // fy), -(-nx // fx))
     out = np.empty(wshape, dtype=np.float32)
-    rows = max(1, _READ_SLAB_BYTES // max(1, ny * nx * 4 * fz))
-    for w0 in range(0, wshape[0], rows):
-        w1 = min(wshape[0], w0 + rows)
+    # a slab of working rows: fz float32 planes each
+    rows = max(1, _config.get_memory_budget() // max(1, ny * nx * 4 * fz))
+
+    def read(part: Slab) -> np.ndarray:
+        return read_planes(image, part.start * fz, min(nz, part.stop * fz), dtype=np.float32)
+
+    nbytes = int(np.prod(image.shape)) * np.dtype(image.dtype).itemsize
+    for part, slab in stream(slabs(wshape[0], rows), read, desc="lung mask", nbytes=nbytes):
+        w0, w1 = part.start, part.stop
         z0, z1 = w0 * fz, min(nz, w1 * fz)
-        slab = np.asarray(image[z0:z1], dtype=np.float32)
         if factors == (1, 1, 1):
             out[w0:w1] = slab
             continue
@@ -274,17 +280,14 @@ def _upsample_into(
             if f > 1:
                 full = np.repeat(full, f, axis=axis)
         return np.ascontiguousarray(full[: shape[0], : shape[1], : shape[2]])
-    rows = max(1, _READ_SLAB_BYTES // max(1, shape[1] * shape[2]))
+    rows = max(1, _config.get_memory_budget() // max(1, shape[1] * shape[2]))
     rows = max(fz, rows - rows % fz)
-    for z0 in range(0, shape[0], rows):
-        z1 = min(shape[0], z0 + rows)
+    for part in slabs(shape[0], rows):
+        z0, z1 = part.start, part.stop
         w = mask[z0 // fz : -(-z1 // fz)]
         w = np.repeat(np.repeat(np.repeat(w, fz, 0), fy, 1), fx, 2)
         slab = np.ascontiguousarray(w[: z1 - z0, : shape[1], : shape[2]], dtype=out.dtype)
-        if isinstance(out, Volume):
-            out.write_region((slice(z0, z1), slice(0, shape[1]), slice(0, shape[2])), slab)
-        else:
-            out[z0:z1] = slab
+        write_region(out, (slice(z0, z1),), slab)
     return out
 
 

@@ -23,15 +23,14 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ._validate import check_ndim
+from .streaming import read_all
 from .volume import Volume
 
 __all__ = ["boundary_map", "boundary_recall", "undersegmentation_error"]
 
 
 def _as_labels(labels: Any, name: str) -> np.ndarray:
-    if isinstance(labels, Volume):
-        labels = labels.read()
-    arr = np.asarray(labels)
+    arr = read_all(labels) if isinstance(labels, Volume) else np.asarray(labels)
     if arr.dtype.kind not in "biu":
         raise TypeError(f"{name} must be an integer (or bool) label array, got dtype {arr.dtype}")
     check_ndim(arr.ndim, name)
@@ -48,9 +47,7 @@ def _pair(labels: Any, ground_truth: Any, mask: Any) -> tuple[np.ndarray, np.nda
             f"labels and ground_truth must have the same shape, got {seg.shape} and {gt.shape}"
         )
     if mask is not None:
-        if isinstance(mask, Volume):
-            mask = mask.read()
-        mask = np.asarray(mask)
+        mask = read_all(mask) if isinstance(mask, Volume) else np.asarray(mask)
         if mask.shape != seg.shape:
             raise ValueError(f"mask must have shape {seg.shape}, got {mask.shape}")
         mask = mask.astype(bool, copy=False)
@@ -67,7 +64,7 @@ def boundary_map(labels: Any, mask: Any = None) -> np.ndarray:
     """
     seg = _as_labels(labels, "labels")
     if mask is not None:
-        mask = np.asarray(mask.read() if isinstance(mask, Volume) else mask).astype(bool)
+        mask = np.asarray(read_all(mask) if isinstance(mask, Volume) else mask).astype(bool)
         if mask.shape != seg.shape:
             raise ValueError(f"mask must have shape {seg.shape}, got {mask.shape}")
     out = np.zeros(seg.shape, bool)

@@ -78,7 +78,7 @@ from typing import Any
 import numpy as np
 
 from . import _atomic
-from .streaming import map_overlap
+from .streaming import map_blocks, map_overlap, read_region, write_all
 from .volume import Archive, Volume
 
 __all__ = [
@@ -466,11 +466,17 @@ def difference_map(a: np.ndarray | Volume, b: np.ndarray | Volume, out: Any) -> 
     if tuple(a.shape) != tuple(b.shape):
         raise ValueError(f"difference of volumes of shapes {a.shape} and {b.shape}")
 
-    def kernel(block: np.ndarray, info: Any) -> np.ndarray:
-        other = np.asarray(b[info.global_slices], dtype=np.float32)
-        return block[info.core] - other
+    def read(start: tuple[int, ...], stop: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        box = tuple(slice(s, e) for s, e in zip(start, stop))
+        return read_region(a, box, dtype=np.float32), read_region(b, box, dtype=np.float32)
 
-    return map_overlap(kernel, a, depth=0, dtype=np.float32, out=out, desc="difference")
+    def kernel(pair: tuple[np.ndarray, np.ndarray], info: Any) -> np.ndarray:
+        return pair[0] - pair[1]
+
+    align = next((v.chunks for v in (out, a, b) if isinstance(v, Volume) and v.chunks), None)
+    return map_blocks(
+        kernel, a.shape, read, out=out, out_dtype=np.float32, align=align, desc="difference"
+    )
 
 
 # -- inputs ------------------------------------------------------------------------------
@@ -920,7 +926,7 @@ def _run(
         with clock.stage("lungs", f"{tp}: lung mask"):
             v["lungs"] = _derived(ar, f"{g}/lungs", image, np.uint8)
             mask = lung_mask(image, spacing=spacing)
-            _write_slabs(v["lungs"], mask)
+            write_all(v["lungs"], mask)
         with clock.stage("supervoxels", f"{tp}: supervoxels"):
             v["supervoxels"] = _derived(ar, f"{g}/supervoxels", image, np.int32)
             det.segment(v["denoised"], spacing=spacing, lung_mask=mask, out=v["supervoxels"])
@@ -1087,16 +1093,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
-
-
-def _write_slabs(vol: Volume, data: np.ndarray) -> None:
-    step = vol.chunks[0] if vol.chunks else data.shape[0]
-    for z0 in range(0, data.shape[0], step):
-        z1 = min(data.shape[0], z0 + step)
-        vol.write_region(
-            (slice(z0, z1), slice(None), slice(None)),
-            np.ascontiguousarray(data[z0:z1], dtype=vol.dtype),
-        )
 
 
 def _result_json(result: PipelineResult) -> dict[str, Any]:

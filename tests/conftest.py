@@ -19,3 +19,4 @@ def _reset_fastct_settings():
     yield
     fastct.set_num_threads(None)
     fastct.set_progress(None)
+    fastct.set_memory_budget(None)

@@ -346,7 +346,7 @@ def test_streamed_equals_in_memory(rng, archive_path, monkeypatch):
         assert_tables_identical(memory, region_features(lv, image))
         for planes in (1, 3, 4):
             assert_tables_identical(memory, region_features(lv, iv, block_planes=planes))
-        monkeypatch.setattr(F, "SLAB_VOXELS", 17 * 19 * 9)  # several chunk-aligned slabs
+        fastct.set_memory_budget(17 * 19 * 9 * F._BYTES_PER_VOXEL)  # several chunk-aligned slabs
         assert_tables_identical(memory, region_features(lv, iv))
         assert_tables_identical(region_adjacency(labels, spacing=SPACING_3D), region_adjacency(lv))
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from .. import _config
 from .._validate import check_mode, check_spacing, per_axis, smoothing_dtype
-from ..streaming import BlockInfo, boundary_index
+from ..streaming import BlockInfo, boundary_index, choose_block_shape
 from ..volume import Volume
 from ._common import (
     DOC_CVAL,
@@ -44,10 +44,9 @@ from ._common import (
 METHODS = ("exact", "recursive")
 # scipy.ndimage.gaussian_filter skips axes with sigma <= 1e-15.
 _SIGMA_EPS = 1e-15
-# Cache budget of one work item's scratch (ring of y-passed rows, recursive lines).
+# Cache (not memory) budget of one work item's scratch (ring of y-passed rows,
+# recursive lines): sized to stay in L2, independent of the streaming memory budget.
 _SCRATCH_BYTES = 1 << 20
-# Target size of a streamed block for the recursive method (core, compute dtype).
-_RECURSIVE_BLOCK_BYTES = 64 * 1024**2
 
 
 # -- argument checks -----------------------------------------------------------------
@@ -348,16 +347,13 @@ def _recursive_block_kernel(plans, mode, cval):
 
 def _recursive_block_shape(shape, plans, itemsize) -> tuple[int, ...]:
     """Block cores that are whole multiples of each axis' tile (tiles sit at fixed
-    global positions), grown along the last axis first up to the block budget."""
-    units = [p[2] for p in plans[-len(shape) :]]
-    block = [min(u, n) for u, n in zip(units, shape)]
-    budget = max(1, _RECURSIVE_BLOCK_BYTES // itemsize)
-    for ax in reversed(range(len(shape))):
-        others = math.prod(block[:ax] + block[ax + 1 :])
-        room = max(1, budget // others)
-        grown = max(units[ax], (room // units[ax]) * units[ax])
-        block[ax] = min(shape[ax], max(block[ax], grown))
-    return tuple(block)
+    global positions). The recursive filter's halo is wide (its support is long), so
+    its cores take the whole memory budget rather than half: the halo, not the core,
+    dominates the block read."""
+    units = tuple(p[2] for p in plans[-len(shape) :])
+    return choose_block_shape(
+        shape, itemsize, align=units, target_bytes=_config.get_memory_budget()
+    )
 
 
 # -- dispatch ----------------------------------------------------------------------------
