@@ -1,8 +1,10 @@
-"""Argument checks and the dtype policy, in one place.
+"""The input layer: argument checks and the dtype policy, in one place.
 
 Public functions call these helpers before handing C-contiguous arrays of a fixed
-layout to the private kernels. Every error names the parameter, what was expected
-and what was received.
+layout to the private kernels: images (array or archive Volume), ``out=``
+destinations, scalars, flags and choices, per-axis values, geometry. Every error
+names the parameter, what was expected and what was received, so the CLI can print
+it as its one line. Shared docstring fragments live in :mod:`fastct._docs`.
 """
 
 from __future__ import annotations
@@ -155,3 +157,145 @@ def check_shape(shape: object, name: str = "shape") -> tuple[int, ...]:
     if any(d < 1 for d in dims):
         raise ValueError(f"{name} must be positive on every axis, got {dims}")
     return dims
+
+
+# -- scalars, flags, choices ---------------------------------------------------------
+def _bounds_text(lo, hi, lo_open: bool, hi_open: bool) -> str:
+    if lo is not None and hi is not None:
+        return f" in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+    if lo is not None:
+        return f" {'>' if lo_open else '>='} {lo:g}"
+    if hi is not None:
+        return f" {'<' if hi_open else '<='} {hi:g}"
+    return ""
+
+
+def check_real(
+    value: object,
+    name: str,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+    hi_open: bool = False,
+    finite: bool = True,
+) -> float:
+    """A real number (not a bool) within the optional bounds, as a float; finite
+    unless ``finite=False`` (fill values may be NaN or infinite, as in scipy).
+
+    >>> check_real(2, "sigma", lo=0, lo_open=True)
+    2.0
+    >>> check_real(-1, "sigma", lo=0, lo_open=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: sigma must be a finite number > 0, got -1
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.number)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    v = float(value)
+    if (
+        (finite and not math.isfinite(v))
+        or (lo is not None and (v < lo or (lo_open and v == lo)))
+        or (hi is not None and (v > hi or (hi_open and v == hi)))
+    ):
+        bounds = _bounds_text(lo, hi, lo_open, hi_open)
+        raise ValueError(f"{name} must be a finite number{bounds}, got {value!r}")
+    return v
+
+
+def check_int(value: object, name: str, *, lo: int | None = None, hi: int | None = None) -> int:
+    """An integer (not a bool) within the optional bounds.
+
+    >>> check_int(3, "size", lo=1)
+    3
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    v = int(value)
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        raise ValueError(f"{name} must be an integer{_bounds_text(lo, hi, False, False)}, got {v}")
+    return v
+
+
+def check_flag(value: object, name: str) -> bool:
+    """``True`` or ``False`` (NumPy booleans too).
+
+    >>> check_flag(np.True_, "overwrite")
+    True
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_choice(value: object, name: str, options: Sequence[str]) -> str:
+    """One of the strings ``options``.
+
+    >>> check_choice("mi", "metric", ("mse", "ncc", "mi"))
+    'mi'
+    """
+    options = tuple(options)
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, one of {options}, got {type(value).__name__}")
+    if value not in options:
+        raise ValueError(f"{name} must be one of {options}, got {value!r}")
+    return value
+
+
+# -- images and destinations: ndarray or archive Volume ----------------------------------
+def _volume_type() -> type:
+    from .volume import Volume  # the storage layer imports this module: import late
+
+    return Volume
+
+
+def as_input(image: object, name: str = "image", *, allow_bool: bool = True) -> object:
+    """An archive Volume as it is (checked: 2-D or 3-D, real numeric), else a validated
+    in-memory image (:func:`as_image`)."""
+    if isinstance(image, _volume_type()):
+        check_ndim(image.ndim, name)
+        kind = image.dtype.kind
+        if kind not in "biuf" or (kind == "b" and not allow_bool):
+            raise TypeError(f"{name} must have a real numeric dtype, got {image.dtype}")
+        return image
+    return as_image(image, name, allow_bool=allow_bool)
+
+
+def check_out(
+    out: object,
+    shape: tuple[int, ...],
+    dtype: object = None,
+    *,
+    dtypes: Sequence[object] | None = None,
+    what: str = "shape",
+) -> object:
+    """Check an ``out=`` destination for a result of ``shape``.
+
+    ``out`` must be an ndarray or an archive Volume of that shape, writeable (a Volume
+    in an archive opened for writing). With ``dtype``, its dtype must hold that result
+    dtype without changing kind (``same_kind`` casting); with ``dtypes``, it must be
+    one of them. ``None`` passes through. ``what`` names the shape in the message
+    (e.g. "the image's shape").
+    """
+    if out is None:
+        return None
+    volume_type = _volume_type()
+    if not isinstance(out, (np.ndarray, volume_type)):
+        raise TypeError(f"out must be an ndarray or a Volume, got {type(out).__name__}")
+    if tuple(out.shape) != tuple(shape):
+        raise ValueError(f"out must have {what} {tuple(shape)}, got {tuple(out.shape)}")
+    if isinstance(out, volume_type):
+        out.check_writable()
+    elif not out.flags.writeable:
+        raise ValueError("out must be writeable")
+    got = np.dtype(out.dtype)
+    if dtypes is not None:
+        allowed = [np.dtype(d) for d in dtypes]
+        if got not in allowed:
+            names = " or ".join(str(d) for d in allowed)
+            raise TypeError(f"out must have dtype {names}, got {got}")
+    elif dtype is not None:
+        want = np.dtype(dtype)
+        if got != want and not np.can_cast(want, got, "same_kind"):
+            raise TypeError(f"out dtype {got} cannot hold the {want} result")
+    return out

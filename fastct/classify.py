@@ -59,7 +59,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from ._modelfile import ModelFileError, read_model_file, write_model_file
-from ._validate import as_real_array, check_origin, check_spacing
+from ._validate import as_real_array, check_origin, check_real, check_spacing
 from .features import FeatureTable
 from .volume import Volume
 
@@ -689,20 +689,6 @@ def _blob_kernel(sigma_vox: tuple[float, ...], spacing: tuple[float, ...], scale
 # --------------------------------------------------------------------------------------
 # The detector
 # --------------------------------------------------------------------------------------
-def _check_real(value: Any, name: str, *, lo: float | None = None, hi: float | None = None,
-                lo_open: bool = False) -> float:  # fmt: skip
-    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.number)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    v = float(value)
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    if lo is not None and (v < lo or (lo_open and v == lo)):
-        raise ValueError(f"{name} must be {'>' if lo_open else '>='} {lo}, got {value!r}")
-    if hi is not None and v > hi:
-        raise ValueError(f"{name} must be <= {hi}, got {value!r}")
-    return v
-
-
 class NoduleDetector(BaseEstimator):
     """Supervoxel lung-nodule detector: SLIC + region features + a classifier.
 
@@ -783,12 +769,12 @@ class NoduleDetector(BaseEstimator):
                 f"blob_scales_mm must be a sequence of positive numbers, got "
                 f"{type(scales).__name__}"
             )
-        out = tuple(_check_real(s, "blob_scales_mm", lo=0, lo_open=True) for s in scales)
+        out = tuple(check_real(s, "blob_scales_mm", lo=0, lo_open=True) for s in scales)
         return out
 
     def _check_params(self) -> None:
-        _check_real(self.n_segments_per_litre, "n_segments_per_litre", lo=0, lo_open=True)
-        _check_real(self.compactness, "compactness", lo=0, lo_open=True)
+        check_real(self.n_segments_per_litre, "n_segments_per_litre", lo=0, lo_open=True)
+        check_real(self.compactness, "compactness", lo=0, lo_open=True)
         if isinstance(self.median_size, bool) or not isinstance(
             self.median_size, (numbers.Integral, np.integer)
         ):
@@ -798,9 +784,9 @@ class NoduleDetector(BaseEstimator):
         if self.median_size < 1:
             raise ValueError(f"median_size must be >= 1, got {self.median_size}")
         self._scales()
-        _check_real(self.target_overlap, "target_overlap", lo=0, hi=1, lo_open=True)
-        _check_real(self.negative_fraction, "negative_fraction", lo=0, hi=1, lo_open=True)
-        _check_real(self.threshold, "threshold", lo=0, hi=1)
+        check_real(self.target_overlap, "target_overlap", lo=0, hi=1, lo_open=True)
+        check_real(self.negative_fraction, "negative_fraction", lo=0, hi=1, lo_open=True)
+        check_real(self.threshold, "threshold", lo=0, hi=1)
 
     def feature_names(self) -> list[str]:
         """The feature columns this detector computes (see :func:`detector_feature_names`)."""
@@ -1026,7 +1012,7 @@ class NoduleDetector(BaseEstimator):
         from scipy.sparse.csgraph import connected_components
 
         thr = self.threshold if threshold is None else threshold
-        thr = _check_real(thr, "threshold", lo=0, hi=1)
+        thr = check_real(thr, "threshold", lo=0, hi=1)
         needed = ["label", "volume_mm3", "centroid_z_mm", "centroid_y_mm", "centroid_x_mm"]
         missing = [c for c in needed if c not in _table_names(table)]
         if missing:

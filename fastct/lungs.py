@@ -41,14 +41,13 @@ clinical scan.
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
 
 from . import _config
-from ._validate import as_image, check_spacing
+from ._validate import as_image, check_flag, check_out, check_real, check_spacing
 from .streaming import Slab, read_planes, slabs, stream, write_region
 from .volume import Volume
 
@@ -62,19 +61,6 @@ _TRACHEA_AREA_MM2 = (30.0, 900.0)
 _TRACHEA_CENTRAL_FRACTION = 0.15  # |x - body centre| <= this * body width
 _TRACHEA_SEARCH_MM = 60.0  # how far from each z end to look for the trachea
 _AIRWAY_MAX_FRACTION = 0.2  # an airway tree larger than this share of interior air leaked
-
-
-def _check_real(value: Any, name: str, *, positive: bool = False, minimum: float | None = None):
-    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.number)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    if positive and value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    return value
 
 
 def _check_image(image: Any) -> np.ndarray | Volume:
@@ -367,27 +353,18 @@ def lung_mask(
     if spacing is None and isinstance(image, Volume):
         spacing = image.spacing
     spacing = check_spacing(spacing, 3)
-    threshold = _check_real(threshold, "threshold")
-    airway_threshold = _check_real(airway_threshold, "airway_threshold")
+    threshold = check_real(threshold, "threshold")
+    airway_threshold = check_real(airway_threshold, "airway_threshold")
     if airway_threshold >= threshold:
         raise ValueError(
             f"airway_threshold must be below threshold ({threshold:g} HU), got {airway_threshold:g}"
         )
-    if not isinstance(remove_airways, (bool, np.bool_)):
-        raise TypeError(f"remove_airways must be True or False, got {remove_airways!r}")
-    closing_mm = _check_real(closing_mm, "closing_mm", minimum=0.0)
-    working_mm = _check_real(working_mm, "working_mm", positive=True)
-    min_lung_fraction = _check_real(min_lung_fraction, "min_lung_fraction", minimum=0.0)
-    if min_lung_fraction > 1:
-        raise ValueError(f"min_lung_fraction must be in [0, 1], got {min_lung_fraction!r}")
+    check_flag(remove_airways, "remove_airways")
+    closing_mm = check_real(closing_mm, "closing_mm", lo=0)
+    working_mm = check_real(working_mm, "working_mm", lo=0, lo_open=True)
+    min_lung_fraction = check_real(min_lung_fraction, "min_lung_fraction", lo=0, hi=1)
     shape = tuple(image.shape)
-    if out is not None:
-        if not isinstance(out, (np.ndarray, Volume)):
-            raise TypeError(f"out must be an ndarray or a Volume, got {type(out).__name__}")
-        if tuple(out.shape) != shape:
-            raise ValueError(f"out must have the image's shape {shape}, got {tuple(out.shape)}")
-        if np.dtype(out.dtype) not in (np.dtype(bool), np.dtype(np.uint8)):
-            raise TypeError(f"out must have dtype bool or uint8, got {out.dtype}")
+    check_out(out, shape, dtypes=(bool, np.uint8), what="the image's shape")
 
     factors = working_factors(spacing, working_mm)
     wspacing = tuple(s * f for s, f in zip(spacing, factors))

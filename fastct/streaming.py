@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from . import _config
-from ._validate import check_mode, per_axis
+from ._validate import check_mode, check_out, per_axis
 from .volume import Volume
 
 # Sentinel closing the reader/writer queues.
@@ -571,7 +571,7 @@ def map_overlap(
     depth_t = per_axis(depth, ndim, "depth", kind=int)
     mode = check_mode(mode)
     dtype = np.dtype(src.dtype if dtype is None else dtype)
-    out = check_out(out, shape, np.dtype(out_dtype) if out_dtype is not None else dtype)
+    out = _destination(out, shape, np.dtype(out_dtype) if out_dtype is not None else dtype)
     itemsize = max(dtype.itemsize, np.dtype(out.dtype).itemsize)
     block_shape = _block_shape(block_shape, shape, itemsize, (out, src))
     blocks = list(iter_blocks(shape, block_shape))
@@ -614,7 +614,7 @@ def map_blocks(
     or to ``out``'s chunks.
     """
     shape = tuple(int(n) for n in shape)
-    out = check_out(out, shape, np.dtype(out_dtype))
+    out = _destination(out, shape, np.dtype(out_dtype))
     if itemsize is None:
         itemsize = np.dtype(out.dtype).itemsize
     if block_shape is None and align is not None:
@@ -633,20 +633,11 @@ def map_blocks(
     return _execute(blocks, read_block, func, out, progress, desc, prefetch, nbytes)
 
 
-def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | Volume:
-    """``out`` checked for a result of ``shape`` (a new ``dtype`` array when None):
-    an ndarray or Volume of that shape, writeable."""
+def _destination(out: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | Volume:
+    """``out`` checked by the input layer, or a new ``dtype`` array when None."""
     if out is None:
         return np.empty(shape, dtype=dtype)
-    if not isinstance(out, (np.ndarray, Volume)):
-        raise TypeError(f"out must be an ndarray or a Volume, got {type(out).__name__}")
-    if tuple(out.shape) != tuple(shape):
-        raise ValueError(f"out must have shape {tuple(shape)}, got {tuple(out.shape)}")
-    if isinstance(out, Volume):
-        out.check_writable()
-    elif not out.flags.writeable:
-        raise ValueError("out must be writeable")
-    return out
+    return check_out(out, shape)
 
 
 def _block_shape(block_shape: Any, shape: tuple[int, ...], itemsize: int, volumes: tuple):

@@ -21,23 +21,24 @@ from __future__ import annotations
 
 import contextlib
 import math
-import numbers
 from typing import Any
 
 import numpy as np
 
 from .. import _config
-from .._validate import check_mode, check_spacing, per_axis, smoothing_dtype
+from .._docs import docfiller
+from .._validate import (
+    as_input,
+    check_mode,
+    check_out,
+    check_real,
+    check_spacing,
+    per_axis,
+    smoothing_dtype,
+)
 from ..streaming import BlockInfo, boundary_index, choose_block_shape
 from ..volume import Volume
 from ._common import (
-    DOC_CVAL,
-    DOC_IMAGE,
-    DOC_MODE,
-    DOC_OUT,
-    DOC_SPACING,
-    check_input,
-    check_out,
     run_filter,
 )
 
@@ -50,15 +51,6 @@ _SCRATCH_BYTES = 1 << 20
 
 
 # -- argument checks -----------------------------------------------------------------
-def _check_real(value: Any, name: str, *, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.number)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if positive and not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return value
-
-
 def _check_method(method: Any) -> str:
     if not isinstance(method, str):
         raise TypeError(f"method must be a string, one of {METHODS}, got {type(method).__name__}")
@@ -414,12 +406,13 @@ def _filter(image, out, cdt, depth, mode, cval, block_kernel, direct, desc, bloc
 
 
 def _validate_common(image, mode, truncate):
-    image = check_input(image)
+    image = as_input(image)
     mode = check_mode(mode)
-    truncate = _check_real(truncate, "truncate", positive=True)
+    truncate = check_real(truncate, "truncate", lo=0, lo_open=True)
     return image, mode, truncate
 
 
+@docfiller
 def gaussian(
     image,
     sigma,
@@ -501,7 +494,7 @@ def gaussian(
     """
     image, mode, truncate = _validate_common(image, mode, truncate)
     method = _check_method(method)
-    cval = _check_real(cval, "cval")
+    cval = check_real(cval, "cval", finite=False)
     sig = _sigma_voxels(sigma, spacing, image.ndim, "sigma")
     cdt = smoothing_dtype(image.dtype)
     sig3 = sig if image.ndim == 3 else (0.0, *sig)
@@ -530,6 +523,7 @@ def gaussian(
     return _filter(image, out, cdt, depth, mode, cval, kernel, direct, "gaussian", block_shape)
 
 
+@docfiller
 def unsharp_mask(
     image,
     radius=1.0,
@@ -583,7 +577,7 @@ def unsharp_mask(
     True
     """
     image, mode, truncate = _validate_common(image, mode, truncate)
-    amount = _check_real(amount, "amount")
+    amount = check_real(amount, "amount", finite=False)
     if not math.isfinite(amount):
         raise ValueError(f"amount must be finite, got {amount!r}")
     sig = _sigma_voxels(radius, spacing, image.ndim, "radius")
@@ -597,14 +591,3 @@ def unsharp_mask(
         _exact_direct(src3, dst3, weights, mode, 0.0, amount, True)
 
     return _filter(image, out, cdt, depth, mode, 0.0, kernel, direct, "unsharp_mask")
-
-
-_DOCS = {
-    "image": DOC_IMAGE,
-    "mode": DOC_MODE,
-    "cval": DOC_CVAL,
-    "spacing": DOC_SPACING,
-    "out": DOC_OUT,
-}
-gaussian.__doc__ = gaussian.__doc__.format(**_DOCS)
-unsharp_mask.__doc__ = unsharp_mask.__doc__.format(**_DOCS)

@@ -42,10 +42,11 @@ from typing import Any
 
 import numpy as np
 
-from .._validate import check_mode, per_axis
+from .._docs import docfiller
+from .._validate import as_input, check_mode, per_axis
 from ..streaming import BlockInfo
 from ..volume import Volume
-from ._common import DOC_CVAL, DOC_IMAGE, DOC_MODE, DOC_OUT, check_input, run_filter
+from ._common import run_filter
 
 # Footprints up to this many voxels use the selection network on any data; beyond
 # it the sliding histogram is faster whenever the values fit its bins.
@@ -368,6 +369,7 @@ def _transposed(plan: _Plan, axes: tuple[int, ...]) -> _Plan:
 
 
 # -- public API ------------------------------------------------------------------------------
+@docfiller
 def median(image, size=3, *, footprint=None, mode="reflect", cval=0.0, out=None):
     """Median filter, identical to ``scipy.ndimage.median_filter``, in the input dtype.
 
@@ -419,7 +421,7 @@ def median(image, size=3, *, footprint=None, mode="reflect", cval=0.0, out=None)
     ...                     ndi.median_filter(img, footprint=fp, mode="wrap")))
     True
     """
-    image = check_input(image)
+    image = as_input(image)
     ndim = len(image.shape)
     fp = _check_footprint(size, footprint, ndim)
     mode = check_mode(mode)
@@ -447,6 +449,3 @@ def median(image, size=3, *, footprint=None, mode="reflect", cval=0.0, out=None)
         out=out,
         desc="median",
     )
-
-
-median.__doc__ = median.__doc__.format(image=DOC_IMAGE, mode=DOC_MODE, cval=DOC_CVAL, out=DOC_OUT)
