@@ -42,9 +42,7 @@ import contextlib
 import os
 from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
-from typing import Any, TypeVar
-
-_F = TypeVar("_F", bound=Callable[..., Any])
+from typing import Any
 
 # name -> numba.njit options; see the module docstring for why each is what it is.
 PROFILES: Mapping[str, Mapping[str, bool]] = MappingProxyType(
@@ -87,7 +85,9 @@ def compile_options(
     return options
 
 
-def kernel(profile: str, *, parallel: bool = False, inline: bool = False) -> Callable[[_F], _F]:
+def kernel(
+    profile: str, *, parallel: bool = False, inline: bool = False
+) -> Callable[[Callable[..., Any]], Any]:
     """Decorator compiling a kernel with ``numba.njit`` and the options of ``profile``.
 
     Used by the modules of ``fastct._kernels`` only (they import Numba anyway)::
@@ -97,10 +97,7 @@ def kernel(profile: str, *, parallel: bool = False, inline: bool = False) -> Cal
     """
     import numba
 
-    decorator: Callable[[_F], _F] = numba.njit(
-        **compile_options(profile, parallel=parallel, inline=inline)
-    )
-    return decorator
+    return numba.njit(**compile_options(profile, parallel=parallel, inline=inline))
 
 
 _ENV_THREADS = "FASTCT_NUM_THREADS"
