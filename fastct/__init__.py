@@ -9,8 +9,8 @@ Public functions live at the top level; submodules are imported on first use so
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+import importlib as _importlib
+from typing import Any as _Any
 
 from ._config import (
     get_memory_budget,
@@ -20,9 +20,11 @@ from ._config import (
     set_progress,
 )
 
+# The one version source: pyproject.toml reads it (setuptools dynamic version).
 __version__ = "0.1.0"
 
-# name -> submodule that defines it (loaded lazily).
+# name -> submodule that defines it (loaded lazily). Keep __init__.pyi, the typed view of
+# this module for IDEs and type checkers, in step (tests/test_typing.py checks it).
 _LAZY = {
     "open": "volume",
     "Archive": "volume",
@@ -73,16 +75,18 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     if name in _LAZY:
-        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        module = _importlib.import_module(f".{_LAZY[name]}", __name__)
         value = getattr(module, name)
         globals()[name] = value
         return value
     if name in _SUBMODULES:
-        return importlib.import_module(f".{name}", __name__)
+        return _importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'fastct' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY) | _SUBMODULES)
+    # The public names and the module's dunders; not the helpers imported above.
+    dunders = {name for name in globals() if name.startswith("__")}
+    return sorted(dunders | set(__all__) | _SUBMODULES)

@@ -1,22 +1,104 @@
-"""One place for compilation flags and thread policy.
+"""One place for compile profiles and thread policy.
 
-Every ``@njit`` kernel takes its options from here so that the fastmath policy and
-caching are decided once. ``nnan``/``ninf`` are deliberately absent: NaN and inf must
-propagate exactly as in scipy/numpy.
+Compile profiles
+----------------
+Every compiled kernel in ``fastct._kernels`` is declared with :func:`kernel` and the
+name of a profile below; no kernel module sets ``nogil``, ``cache`` or ``fastmath``
+itself, so these decisions are made here, once. A kernel only adds what belongs to its
+own code: ``parallel=True`` when it has a ``prange`` loop, ``inline=True`` for a small
+helper that Numba inlines into its callers (``inline="always"``).
+
+==================  =====  =====  ========  =================================================
+profile             nogil  cache  fastmath  kernels
+==================  =====  =====  ========  =================================================
+``exact``           yes    no     off       Gaussian, median, features, registration,
+                                            resample, phantom, box sum
+``cached``          yes    yes    off       SLIC (``slic``, ``slic_connectivity``)
+``cached_objmode``  no     yes    off       SLIC's ``_cpu_clock`` (an ``objmode`` block)
+==================  =====  =====  ========  =================================================
+
+Why:
+
+- fastmath is off everywhere. Results must equal scipy.ndimage, scikit-image and NumPy
+  bit for bit (median, exact Gaussian, SLIC's labels) and must not depend on the
+  chunking or the thread count; reassociation and fused multiply-add contraction
+  change the rounding, and ``nnan``/``ninf`` would break NaN and inf propagation. A
+  fastmath profile belongs here, with its own tests, the day a kernel can tolerate it.
+- ``nogil``: kernels release the GIL, so Dask workers and user threads run them
+  concurrently. The one exception holds a ``numba.objmode`` block (Python code, which
+  needs the GIL; Numba warns when such a function asks for ``nogil``).
+- ``cache``: off by default, because cached ``parallel=True`` kernels have crashed in
+  other projects when the thread count changed between runs. The SLIC kernels are
+  cached: they take about 10 s to compile, and their cache is tested with thread counts
+  changing within and between processes
+  (``tests/test_slic.py::test_cache_survives_thread_count_changes``).
+
+Numba is imported only when a kernel module is, never by ``import fastct``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from types import MappingProxyType
+from typing import Any
 
-# Reassociation and contraction only; NaN/inf semantics are kept.
-FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
+# name -> numba.njit options; see the module docstring for why each is what it is.
+PROFILES: Mapping[str, Mapping[str, bool]] = MappingProxyType(
+    {
+        "exact": MappingProxyType({"nogil": True, "cache": False, "fastmath": False}),
+        "cached": MappingProxyType({"nogil": True, "cache": True, "fastmath": False}),
+        "cached_objmode": MappingProxyType({"nogil": False, "cache": True, "fastmath": False}),
+    }
+)
 
-# Options for every compiled kernel. ``cache`` is off: cached ``parallel=True``
-# kernels have crashed in other projects when the thread count changed between runs.
-NJIT_OPTIONS = {"nogil": True, "cache": False}
+
+def compile_options(
+    profile: str, *, parallel: bool = False, inline: bool = False
+) -> dict[str, Any]:
+    """The ``numba.njit`` options of a kernel compiled with ``profile``.
+
+    ``parallel`` and ``inline`` are added only when set, so a kernel's options are
+    exactly its profile's otherwise.
+
+    Examples
+    --------
+    >>> from fastct._config import compile_options
+    >>> compile_options("exact", parallel=True)
+    {'nogil': True, 'cache': False, 'fastmath': False, 'parallel': True}
+    >>> compile_options("cached", inline=True)
+    {'nogil': True, 'cache': True, 'fastmath': False, 'inline': 'always'}
+    >>> compile_options("fast")
+    Traceback (most recent call last):
+    ...
+    ValueError: profile must be one of 'cached', 'cached_objmode', 'exact', got 'fast'
+    """
+    if profile not in PROFILES:
+        names = ", ".join(repr(name) for name in sorted(PROFILES))
+        raise ValueError(f"profile must be one of {names}, got {profile!r}")
+    options: dict[str, Any] = dict(PROFILES[profile])
+    if parallel:
+        options["parallel"] = True
+    if inline:
+        options["inline"] = "always"
+    return options
+
+
+def kernel(
+    profile: str, *, parallel: bool = False, inline: bool = False
+) -> Callable[[Callable[..., Any]], Any]:
+    """Decorator compiling a kernel with ``numba.njit`` and the options of ``profile``.
+
+    Used by the modules of ``fastct._kernels`` only (they import Numba anyway)::
+
+        @kernel("exact", parallel=True)
+        def box_sum_3d(data, rz, ry, rx, out): ...
+    """
+    import numba
+
+    return numba.njit(**compile_options(profile, parallel=parallel, inline=inline))
+
 
 _ENV_THREADS = "FASTCT_NUM_THREADS"
 _num_threads: int | None = None  # None: follow FASTCT_NUM_THREADS, else all cores

@@ -10,10 +10,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .._config import NJIT_OPTIONS
+from .._config import kernel
 
 
-@numba.njit(parallel=True, **NJIT_OPTIONS)
+@kernel("exact", parallel=True)
 def box_sum_3d(data, rz, ry, rx, out):  # pragma: no cover - compiled
     nz, ny, nx = out.shape
     for z in numba.prange(nz):

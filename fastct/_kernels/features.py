@@ -33,7 +33,7 @@ import math
 import numba
 import numpy as np
 
-from .._config import NJIT_OPTIONS
+from .._config import kernel
 
 N_ACC_I = 22
 N_ACC_F = 4
@@ -51,7 +51,7 @@ _ADJ_TABLE_BITS = 15
 # order. Background (label 0 / id -1) makes no run.
 
 
-@numba.njit(parallel=True, **NJIT_OPTIONS)
+@kernel("exact", parallel=True)
 def label_runs(lab, rpos, rlen, rval, nruns, mins, maxs):  # pragma: no cover - compiled
     """Runs of labels > 0 of every plane of ``lab``, and each plane's min and max."""
     nb, ny, nx = lab.shape
@@ -82,7 +82,7 @@ def label_runs(lab, rpos, rlen, rval, nruns, mins, maxs):  # pragma: no cover - 
         maxs[k] = mx
 
 
-@numba.njit(parallel=True, **NJIT_OPTIONS)
+@kernel("exact", parallel=True)
 def run_histogram(rlen, rval, nruns, plane, nparts, counts):  # pragma: no cover - compiled
     """``counts[v] += len`` over the runs (ownership by label value)."""
     mask = nparts - 1
@@ -95,7 +95,7 @@ def run_histogram(rlen, rval, nruns, plane, nparts, counts):  # pragma: no cover
                     counts[v] += rlen[r]
 
 
-@numba.njit(parallel=True, **NJIT_OPTIONS)
+@kernel("exact", parallel=True)
 def key_runs(keys, lut, zc0, ncore, rpos, rlen, rid, nruns):  # pragma: no cover - compiled
     """Runs of the core planes ``keys[zc0 : zc0 + ncore]``, with ``rid = lut[key]``."""
     _, ny, nx = keys.shape
@@ -120,7 +120,7 @@ def key_runs(keys, lut, zc0, ncore, rpos, rlen, rid, nruns):  # pragma: no cover
 
 
 # -- pass 1: counts, intensity sums, coordinates, faces, gradient ----------------------
-@numba.njit(**NJIT_OPTIONS)
+@kernel("exact")
 def _grad_axis(lo, mid, hi, g, n, inv_h, inv_2h):  # pragma: no cover - compiled
     """np.gradient (edge_order=1) along one axis at global index ``g`` of ``n``.
 
@@ -136,7 +136,7 @@ def _grad_axis(lo, mid, hi, g, n, inv_h, inv_2h):  # pragma: no cover - compiled
     return (hi - lo) * inv_2h
 
 
-@numba.njit(parallel=True, **NJIT_OPTIONS)
+@kernel("exact", parallel=True)
 def accumulate(
     keys, img, zc0, z0, nz, rpos, rlen, rid, nruns, skip_axis, spacing, nparts,
     need_grad, need_faces, acc_i, acc_f, need_vals, fill, vals,
@@ -263,7 +263,7 @@ def accumulate(
                     acc_i[a, 21] += 2  # a maximal run has one exposed x face at each end
 
 
-@numba.njit(parallel=True, **NJIT_OPTIONS)
+@kernel("exact", parallel=True)
 def central_sums(img, zc0, rpos, rlen, rid, nruns, nparts, mean, acc_c):  # pragma: no cover
     """Second pass without stored values: sums of (v - mean)^2, ^3, ^4 per region."""
     _, ny, nx = img.shape
@@ -295,13 +295,13 @@ def central_sums(img, zc0, rpos, rlen, rid, nruns, nparts, mean, acc_c):  # prag
 
 
 # -- adjacency --------------------------------------------------------------------------
-@numba.njit(**NJIT_OPTIONS)
+@kernel("exact")
 def _hash(key, bits):  # pragma: no cover - compiled
     h = np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)
     return np.int64(h >> np.uint64(64 - bits))
 
 
-@numba.njit(**NJIT_OPTIONS)
+@kernel("exact")
 def _table_add(tk, tc, bits, key, count):  # pragma: no cover - compiled
     """Add ``count`` to ``key`` in an open-addressing table; returns 1 if the key is new."""
     mask = (np.int64(1) << bits) - 1
@@ -317,7 +317,7 @@ def _table_add(tk, tc, bits, key, count):  # pragma: no cover - compiled
         h = (h + 1) & mask
 
 
-@numba.njit(parallel=True, **NJIT_OPTIONS)
+@kernel("exact", parallel=True)
 def adjacency_scan(
     keys, lut, zc0, ncore, z0, nz, skip_axis, n_ids, include_bg, item_planes, cap, n_out,
     out_keys, out_faces,
@@ -386,7 +386,7 @@ def adjacency_scan(
         n_out[c] = ne
 
 
-@numba.njit(**NJIT_OPTIONS)
+@kernel("exact")
 def merge_pairs(tk, tc, bits, keys, faces):  # pragma: no cover - compiled
     """Add (key, faces) entries into the global table; returns the number of new keys."""
     new = 0
@@ -396,7 +396,7 @@ def merge_pairs(tk, tc, bits, keys, faces):  # pragma: no cover - compiled
 
 
 # -- finalisation -------------------------------------------------------------------------
-@numba.njit(**NJIT_OPTIONS)
+@kernel("exact")
 def _lerp(a, b, t):  # pragma: no cover - compiled
     """numpy's _lerp, operation for operation."""
     d = b - a
@@ -406,18 +406,18 @@ def _lerp(a, b, t):  # pragma: no cover - compiled
     return r
 
 
-@numba.njit(**NJIT_OPTIONS)
+@kernel("exact")
 def _n_buckets(n):  # pragma: no cover - compiled
     return min(n // 2 + 1, 65536)
 
 
-@numba.njit(**NJIT_OPTIONS)
+@kernel("exact")
 def _bucket(v, lo, scale, nb):  # pragma: no cover - compiled
     """Monotone in ``v``: rounding of ``v - lo`` and of the product never reverses order."""
     return min(np.int64((v - lo) * scale), nb - 1)
 
 
-@numba.njit(**NJIT_OPTIONS)
+@kernel("exact")
 def _select(seg, bidx, nb, hist, ranks, slot, buf, out):  # pragma: no cover - compiled
     """Values of ``sorted(seg)[ranks]`` (``ranks`` ascending) without sorting ``seg``.
 
@@ -464,7 +464,7 @@ def _select(seg, bidx, nb, hist, ranks, slot, buf, out):  # pragma: no cover - c
 _FINALIZE_CHUNK = 256
 
 
-@numba.njit(parallel=True, **NJIT_OPTIONS)
+@kernel("exact", parallel=True)
 def finalize_values(vals, offsets, mean, vmin, vmax, q, acc_c, pct):  # pragma: no cover
     """Per region: central sums (raster order) and exact percentiles (numpy 'linear').
 
@@ -555,7 +555,7 @@ def finalize_values(vals, offsets, mean, vmin, vmax, q, acc_c, pct):  # pragma: 
                 pct[i, t] = _lerp(val[2 * t], val[2 * t + 1], gam[t])
 
 
-@numba.njit(**NJIT_OPTIONS)
+@kernel("exact")
 def _jacobi_eigvals(a):  # pragma: no cover - compiled
     """Eigenvalues (on the diagonal, in place) of a symmetric 3x3 matrix by cyclic
     Jacobi rotations: accurate to rounding also for (near-)degenerate matrices."""
@@ -588,7 +588,7 @@ def _jacobi_eigvals(a):  # pragma: no cover - compiled
                 a[r, p] = 0.0
 
 
-@numba.njit(**NJIT_OPTIONS)
+@kernel("exact")
 def _cov(acc_i, i, a, b, col):  # pragma: no cover - compiled
     """Covariance (in index units) of axes ``a``, ``b`` of region ``i``.
 
@@ -606,7 +606,7 @@ def _cov(acc_i, i, a, b, col):  # pragma: no cover - compiled
     return sab / fn - (sa / fn) * (sb / fn)
 
 
-@numba.njit(parallel=True, **NJIT_OPTIONS)
+@kernel("exact", parallel=True)
 def covariance_eigvals(acc_i, spacing, ndim, out):  # pragma: no cover - compiled
     """Descending eigenvalues of each region's covariance of physical voxel positions.
 

@@ -28,39 +28,38 @@ shape.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 from numba import prange
 
-from .._config import NJIT_OPTIONS
+from .._config import kernel
 
 
 # -- helpers (inlined into the parallel kernels) ------------------------------------
-@numba.njit(inline="always", **NJIT_OPTIONS)
+@kernel("exact", inline=True)
 def _init(dst, mid, c0, n):  # pragma: no cover - compiled
     for x in range(n):
         dst[x] = c0 * mid[x]
 
 
-@numba.njit(inline="always", **NJIT_OPTIONS)
+@kernel("exact", inline=True)
 def _pair(dst, a, b, wk, n):  # pragma: no cover - compiled
     for x in range(n):
         dst[x] += wk * (a[x] + b[x])
 
 
-@numba.njit(inline="always", **NJIT_OPTIONS)
+@kernel("exact", inline=True)
 def _pair2(dst, a1, b1, w1, a2, b2, w2, n):  # pragma: no cover - compiled
     # Same left-to-right order as two _pair calls (identical bits), one pass over dst.
     for x in range(n):
         dst[x] = dst[x] + w1 * (a1[x] + b1[x]) + w2 * (a2[x] + b2[x])
 
 
-@numba.njit(inline="always", **NJIT_OPTIONS)
+@kernel("exact", inline=True)
 def _row(plane, m, xa, xb, cvalrow):  # pragma: no cover - compiled
     return plane[m, xa:xb] if m >= 0 else cvalrow
 
 
-@numba.njit(inline="always", **NJIT_OPTIONS)
+@kernel("exact", inline=True)
 def _fir_shift(dst, row, w, r, n):  # pragma: no cover - compiled
     """``dst[x] = sum_k w[r+k] * row[x + r + k]`` along a contiguous row (x pass)."""
     _init(dst, row[r:], w[r], n)
@@ -78,7 +77,7 @@ def _fir_shift(dst, row, w, r, n):  # pragma: no cover - compiled
         k -= 1
 
 
-@numba.njit(parallel=True, **NJIT_OPTIONS)
+@kernel("exact", parallel=True)
 def gaussian_exact(
     src,
     out,
@@ -232,7 +231,7 @@ def gaussian_exact(
 
 
 # -- recursive (IIR) Gaussian: Young–van Vliet, 4th order ------------------------------
-@numba.njit(**NJIT_OPTIONS)
+@kernel("exact")
 def _iir_window(lines, amap, e0, wlen, halo, buf, coef, tsm, cval):  # pragma: no cover
     """Young–van Vliet causal + anti-causal passes (order 4) over one window.
 
@@ -298,7 +297,7 @@ def _iir_window(lines, amap, e0, wlen, halo, buf, coef, tsm, cval):  # pragma: n
             cur[c] = alpha * cur[c] + a1 * n1[c] + a2 * n2[c] + a3 * n3[c] + a4 * n4[c]
 
 
-@numba.njit(parallel=True, **NJIT_OPTIONS)
+@kernel("exact", parallel=True)
 def iir_axis1(src, dst, amap, tile, halo, coef, tsm, cval, cchunk):  # pragma: no cover
     """Recursive Gaussian along axis 1 of ``src`` (P, Ls, C) into ``dst`` (P, N, C).
 
@@ -336,7 +335,7 @@ def iir_axis1(src, dst, amap, tile, halo, coef, tsm, cval, cchunk):  # pragma: n
     return dst
 
 
-@numba.njit(parallel=True, **NJIT_OPTIONS)
+@kernel("exact", parallel=True)
 def iir_axis2(src, dst, amap, tile, halo, coef, tsm, cval, rchunk):  # pragma: no cover
     """Recursive Gaussian along the contiguous axis: ``src`` (R, Ls) -> ``dst`` (R, N).
 

@@ -28,14 +28,14 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .._config import NJIT_OPTIONS
+from .._config import kernel
 
 # Work items per call: enough for load balance on many cores, few enough that the
 # per-item scratch (a histogram) is cheap to allocate.
 _MAX_WORK_ITEMS = 256
 
 
-@numba.njit(parallel=True, **NJIT_OPTIONS)
+@kernel("exact", parallel=True)
 def network_select(data, offsets, program, out_reg, nreg, tile, out):  # pragma: no cover
     """Apply a selection network row by row.
 
@@ -92,7 +92,7 @@ def network_select(data, offsets, program, out_reg, nreg, tile, out):  # pragma:
     return out
 
 
-@numba.njit(**NJIT_OPTIONS)
+@kernel("exact")
 def _histogram_rows(
     flat, NY, NX, ny, nx, r0, r1, lin_all, lin_enter, lin_leave, rank, shift, hist, coarse, out
 ):  # pragma: no cover
@@ -168,7 +168,7 @@ def _histogram_rows(
             hist[np.int64(flat[np.uint64(b + lin_all[i])])] -= 1
 
 
-@numba.njit(parallel=True, **NJIT_OPTIONS)
+@kernel("exact", parallel=True)
 def histogram_select(
     idx, lin_all, lin_enter, lin_leave, rank, nbins, shift, out
 ):  # pragma: no cover
@@ -218,7 +218,7 @@ def histogram_select(
     return out
 
 
-@numba.njit(**NJIT_OPTIONS)
+@kernel("exact")
 def _quickselect(buf, n, k):  # pragma: no cover
     """Rank ``k`` of ``buf[:n]`` (partially reorders ``buf``)."""
     lo = 0
@@ -255,7 +255,7 @@ def _quickselect(buf, n, k):  # pragma: no cover
     return buf[k]
 
 
-@numba.njit(**NJIT_OPTIONS)
+@kernel("exact")
 def _quickselect_rows(flat, NY, NX, ny, nx, r0, r1, lin_all, rank, buf, out):  # pragma: no cover
     n = lin_all.shape[0]
     for row in range(r0, r1):
@@ -270,7 +270,7 @@ def _quickselect_rows(flat, NY, NX, ny, nx, r0, r1, lin_all, rank, buf, out):  #
             dst[x] = _quickselect(buf, n, rank)
 
 
-@numba.njit(parallel=True, **NJIT_OPTIONS)
+@kernel("exact", parallel=True)
 def quickselect_select(data, lin_all, rank, out):  # pragma: no cover
     """Rank filter by gathering each window and running quickselect.
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from .._config import NJIT_OPTIONS
+from .._config import kernel
 
 
-@njit(**NJIT_OPTIONS)
+@kernel("exact")
 def _prim_dist(t, q, z, y, x):  # pragma: no cover - compiled
     """Approximate signed distance (mm, < 0 inside) from a scene point to a primitive.
 
@@ -65,7 +65,7 @@ def _prim_dist(t, q, z, y, x):  # pragma: no cover - compiled
     return max(dr, da)
 
 
-@njit(**NJIT_OPTIONS)
+@kernel("exact")
 def _shade(
     z,
     y,
@@ -142,7 +142,7 @@ def _shade(
     return v, lung, lab
 
 
-@njit(parallel=True, **NJIT_OPTIONS)
+@kernel("exact", parallel=True)
 def _render_grid(
     img,
     lung,
@@ -279,7 +279,7 @@ def _render_grid(
                     lab[k, j, i] = lb
 
 
-@njit(**NJIT_OPTIONS)
+@kernel("exact")
 def _lung_at_points(
     pts,
     ptype,

@@ -30,11 +30,10 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 from numba import prange
 
-from .._config import NJIT_OPTIONS
+from .._config import kernel
 
 # Accumulator layout of :func:`stats_pass`.
 N_STATS = 7  # count, sf, sm, sff, smm, sfm, sum (m - f)^2
@@ -42,7 +41,7 @@ N_V = 7  # w x g (3), g (3), g . w (1): see the module notes
 N_VPAD = 8  # N_V padded (one cache-friendly group of 8 doubles per Mattes bin)
 
 
-@numba.njit(inline="always", **NJIT_OPTIONS)
+@kernel("exact", inline=True)
 def _axis(u, n):  # pragma: no cover - compiled
     """Lower neighbour and fraction along one axis (u inside [0, n - 1])."""
     if n == 1:
@@ -54,7 +53,7 @@ def _axis(u, n):  # pragma: no cover - compiled
     return i0, i0 + 1, u - i0
 
 
-@numba.njit(inline="always", **NJIT_OPTIONS)
+@kernel("exact", inline=True)
 def _trilinear_grad(img, u0, u1, u2):  # pragma: no cover - compiled
     """Value and derivatives (per index unit) of the trilinear interpolant; inside only."""
     n0, n1, n2 = img.shape
@@ -85,7 +84,7 @@ def _trilinear_grad(img, u0, u1, u2):  # pragma: no cover - compiled
     return v, d0, d1, d2
 
 
-@numba.njit(inline="always", **NJIT_OPTIONS)
+@kernel("exact", inline=True)
 def _cell(img, a0, a1, b0, b1, c0, c1, t0, t1, t2):  # pragma: no cover - compiled
     """Trilinear value and derivatives (per index unit) inside one grid cell."""
     v000 = np.float64(img[a0, b0, c0])
@@ -114,7 +113,7 @@ def _cell(img, a0, a1, b0, b1, c0, c1, t0, t1, t2):  # pragma: no cover - compil
     return v, d0, d1, d2
 
 
-@numba.njit(inline="always", **NJIT_OPTIONS)
+@kernel("exact", inline=True)
 def _start(i, use_all, fshape):  # pragma: no cover - compiled
     """Grid position (z, y, x) of flat index ``i`` (full sampling), else zeros."""
     if not use_all:
@@ -126,7 +125,7 @@ def _start(i, use_all, fshape):  # pragma: no cover - compiled
     return z, y, r - y * fshape[2]
 
 
-@numba.njit(inline="always", **NJIT_OPTIONS)
+@kernel("exact", inline=True)
 def _point(i, i0, z, y, x, use_all, fshape, fsp, forig, pts):  # pragma: no cover - compiled
     """Physical point of sample ``i`` and the advanced grid position (full sampling)."""
     if use_all:
@@ -142,7 +141,7 @@ def _point(i, i0, z, y, x, use_all, fshape, fsp, forig, pts):  # pragma: no cove
     return z, y, x, pts[i, 0], pts[i, 1], pts[i, 2]
 
 
-@numba.njit(inline="always", **NJIT_OPTIONS)
+@kernel("exact", inline=True)
 def _map(p0, p1, p2, ia, ioff, shape):  # pragma: no cover - compiled
     """Moving continuous index ``ia @ p + ioff`` of a fixed point, and the inside flag."""
     u0 = ia[0, 0] * p0 + ia[0, 1] * p1 + ia[0, 2] * p2 + ioff[0]
@@ -161,7 +160,7 @@ def _map(p0, p1, p2, ia, ioff, shape):  # pragma: no cover - compiled
     return inside, u0, u1, u2
 
 
-@numba.njit(inline="always", **NJIT_OPTIONS)
+@kernel("exact", inline=True)
 def _vecs(u0, u1, u2, e0, e1, e2, rsp, msp, wo):  # pragma: no cover - compiled
     """Gradient per mm ``g`` and the 7 numbers ``w x g, g, g . w`` of one sample."""
     g0 = e0 * rsp[0]
@@ -176,7 +175,7 @@ def _vecs(u0, u1, u2, e0, e1, e2, rsp, msp, wo):  # pragma: no cover - compiled
     return x0, x1, x2, g0, g1, g2, g0 * w0 + g1 * w1 + g2 * w2
 
 
-@numba.njit(parallel=True, **NJIT_OPTIONS)
+@kernel("exact", parallel=True)
 def stats_pass(
     fixed, pts, n, use_all, fshape, fsp, forig, ia, ioff, rsp, msp, wo, moving, block, acc
 ):  # pragma: no cover - compiled
@@ -306,7 +305,7 @@ N_POW = 4  # powers of t accumulated for the histogram (1, t, t^2, t^3)
 N_DPOW = 3  # powers of t accumulated for the derivative (1, t, t^2)
 
 
-@numba.njit(inline="always", **NJIT_OPTIONS)
+@kernel("exact", inline=True)
 def _acc_bin(dd, o, c, v0, v1, v2, v3, v4, v5, v6):  # pragma: no cover - compiled
     dd[o] += c * v0
     dd[o + 1] += c * v1
@@ -317,7 +316,7 @@ def _acc_bin(dd, o, c, v0, v1, v2, v3, v4, v5, v6):  # pragma: no cover - compil
     dd[o + 6] += c * v6
 
 
-@numba.njit(parallel=True, **NJIT_OPTIONS)
+@kernel("exact", parallel=True)
 def mi_pass(
     fixbin, pts, n, use_all, fshape, fsp, forig, ia, ioff, rsp, msp, wo, moving,
     mbs, mmin, nbins, block, hist, dhist,

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 from numba import prange
 
-from .._config import NJIT_OPTIONS
+from .._config import kernel
 
 
-@numba.njit(inline="always", **NJIT_OPTIONS)
+@kernel("exact", inline=True)
 def _mirror(i, n):  # pragma: no cover - compiled
     if n == 1:
         return 0
@@ -32,7 +31,7 @@ def _mirror(i, n):  # pragma: no cover - compiled
     return period - i if i >= n else i
 
 
-@numba.njit(inline="always", **NJIT_OPTIONS)
+@kernel("exact", inline=True)
 def _bspline3(t, w):  # pragma: no cover - compiled
     """Cubic B-spline weights of the 4 neighbours floor(u) - 1 .. floor(u) + 2, t = frac."""
     s = 1.0 - t
@@ -44,7 +43,7 @@ def _bspline3(t, w):  # pragma: no cover - compiled
     w[3] = t3 / 6.0
 
 
-@numba.njit(parallel=True, **NJIT_OPTIONS)
+@kernel("exact", parallel=True)
 def resample_affine(
     src, out, mat, vec, out_start, src_start, full_shape, order, cval, is_int, lo, hi
 ):  # pragma: no cover - compiled

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -414,16 +415,16 @@ def _validate_common(image, mode, truncate):
 
 @docfiller
 def gaussian(
-    image,
-    sigma,
+    image: np.ndarray | Volume,
+    sigma: float | Sequence[float],
     *,
-    spacing=None,
-    mode="reflect",
-    cval=0.0,
-    truncate=4.0,
-    method="exact",
-    out=None,
-):
+    spacing: float | Sequence[float] | None = None,
+    mode: str = "reflect",
+    cval: float = 0.0,
+    truncate: float = 4.0,
+    method: str = "exact",
+    out: np.ndarray | Volume | None = None,
+) -> np.ndarray | Volume:
     """Gaussian smoothing, exact (scipy.ndimage's taps) or recursive (IIR).
 
     Parameters
@@ -525,15 +526,15 @@ def gaussian(
 
 @docfiller
 def unsharp_mask(
-    image,
-    radius=1.0,
-    amount=1.0,
+    image: np.ndarray | Volume,
+    radius: float | Sequence[float] = 1.0,
+    amount: float = 1.0,
     *,
-    spacing=None,
-    mode="reflect",
-    truncate=4.0,
-    out=None,
-):
+    spacing: float | Sequence[float] | None = None,
+    mode: str = "reflect",
+    truncate: float = 4.0,
+    out: np.ndarray | Volume | None = None,
+) -> np.ndarray | Volume:
     """Unsharp mask: ``image + amount * (image - gaussian(image, radius))``.
 
     Parameters

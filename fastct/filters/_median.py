@@ -38,9 +38,11 @@ from __future__ import annotations
 import functools
 import math
 import numbers
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._docs import docfiller
 from .._validate import as_input, check_mode, per_axis
@@ -370,7 +372,15 @@ def _transposed(plan: _Plan, axes: tuple[int, ...]) -> _Plan:
 
 # -- public API ------------------------------------------------------------------------------
 @docfiller
-def median(image, size=3, *, footprint=None, mode="reflect", cval=0.0, out=None):
+def median(
+    image: np.ndarray | Volume,
+    size: int | Sequence[int] = 3,
+    *,
+    footprint: ArrayLike | None = None,
+    mode: str = "reflect",
+    cval: float = 0.0,
+    out: np.ndarray | Volume | None = None,
+) -> np.ndarray | Volume:
     """Median filter, identical to ``scipy.ndimage.median_filter``, in the input dtype.
 
     Parameters
