@@ -9,6 +9,7 @@ import pytest
 
 from fastct import datasets as ds
 from fastct._config import set_num_threads
+from fastct.datasets._primitives import _segment_distance
 
 TINY = ds.PRESETS["tiny"]
 SMALL = ds.PRESETS["small"]
@@ -199,7 +200,7 @@ def test_nodules_clear_of_big_vessels_and_each_other():
     big = vs[:, 6] >= 1.5
     for a in scene.nodules:
         c = np.asarray(a.center_mm)
-        d = ds._segment_distance(c, vs[big, :3], vs[big, 3:6]) - vs[big, 6]
+        d = _segment_distance(c, vs[big, :3], vs[big, 3:6]) - vs[big, 6]
         assert d.min() > a.bounding_radius_mm
         for b in scene.nodules:
             if b.id != a.id:

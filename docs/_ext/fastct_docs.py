@@ -56,7 +56,9 @@ class CliHelp(SphinxDirective):
     def run(self) -> list[nodes.Node]:
         from fastct import cli
 
-        self.env.note_dependency(os.path.abspath(cli.__file__))
+        # The parser is assembled from every module of the fastct.cli package.
+        for source in sorted(Path(cli.__file__).parent.glob("*.py")):
+            self.env.note_dependency(os.path.abspath(source))
         with _columns(HELP_WIDTH):
             parser = cli.build_parser()
             if self.arguments:

@@ -10,6 +10,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ._common import _say
+from ._data import cmd_phantom
+
 #: A file marking a folder as ``fastct demo`` output (so a re-run may replace it).
 DEMO_MARKER = ".fastct-demo"
 
@@ -20,7 +23,6 @@ def _progress(args: argparse.Namespace) -> Any:
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
     from fastct import pipeline
-    from fastct.cli import _say
 
     result = pipeline.run(
         args.archive,
@@ -56,7 +58,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Phantom pair -> archive -> pipeline (shipped detector) -> report, in a temp folder
     renamed onto ``--out`` at the end."""
     from fastct import _atomic, datasets, pipeline
-    from fastct.cli import _say, cmd_phantom
 
     t0 = time.perf_counter()
     out = Path(args.out)

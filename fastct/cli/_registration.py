@@ -7,14 +7,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ._common import _say, float_list, int_list, positive_int, volume_spec
+
 
 def cmd_register(args: argparse.Namespace) -> int:
     import numpy as np
 
     import fastct
 
-    from .cli import _say
-    from .registration import register, resample
+    from ..registration import register, resample
 
     (fpath, fname), (mpath, mname) = args.fixed, args.moving
     out_t = Path(args.output_transform)
@@ -97,8 +98,6 @@ def _sampling(text: str) -> Any:
 
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add this module's sub-commands to the fastct parser."""
-    from .cli import float_list, positive_int, volume_spec
-
     p = sub.add_parser(
         "register",
         parents=[common],
@@ -127,7 +126,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         "--sampling", metavar="auto|full|F|N", help="fixed samples per level (default auto)"
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the random sampling")
-    p.add_argument("--shrink-factors", type=_int_list, metavar="4,2,1")
+    p.add_argument("--shrink-factors", type=int_list, metavar="4,2,1")
     p.add_argument("--smoothing-sigmas", type=float_list, metavar="MM,MM,MM")
     p.add_argument("--max-iterations", type=positive_int, default=100, metavar="N")
     p.add_argument(
@@ -148,9 +147,3 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=cmd_register)
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    from .cli import int_list
-
-    return int_list(text)

@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ._common import _say, positive_int, volume_spec
+
 #: Default training recipe of the shipped model (``fastct train`` without options).
 DEFAULT_PHANTOMS = 12
 DEFAULT_SEED = 1000
@@ -24,7 +26,6 @@ DEFAULT_THRESHOLD = 0.67
 
 def _iter_phantom_cases(args: argparse.Namespace):
     from fastct.classify import Case
-    from fastct.cli import _say
     from fastct.datasets import chest_phantom
 
     recipe = [(args.seed + k, None) for k in range(args.phantoms)]
@@ -44,7 +45,6 @@ def _iter_phantom_cases(args: argparse.Namespace):
 
 def _iter_archive_cases(args: argparse.Namespace, archive: Any):
     from fastct.classify import Case
-    from fastct.cli import _say
 
     if "scans" not in archive:
         raise ValueError(f"{args.archive}: no /scans group (expected /scans/<id>/image)")
@@ -78,7 +78,6 @@ def _iter_archive_cases(args: argparse.Namespace, archive: Any):
 def cmd_train(args: argparse.Namespace) -> int:
     import fastct
     from fastct.classify import NoduleDetector
-    from fastct.cli import _say
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:
@@ -121,7 +120,6 @@ def cmd_detect(args: argparse.Namespace) -> int:
     import fastct
     from fastct._atomic import atomic_path
     from fastct.classify import default_detector, load_detector
-    from fastct.cli import _say
 
     t0 = time.perf_counter()
     out = Path(args.out)
@@ -174,8 +172,6 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add ``train`` and ``detect`` to the fastct parser."""
-    from fastct.cli import positive_int, volume_spec
-
     p = sub.add_parser(
         "train",
         parents=[common],

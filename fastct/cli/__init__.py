@@ -1,0 +1,94 @@
+"""The ``fastct`` command line.
+
+Volumes are named ``FILE.h5:/path/in/file``. Bad input prints one line
+``fastct: error: ...`` on stderr and exits with status 2; Ctrl-C exits with 130.
+Outputs are published atomically: an interrupted command leaves every file as it was.
+
+Layout: :mod:`fastct.cli._common` holds what every command shares (parser class, exit
+codes, argument types, common options); each other module adds one family of commands
+through ``add_commands(sub, common)`` and imports its heavy dependencies lazily.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Sequence
+
+import fastct
+
+from .. import _config
+from . import _classify, _data, _filters, _pipeline, _registration, _supervoxels
+from ._common import (
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    UsageError,
+    _common_options,
+    _Parser,
+    float_list,
+    int_list,
+    int_triple,
+    positive_int,
+    volume_spec,
+)
+
+__all__ = [
+    "EXIT_INTERRUPTED",
+    "EXIT_USAGE",
+    "UsageError",
+    "build_parser",
+    "float_list",
+    "int_list",
+    "int_triple",
+    "main",
+    "positive_int",
+    "volume_spec",
+]
+
+#: Modules that add sub-commands, in the order ``fastct --help`` lists them.
+_COMMAND_MODULES = (_data, _filters, _supervoxels, _registration, _classify, _pipeline)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common_options(defaults=False)
+    parser = _Parser(
+        prog="fastct",
+        description="Compiled-kernel engine for 3-D medical volumes in HDF5 archives. "
+        "Volumes are named FILE.h5:/path/in/file.",
+        parents=[_common_options(defaults=True)],
+    )
+    parser.add_argument("--version", action="version", version=f"fastct {fastct.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    # Each command family lives in its own module; each exposes
+    # ``add_commands(sub, common)`` and imports its heavy dependencies lazily.
+    for module in _COMMAND_MODULES:
+        module.add_commands(sub, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    # pydicom warns about every oddity it tolerates; the CLI reports real problems as
+    # one error line instead.
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\..*)?$")
+    try:
+        args = parser.parse_args(argv)
+        if getattr(args, "func", None) is None:
+            parser.print_help()
+            return EXIT_USAGE
+        if args.threads is not None:
+            _config.set_num_threads(args.threads)
+        if args.quiet:
+            _config.set_progress(False)
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("fastct: interrupted; no output was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ValueError, TypeError, KeyError, OSError, ImportError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        message = " ".join(str(message).split())  # exactly one line
+        print(f"fastct: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
