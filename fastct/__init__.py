@@ -24,7 +24,7 @@ from ._config import (
 __version__ = "0.1.0"
 
 # name -> submodule that defines it (loaded lazily). Keep __init__.pyi, the typed view of
-# this module for IDEs and type checkers, in step (tests/test_typing.py checks it).
+# this module for IDEs and type checkers, in step (tests/test_package.py checks it).
 _LAZY = {
     "open": "volume",
     "Archive": "volume",

@@ -2,7 +2,7 @@
 
 ``fastct/__init__.py`` loads its public names lazily (``_LAZY``, ``_SUBMODULES``) so that
 ``import fastct`` compiles nothing; this stub names each of them with its real type.
-tests/test_typing.py checks that it lists exactly the names the module exposes.
+tests/test_package.py checks that it lists exactly the names the module exposes.
 """
 
 from . import classify as classify
@@ -21,7 +21,9 @@ from . import segmentation as segmentation
 from . import streaming as streaming
 from . import transforms as transforms
 from . import volume as volume
+from ._config import get_memory_budget as get_memory_budget
 from ._config import get_num_threads as get_num_threads
+from ._config import set_memory_budget as set_memory_budget
 from ._config import set_num_threads as set_num_threads
 from ._config import set_progress as set_progress
 from .features import FeatureTable as FeatureTable
