@@ -49,7 +49,9 @@ __version__: str
 
 __all__ = [
     "__version__",
+    "get_memory_budget",
     "get_num_threads",
+    "set_memory_budget",
     "set_num_threads",
     "set_progress",
     "Archive",
