@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -249,7 +250,7 @@ def _volume_type() -> type:
     return Volume
 
 
-def as_input(image: object, name: str = "image", *, allow_bool: bool = True) -> object:
+def as_input(image: Any, name: str = "image", *, allow_bool: bool = True) -> Any:
     """An archive Volume as it is (checked: 2-D or 3-D, real numeric), else a validated
     in-memory image (:func:`as_image`)."""
     if isinstance(image, _volume_type()):
@@ -262,13 +263,13 @@ def as_input(image: object, name: str = "image", *, allow_bool: bool = True) -> 
 
 
 def check_out(
-    out: object,
+    out: Any,
     shape: tuple[int, ...],
-    dtype: object = None,
+    dtype: Any = None,
     *,
-    dtypes: Sequence[object] | None = None,
+    dtypes: Sequence[Any] | None = None,
     what: str = "shape",
-) -> object:
+) -> Any:
     """Check an ``out=`` destination for a result of ``shape``.
 
     ``out`` must be an ndarray or an archive Volume of that shape, writeable (a Volume

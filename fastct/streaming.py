@@ -336,8 +336,8 @@ class Scratch:
     (else in the temporary folder) and removed by :meth:`close`."""
 
     def __init__(self, near: Any):
-        self._dir = None
-        self._archive = None
+        self._dir: tempfile.TemporaryDirectory | None = None
+        self._archive: Any = None
         self._near = near
 
     def volume(self, name: str, shape: tuple[int, ...], dtype: Any) -> Volume:
@@ -347,8 +347,9 @@ class Scratch:
             base = None
             if isinstance(self._near, Volume):
                 base = os.path.dirname(os.path.abspath(self._near.archive.path))
-            self._dir = tempfile.TemporaryDirectory(prefix="fastct-scratch-", dir=base)
-            self._archive = open_archive(os.path.join(self._dir.name, "scratch.h5"), "w")
+            folder = tempfile.TemporaryDirectory(prefix="fastct-scratch-", dir=base)
+            self._dir = folder
+            self._archive = open_archive(os.path.join(folder.name, "scratch.h5"), "w")
         return self._archive.create_volume(name, shape=shape, dtype=dtype)
 
     def close(self) -> None:
@@ -637,7 +638,8 @@ def _destination(out: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarra
     """``out`` checked by the input layer, or a new ``dtype`` array when None."""
     if out is None:
         return np.empty(shape, dtype=dtype)
-    return check_out(out, shape)
+    check_out(out, shape)
+    return out
 
 
 def _block_shape(block_shape: Any, shape: tuple[int, ...], itemsize: int, volumes: tuple):
