@@ -504,10 +504,10 @@ def gaussian(
         depth = tuple((len(w) - 1) // 2 for w in weights)[-image.ndim :]
         kernel = _exact_block_kernel(weights, mode, cval)
 
-        def direct(src3, dst3):
+        def exact_direct(src3, dst3):
             _exact_direct(src3, dst3, weights, mode, cval)
 
-        return _filter(image, out, cdt, depth, mode, cval, kernel, direct, "gaussian")
+        return _filter(image, out, cdt, depth, mode, cval, kernel, exact_direct, "gaussian")
 
     plans = [_pass_plan(s, truncate) for s in sig3]
     if not any(p[0] == "iir" for p in plans):  # small sigmas only: the exact filter

@@ -206,7 +206,7 @@ def read_nifti(path: str | os.PathLike, *, volume_index: int | None = None) -> I
     )
     try:
         proxy = img.dataobj
-        raw = proxy[(Ellipsis, *index)] if index else np.asarray(proxy)
+        raw = proxy[(Ellipsis,) + tuple(index)] if index else np.asarray(proxy)
         raw = np.asarray(raw)
     except _PASS_THROUGH:
         raise
