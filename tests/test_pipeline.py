@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fastct
-from fastct import pipeline
+from fastct import _atomic, pipeline
 from fastct.pipeline import (
     growth_table,
     match_nodules,
@@ -213,13 +213,13 @@ def test_atomic_folder(tmp_path):
     (stale / "sub").mkdir(parents=True)
     target = tmp_path / "res"
     with pytest.raises(RuntimeError):
-        with pipeline._atomic_folder(target, overwrite=False) as tmp:
+        with _atomic.atomic_folder(target, overwrite=False) as tmp:
             (tmp / "a.txt").write_text("x")
             raise RuntimeError("stage failed")
     assert list(tmp_path.iterdir()) == []
-    with pipeline._atomic_folder(target, overwrite=False) as tmp:
+    with _atomic.atomic_folder(target, overwrite=False) as tmp:
         (tmp / "a.txt").write_text("1")
-    with pipeline._atomic_folder(target, overwrite=True) as tmp:
+    with _atomic.atomic_folder(target, overwrite=True) as tmp:
         (tmp / "b.txt").write_text("2")
     assert [p.name for p in tmp_path.iterdir()] == ["res"]
     assert [p.name for p in target.iterdir()] == ["b.txt"]
