@@ -225,6 +225,55 @@ def test_atomic_folder(tmp_path):
     assert [p.name for p in target.iterdir()] == ["b.txt"]
 
 
+# -- the stage table --------------------------------------------------------------------------
+@pytest.mark.parametrize("truth, report", [(None, False), ({"nodules": {}}, True)])
+def test_stage_table_order_labels_and_steps(tmp_path, truth, report):
+    """The driver runs the per-scan stages scan by scan, then the pair, with the
+    progress labels and timing keys of the single-function run it replaced."""
+    import dataclasses
+
+    from fastct.pipeline import _stages
+    from fastct.pipeline._context import Clock, RunContext, RunOptions
+
+    calls = []
+    table = tuple(
+        dataclasses.replace(s, func=lambda *a, _n=s.name: calls.append((_n, *a[1:])))
+        for s in _stages.STAGE_TABLE
+    )
+    opts = RunOptions(
+        run_name="r",
+        transform="rigid",
+        interval_days=None,
+        enhance_radius_mm=2.0,
+        enhance_amount=1.0,
+        match_tolerance_mm=None,
+        report=report,
+    )
+    ctx = RunContext(scans={}, options=opts, detector=None, truth=truth, out_dir=tmp_path)
+    labels = []
+    ctx.clock = Clock(lambda label, dt: labels.append(label), n_steps=0)
+    _stages.run_stages(ctx, table)
+    per_scan = ["denoise", "enhance", "lung mask", "supervoxels", "features", "detect"]
+    expected = [f"{tp}: {label}" for tp in ("baseline", "followup") for label in per_scan]
+    expected += ["register", "resample", "difference map", "match nodules"]
+    expected += ["compare with ground truth"] * (truth is not None) + ["report"] * report
+    assert labels == expected
+    assert _stages.count_steps(ctx) == len(expected) == 16 + (truth is not None) + report
+    ran = [n for n in pipeline.STAGES[1:] if n not in ("evaluate", "report")]
+    ran += ["evaluate"] * (truth is not None) + ["report"] * report
+    assert list(ctx.clock.timings) == ran
+    names = [c[0] for c in calls]
+    assert names[0] == "prepare" and names[-1] == "publish"
+    assert names.index("record") == names.index("detect") + 1
+    assert calls[names.index("record")] == ("record", "baseline")
+    assert names.index("tables") < names.index("publish")
+    assert ("report" in names) == report and ("evaluate" in names) == (truth is not None)
+    assert pipeline.STAGES == (
+        "load", "denoise", "enhance", "lungs", "supervoxels", "features", "detect",
+        "register", "resample", "difference", "match", "evaluate", "report",
+    )  # fmt: skip
+
+
 # -- end to end (small phantom, the shipped detector) ----------------------------------------
 def cli(*args):
     import contextlib
