@@ -64,15 +64,13 @@ error: the largest distance over the 8 corners of the baseline grid between
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .. import _atomic
+from .._validate import check_choice, check_flag, check_real
 from ..evaluation import MIN_HIT_RADIUS_MM as MIN_HIT_RADIUS_MM
 from ..evaluation import MIN_TRUTH_DIAMETER_MM as MIN_TRUTH_DIAMETER_MM
 from ..evaluation import registration_error_mm, truth_hits
@@ -175,8 +173,8 @@ def run(
     ------
     ValueError
         A scan is missing, not a 3-D CT scan in HU, of absurd spacing, the two scans
-        differ in modality, the transform or run name is bad, or the model file is of
-        another schema.
+        differ in modality, the transform, run name or a number is bad, or the model
+        file is of another schema.
     FileExistsError
         ``out_dir`` or the results group exists and ``overwrite`` is False.
     TypeError
@@ -189,15 +187,15 @@ def run(
     """
     archive = Path(archive)
     out_dir = Path(out_dir)
-    if transform not in TRANSFORMS:
-        raise ValueError(f"transform must be 'rigid' or 'similarity', got {transform!r}")
-    if not isinstance(overwrite, (bool, np.bool_)):
-        raise TypeError(f"overwrite must be True or False, got {overwrite!r}")
+    transform = check_choice(transform, "transform", TRANSFORMS)
+    overwrite = check_flag(overwrite, "overwrite")
     if interval_days is not None:
-        if isinstance(interval_days, bool) or not isinstance(interval_days, (int, float)):
-            raise TypeError(f"interval_days must be a number of days, got {interval_days!r}")
-        if not (math.isfinite(interval_days) and interval_days > 0):
-            raise ValueError(f"interval_days must be > 0, got {interval_days!r}")
+        interval_days = check_real(interval_days, "interval_days", lo=0, lo_open=True)
+    enhance_radius_mm = check_real(enhance_radius_mm, "enhance_radius_mm", lo=0)
+    enhance_amount = check_real(enhance_amount, "enhance_amount")
+    if match_tolerance_mm is not None:
+        match_tolerance_mm = check_real(match_tolerance_mm, "match_tolerance_mm", lo=0)
+    report = check_flag(report, "report")
     run_name = check_run_name(run_name, out_dir)
     if out_dir.exists() and not overwrite:
         raise FileExistsError(
@@ -234,7 +232,7 @@ def run(
             enhance_radius_mm=enhance_radius_mm,
             enhance_amount=enhance_amount,
             match_tolerance_mm=match_tolerance_mm,
-            report=bool(report),
+            report=report,
         ),
         detector=resolve_detector(model),
         truth=truth,
