@@ -1,9 +1,10 @@
 """Never leave a half-written output.
 
-Outputs are written under a temporary name in the destination's folder (same file
-system, so the final ``os.replace`` is atomic) and moved into place only on success.
-A process killed at any moment leaves either the old file or the new one, plus at
-worst a hidden ``.fastct-tmp-*`` file that later runs clean up.
+Outputs (files with :func:`atomic_path`, folders with :func:`atomic_folder`) are
+written under a temporary name in the destination's folder (same file system, so the
+final ``os.replace`` is atomic) and moved into place only on success. A process
+killed at any moment leaves either the old output or the new one, plus at worst a
+hidden ``.fastct-tmp-*`` file or folder that later runs clean up.
 """
 
 from __future__ import annotations
@@ -125,6 +126,64 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        raise
+
+
+def remove_stale_folders(parent: str | os.PathLike) -> None:
+    """Delete temporary files and folders in ``parent`` left by fastct processes that
+    no longer run (killed while writing); those of live processes are kept."""
+    parent = Path(parent)
+    remove_stale_temps(parent)
+    for entry in parent.glob(TMP_PREFIX + "*"):
+        try:
+            pid = int(entry.name[len(TMP_PREFIX) :].split("-", 1)[0])
+        except ValueError:
+            continue
+        if entry.is_dir() and pid != os.getpid() and not _pid_alive(pid):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike, overwrite: bool) -> Iterator[Path]:
+    """Yield a temporary sibling folder of ``path`` to fill; it is renamed onto ``path``
+    only if the block succeeds (replacing an existing folder when ``overwrite``) and
+    deleted if the block raises.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> d = Path(tempfile.mkdtemp())
+    >>> with atomic_folder(d / "out", overwrite=False) as tmp:
+    ...     _ = (tmp / "a.txt").write_text("x")
+    >>> os.listdir(d), os.listdir(d / "out")
+    (['out'], ['a.txt'])
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(
+            f"output folder {str(path)!r} already exists; pass overwrite=True (--overwrite) "
+            "to replace it"
+        )
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"output {str(path)!r} exists and is not a folder")
+    parent = path.parent
+    if not parent.is_dir():
+        raise FileNotFoundError(f"folder {str(parent)!r} for the output does not exist")
+    remove_stale_folders(parent)
+    tmp = temp_name(path)
+    tmp.mkdir()
+    try:
+        yield tmp
+        if path.exists():
+            trash = temp_name(path)
+            os.replace(path, trash)
+            os.replace(tmp, path)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+        fsync_dir(parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

@@ -1,4 +1,5 @@
-"""Detection evaluation: FROC, ROC AUC, sensitivity by nodule size.
+"""Evaluation against ground truth: detections (FROC, ROC AUC, sensitivity by nodule
+size, nodules found per scan) and registration (error at the grid corners).
 
 Hit rule
 --------
@@ -19,13 +20,21 @@ detections with score ``>= t`` / number of scans. The sensitivity reported at a 
 ``r`` is the highest sensitivity of an operating point with at most ``r`` false
 positives per scan (0 if none); the competition performance metric (CPM) is their mean
 over the requested rates (by default 1/8, 1/4, 1/2, 1, 2, 4, 8).
+
+Pipeline runs on phantoms
+-------------------------
+:func:`truth_summary` is what :func:`fastct.pipeline.run` reports for a phantom pair
+(``PipelineResult.truth``): the registration error (:func:`registration_error_mm`),
+per scan the nodules of at least :data:`MIN_TRUTH_DIAMETER_MM` found and the false
+positives (:func:`truth_hits`, hit radius at least :data:`MIN_HIT_RADIUS_MM`), and the
+FROC of both scans.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,11 +45,19 @@ __all__ = [
     "MatchResult",
     "froc",
     "match_detections",
+    "registration_error_mm",
     "roc_auc",
     "sensitivity_by_size",
+    "truth_hits",
+    "truth_summary",
 ]
 
 DEFAULT_FPS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+#: Truth nodules this large count in :func:`truth_hits` and :func:`truth_summary`'s
+#: FROC (smaller ones are neither counted nor false positives when hit).
+MIN_TRUTH_DIAMETER_MM = 5.0
+#: Smallest hit radius around a truth nodule's centre in :func:`truth_summary`.
+MIN_HIT_RADIUS_MM = 3.0
 
 
 # -- records ---------------------------------------------------------------------------
@@ -219,6 +236,23 @@ class FROCResult:
             {"fps_per_scan": float(r), "sensitivity": float(s), "threshold": float(t)}
             for r, s, t in zip(self.fps_per_scan, self.sensitivity, self.threshold_at)
         ]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain lists for JSON (non-finite values as None): the curve
+        (``curve_fps``, ``curve_sensitivity``), the requested rates and their
+        sensitivities (``fps_per_scan``, ``sensitivity``), ``n_nodules``, ``n_found``."""
+
+        def floats(x: Any) -> list[float | None]:
+            return [None if not np.isfinite(v) else float(v) for v in np.asarray(x, dtype=float)]
+
+        return {
+            "curve_fps": floats(self.curve_fps),
+            "curve_sensitivity": floats(self.curve_sensitivity),
+            "fps_per_scan": floats(self.fps_per_scan),
+            "sensitivity": floats(self.sensitivity),
+            "n_nodules": int(self.n_nodules),
+            "n_found": int(self.n_found),
+        }
 
     def to_markdown(self, *, title: str | None = None) -> str:
         """A Markdown table: one column per FP rate, plus the CPM."""
@@ -441,3 +475,140 @@ def sensitivity_by_size(
             "fps_per_scan": actual,
         })  # fmt: skip
     return rows
+
+
+# -- pipeline runs on phantoms -------------------------------------------------------------
+def truth_hits(
+    detections: Sequence[Mapping[str, Any]],
+    truths: Sequence[Mapping[str, Any]],
+    *,
+    min_diameter_mm: float = MIN_TRUTH_DIAMETER_MM,
+    min_radius_mm: float = MIN_HIT_RADIUS_MM,
+) -> dict[str, Any]:
+    """Nodules found versus the truth in one scan.
+
+    A truth nodule (``center_mm``, ``diameter_mm``, ``id``) is found when a detection's
+    centre lies within ``max(diameter / 2, min_radius_mm)`` of its centre; only truth
+    nodules of at least ``min_diameter_mm`` count in ``found``/``total``. A detection
+    near no truth nodule (of any size) is a false positive.
+
+    Returns
+    -------
+    dict
+        ``found``, ``total``, ``missed`` (ids of the counted nodules not found),
+        ``false_positives``, ``min_diameter_mm``.
+
+    Examples
+    --------
+    >>> truths = [{"id": 1, "center_mm": (0, 0, 0), "diameter_mm": 8},
+    ...           {"id": 2, "center_mm": (0, 0, 50), "diameter_mm": 6}]
+    >>> truth_hits([{"center_mm": (0, 1, 1)}, {"center_mm": (90, 0, 0)}], truths)
+    {'found': 1, 'total': 2, 'missed': [2], 'false_positives': 1, 'min_diameter_mm': 5.0}
+    """
+    det = np.asarray([d["center_mm"] for d in detections], dtype=float).reshape(-1, 3)
+    hit_det = np.zeros(len(det), dtype=bool)
+    found, missed, total = 0, [], 0
+    for t in truths:
+        c = np.asarray(t["center_mm"], dtype=float)
+        radius = max(0.5 * float(t["diameter_mm"]), min_radius_mm)
+        near = np.linalg.norm(det - c, axis=1) <= radius if len(det) else np.zeros(0, bool)
+        hit_det |= near
+        if float(t["diameter_mm"]) >= min_diameter_mm:
+            total += 1
+            if near.any():
+                found += 1
+            else:
+                missed.append(int(t["id"]))
+    return {
+        "found": found,
+        "total": total,
+        "missed": missed,
+        "false_positives": int(np.sum(~hit_det)),
+        "min_diameter_mm": float(min_diameter_mm),
+    }
+
+
+def registration_error_mm(
+    apply: Callable[[np.ndarray], np.ndarray],
+    true_matrix: Any,
+    shape: Sequence[int],
+    spacing: Sequence[float],
+    origin: Sequence[float] | None = None,
+) -> float:
+    """Largest distance over the grid's corners between ``apply(p)`` and ``M p``.
+
+    ``apply`` maps (N, 3) physical points (e.g. ``Registration.transform.apply``),
+    ``true_matrix`` is the true 4 x 4 homogeneous transform, and the grid is given by
+    its ``shape``, ``spacing`` (mm) and ``origin`` (mm, default 0).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> m = np.eye(4); m[:3, 3] = [1.0, 0.0, 0.0]
+    >>> registration_error_mm(lambda p: p, m, (10, 10, 10), (1.0, 1.0, 1.0))
+    1.0
+    """
+    shape = tuple(int(s) for s in shape)
+    spacing_a = np.asarray(spacing, dtype=float)
+    origin_a = np.zeros(len(shape)) if origin is None else np.asarray(origin, dtype=float)
+    corners = np.array(
+        [[0 if not bit else n - 1 for bit, n in zip(bits, shape)] for bits in np.ndindex(2, 2, 2)],
+        dtype=float,
+    )
+    points = origin_a + corners * spacing_a
+    m = np.asarray(true_matrix, dtype=float)
+    truth = points @ m[:3, :3].T + m[:3, 3]
+    got = np.asarray(apply(points), dtype=float)
+    return float(np.max(np.linalg.norm(got - truth, axis=1)))
+
+
+def truth_summary(
+    detections: Mapping[str, Sequence[Mapping[str, Any]]],
+    truths: Mapping[str, Sequence[Mapping[str, Any]]],
+    *,
+    apply: Callable[[np.ndarray], np.ndarray],
+    true_matrix: Any,
+    shape: Sequence[int],
+    spacing: Sequence[float],
+    origin: Sequence[float] | None = None,
+) -> dict[str, Any]:
+    """A registered scan pair against its ground truth (``PipelineResult.truth``).
+
+    Parameters
+    ----------
+    detections : mapping of str to list of dict
+        Per scan name (``'baseline'``, ``'followup'``), the detections
+        (``center_mm``, ``probability``).
+    truths : mapping of str to list of dict
+        Per scan name, the truth nodules (``id``, ``center_mm``, ``diameter_mm``); a
+        scan missing here has none.
+    apply, true_matrix, shape, spacing, origin
+        The registration's point mapping, the true transform and the fixed grid, as
+        in :func:`registration_error_mm`.
+
+    Returns
+    -------
+    dict
+        ``registration_error_mm``; per scan :func:`truth_hits`; ``froc``: the FROC of
+        all scans (:meth:`FROCResult.to_dict`, nodules of at least
+        :data:`MIN_TRUTH_DIAMETER_MM`), or None with ``froc_error`` saying why it could
+        not be computed.
+    """
+    err = registration_error_mm(apply, true_matrix, shape, spacing, origin)
+    info: dict[str, Any] = {"registration_error_mm": err}
+    scans = list(detections)
+    per_scan = {name: truths.get(name, []) for name in scans}
+    for name in scans:
+        info[name] = truth_hits(detections[name], per_scan[name])
+    try:
+        result = froc(
+            [detections[name] for name in scans],
+            [per_scan[name] for name in scans],
+            min_diameter_mm=MIN_TRUTH_DIAMETER_MM,
+            min_radius_mm=MIN_HIT_RADIUS_MM,
+        )
+        info["froc"] = result.to_dict()
+    except Exception as exc:  # noqa: BLE001 - the FROC is optional in the summary
+        info["froc"] = None
+        info["froc_error"] = f"{type(exc).__name__}: {exc}"
+    return info

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from fastct.evaluation import froc, match_detections, roc_auc, sensitivity_by_size
+from fastct.evaluation import (
+    froc,
+    match_detections,
+    roc_auc,
+    sensitivity_by_size,
+    truth_hits,
+    truth_summary,
+)
 
 
 def random_scans(rng, n_scans=6):
@@ -148,3 +155,45 @@ def test_bad_input():
         roc_auc([1, 1], [0.1, 0.2])
     with pytest.raises(ValueError, match="bins_mm"):
         sensitivity_by_size([d], [t], bins_mm=(5, 1))
+
+
+def test_truth_summary_of_a_scan_pair():
+    truths = {
+        "baseline": [{"id": 1, "center_mm": (0, 0, 0), "diameter_mm": 8},
+                     {"id": 2, "center_mm": (0, 0, 60), "diameter_mm": 4}],
+        "followup": [{"id": 1, "center_mm": (2, 0, 0), "diameter_mm": 10}],
+    }  # fmt: skip
+    dets = {
+        "baseline": [{"center_mm": (0, 1, 0), "probability": 0.9},
+                     {"center_mm": (0, 0, 61), "probability": 0.5}],
+        "followup": [{"center_mm": (90, 0, 0), "probability": 0.7}],
+    }  # fmt: skip
+    m = np.eye(4)
+    m[:3, 3] = (0.0, 0.0, 0.5)
+    info = truth_summary(
+        dets, truths, apply=lambda p: p, true_matrix=m, shape=(4, 5, 6), spacing=(1, 1, 1)
+    )
+    assert list(info) == ["registration_error_mm", "baseline", "followup", "froc"]
+    assert info["registration_error_mm"] == pytest.approx(0.5)
+    for tp in ("baseline", "followup"):
+        assert info[tp] == truth_hits(dets[tp], truths[tp])
+    # the 4 mm nodule is an irrelevant finding: neither counted nor a false positive
+    assert (info["baseline"]["found"], info["baseline"]["total"]) == (1, 1)
+    assert info["baseline"]["false_positives"] == 0
+    assert info["followup"]["missed"] == [1] and info["followup"]["false_positives"] == 1
+    ref = froc(
+        [dets["baseline"], dets["followup"]],
+        [truths["baseline"], truths["followup"]],
+        min_diameter_mm=5.0,
+        min_radius_mm=3.0,
+    )
+    assert info["froc"] == ref.to_dict()
+    assert info["froc"]["n_nodules"] == 2 and info["froc"]["n_found"] == 1
+    # to_dict is plain JSON: non-finite values become None
+    assert all(v is None or math.isfinite(v) for v in info["froc"]["curve_sensitivity"])
+    # a FROC that cannot be computed is reported, not raised
+    bad = truth_summary(
+        {"a": [{"center_mm": (0, 0, 0)}]}, {}, apply=lambda p: p, true_matrix=np.eye(4),
+        shape=(2, 2, 2), spacing=(1, 1, 1),
+    )  # fmt: skip
+    assert bad["froc"] is None and "probability" in bad["froc_error"]

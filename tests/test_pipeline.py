@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fastct
-from fastct import pipeline
+from fastct import _atomic, pipeline
 from fastct.pipeline import (
     growth_table,
     match_nodules,
@@ -180,10 +180,13 @@ def two_scans(tmp_path):
         ({"followup": "/scans/huge"}, ValueError, "spacing .* must be within"),
         ({"followup": "/scans/fine"}, ValueError, "differ by more than 10x"),
         ({"followup": "/scans"}, ValueError, "group without an 'image' volume"),
-        ({"transform": "affine"}, ValueError, "transform must be 'rigid' or 'similarity'"),
+        ({"transform": "affine"}, ValueError, r"transform must be one of \('rigid', 'simil"),
         ({"run_name": "a/b"}, ValueError, "run_name must be"),
-        ({"interval_days": -3.0}, ValueError, "interval_days must be > 0"),
-        ({"interval_days": "90"}, TypeError, "interval_days must be a number"),
+        ({"interval_days": -3.0}, ValueError, "interval_days must be a finite number > 0"),
+        ({"interval_days": "90"}, TypeError, "interval_days must be a real number"),
+        ({"match_tolerance_mm": -1.0}, ValueError, "match_tolerance_mm must be a finite number"),
+        ({"enhance_amount": float("nan")}, ValueError, "enhance_amount must be a finite number"),
+        ({"report": "yes"}, TypeError, "report must be True or False"),
         ({"overwrite": "yes"}, TypeError, "overwrite must be True or False"),
     ],
 )
@@ -213,16 +216,65 @@ def test_atomic_folder(tmp_path):
     (stale / "sub").mkdir(parents=True)
     target = tmp_path / "res"
     with pytest.raises(RuntimeError):
-        with pipeline._atomic_folder(target, overwrite=False) as tmp:
+        with _atomic.atomic_folder(target, overwrite=False) as tmp:
             (tmp / "a.txt").write_text("x")
             raise RuntimeError("stage failed")
     assert list(tmp_path.iterdir()) == []
-    with pipeline._atomic_folder(target, overwrite=False) as tmp:
+    with _atomic.atomic_folder(target, overwrite=False) as tmp:
         (tmp / "a.txt").write_text("1")
-    with pipeline._atomic_folder(target, overwrite=True) as tmp:
+    with _atomic.atomic_folder(target, overwrite=True) as tmp:
         (tmp / "b.txt").write_text("2")
     assert [p.name for p in tmp_path.iterdir()] == ["res"]
     assert [p.name for p in target.iterdir()] == ["b.txt"]
+
+
+# -- the stage table --------------------------------------------------------------------------
+@pytest.mark.parametrize("truth, report", [(None, False), ({"nodules": {}}, True)])
+def test_stage_table_order_labels_and_steps(tmp_path, truth, report):
+    """The driver runs the per-scan stages scan by scan, then the pair, with the
+    progress labels and timing keys of the single-function run it replaced."""
+    import dataclasses
+
+    from fastct.pipeline import _stages
+    from fastct.pipeline._context import Clock, RunContext, RunOptions
+
+    calls = []
+    table = tuple(
+        dataclasses.replace(s, func=lambda *a, _n=s.name: calls.append((_n, *a[1:])))
+        for s in _stages.STAGE_TABLE
+    )
+    opts = RunOptions(
+        run_name="r",
+        transform="rigid",
+        interval_days=None,
+        enhance_radius_mm=2.0,
+        enhance_amount=1.0,
+        match_tolerance_mm=None,
+        report=report,
+    )
+    ctx = RunContext(scans={}, options=opts, detector=None, truth=truth, out_dir=tmp_path)
+    labels = []
+    ctx.clock = Clock(lambda label, dt: labels.append(label), n_steps=0)
+    _stages.run_stages(ctx, table)
+    per_scan = ["denoise", "enhance", "lung mask", "supervoxels", "features", "detect"]
+    expected = [f"{tp}: {label}" for tp in ("baseline", "followup") for label in per_scan]
+    expected += ["register", "resample", "difference map", "match nodules"]
+    expected += ["compare with ground truth"] * (truth is not None) + ["report"] * report
+    assert labels == expected
+    assert _stages.count_steps(ctx) == len(expected) == 16 + (truth is not None) + report
+    ran = [n for n in pipeline.STAGES[1:] if n not in ("evaluate", "report")]
+    ran += ["evaluate"] * (truth is not None) + ["report"] * report
+    assert list(ctx.clock.timings) == ran
+    names = [c[0] for c in calls]
+    assert names[0] == "prepare" and names[-1] == "publish"
+    assert names.index("record") == names.index("detect") + 1
+    assert calls[names.index("record")] == ("record", "baseline")
+    assert names.index("tables") < names.index("publish")
+    assert ("report" in names) == report and ("evaluate" in names) == (truth is not None)
+    assert pipeline.STAGES == (
+        "load", "denoise", "enhance", "lungs", "supervoxels", "features", "detect",
+        "register", "resample", "difference", "match", "evaluate", "report",
+    )  # fmt: skip
 
 
 # -- end to end (small phantom, the shipped detector) ----------------------------------------

@@ -1,0 +1,125 @@
+"""What the stages of a run share: the options, the open archive, the clock, and the
+volumes and results built so far."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..volume import Archive, Volume
+    from ._outputs import PipelineResult
+
+#: The two scans of a run, in the order their per-scan stages run.
+TIMEPOINTS = ("baseline", "followup")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The checked parameters of :func:`fastct.pipeline.run` that steer the stages."""
+
+    run_name: str
+    transform: str
+    interval_days: float | None
+    enhance_radius_mm: float
+    enhance_amount: float
+    match_tolerance_mm: float | None
+    report: bool
+
+
+@dataclass
+class RunContext:
+    """Everything the stages of one run read and write.
+
+    Set before the run: ``scans`` (time point -> volume path in the archive),
+    ``options``, ``detector``, ``truth`` (phantom ground truth or None), ``out_dir``. Set when the run starts: ``clock``, ``archive`` (open for writing, a
+    transaction committed only when every stage succeeded) and ``folder`` (the output
+    folder's temporary twin, renamed onto ``out_dir`` at the end). The stages fill
+    in the rest, in table order.
+    """
+
+    scans: dict[str, str]
+    options: RunOptions
+    detector: Any
+    truth: dict[str, Any] | None
+    out_dir: Path
+    clock: Clock | None = None
+    archive: Archive | None = None
+    folder: Path | None = None
+    # per time point: 'image', 'denoised', 'enhanced', 'lungs', 'supervoxels', 'probability'
+    volumes: dict[str, dict[str, Volume]] = field(default_factory=dict)
+    lung_masks: dict[str, np.ndarray] = field(default_factory=dict)  # lungs -> supervoxels
+    tables: dict[str, Any] = field(default_factory=dict)
+    detections: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # the pair
+    registration: Any = None
+    registration_info: dict[str, Any] = field(default_factory=dict)
+    registered: Volume | None = None
+    difference: Volume | None = None
+    interval_days: float | None = None
+    nodules: list[dict[str, Any]] = field(default_factory=list)
+    truth_info: dict[str, Any] | None = None
+    result: PipelineResult | None = None
+
+    @property
+    def root(self) -> str:
+        """The run's results group in the archive."""
+        return f"/results/{self.options.run_name}"
+
+    def group(self, timepoint: str) -> str:
+        """The results group of one time point."""
+        return f"{self.root}/{timepoint}"
+
+
+class Clock:
+    """Per-stage wall-clock timings, with an optional bar over the stages.
+
+    ``progress``: True draws a bar on stderr, a callable is called with
+    ``(label, seconds)`` after each stage, None follows ``fastct.set_progress`` (a bar
+    when stderr is a terminal), False is silent.
+    """
+
+    def __init__(self, progress: Any, n_steps: int):
+        self.timings: dict[str, float] = {}
+        self.callback = progress if callable(progress) else None
+        self.bar = None
+        if progress is None:
+            from .._config import get_progress
+
+            progress = get_progress()
+            if progress is None:
+                progress = sys.stderr.isatty()
+        if progress is True:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=n_steps, desc="pipeline", unit="stage", file=sys.stderr)
+
+    @contextlib.contextmanager
+    def stage(self, name: str, label: str | None = None) -> Iterator[None]:
+        """Time the block as stage ``name`` (summed over repeats), shown as ``label``."""
+        label = label or name
+        if self.bar is not None:
+            self.bar.set_postfix_str(label)
+        t0 = time.perf_counter()
+        yield
+        dt = time.perf_counter() - t0
+        self.timings[name] = self.timings.get(name, 0.0) + dt
+        if self.bar is not None:
+            self.bar.update(1)
+        if self.callback is not None:
+            self.callback(label, dt)
+
+    def ordered(self, names: Sequence[str]) -> dict[str, float]:
+        """The timings of the stages that ran, in the order of ``names``."""
+        return {k: self.timings[k] for k in names if k in self.timings}
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -1,0 +1,188 @@
+"""What a pipeline run hands back and writes: :class:`PipelineResult`, the CSV tables,
+``timings.json`` and ``summary.json`` of the output folder."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._context import TIMEPOINTS
+
+#: Columns of ``nodules.csv``, in order.
+NODULE_COLUMNS = (
+    "nodule",
+    "status",
+    "change",
+    "diameter_baseline_mm",
+    "diameter_followup_mm",
+    "volume_baseline_mm3",
+    "volume_followup_mm3",
+    "volume_change_pct",
+    "doubling_time_days",
+    "probability_baseline",
+    "probability_followup",
+    "distance_mm",
+    "center_baseline_mm",
+    "center_followup_mm",
+)
+
+
+@dataclass
+class PipelineResult:
+    """What :func:`run` produced.
+
+    Attributes
+    ----------
+    run_name : str
+        Name of the run; its volumes are under ``/results/<run_name>/`` in the archive.
+    archive : Path
+        The archive.
+    out_dir : Path
+        The output folder (``report.html``, figures, CSV tables, ``transform.json``).
+    report_path : Path
+        ``out_dir / 'report.html'``.
+    timings : dict of str to float
+        Seconds per stage (stages of both time points summed), in :data:`STAGES` order.
+    detections : dict of str to list of dict
+        ``'baseline'`` and ``'followup'``: one dict per detection with ``center_mm``
+        (z, y, x in that scan's physical mm), ``diameter_mm``, ``volume_mm3`` and
+        ``probability``.
+    nodules : list of dict
+        The growth table, one row per nodule seen at either time point (see
+        :func:`growth_table`).
+    registration : dict
+        ``transform`` kind, ``matrix`` (4 x 4, baseline physical -> follow-up
+        physical), ``scale``, ``metric_value``, ``iterations``, ``elapsed_s``.
+    interval_days : float or None
+        Time between the scans used for the doubling times.
+    truth : dict or None
+        Only for phantom archives: ``registration_error_mm``, per time point the
+        nodules found versus the truth (``found``, ``total`` over nodules of at least
+        5 mm, ``missed`` ids), and ``froc`` (see :func:`fastct.evaluation.truth_summary`).
+    """
+
+    run_name: str
+    archive: Path
+    out_dir: Path
+    report_path: Path
+    timings: dict[str, float]
+    detections: dict[str, list[dict[str, Any]]]
+    nodules: list[dict[str, Any]]
+    registration: dict[str, Any]
+    interval_days: float | None = None
+    truth: dict[str, Any] | None = None
+    shape: tuple[int, ...] = ()
+    spacing: tuple[float, ...] = ()
+
+    @property
+    def total_seconds(self) -> float:
+        """Sum of the stage timings."""
+        return float(sum(self.timings.values()))
+
+    def summary(self) -> str:
+        """A few lines for a terminal: nodules, registration, truth, timings."""
+        lines = [
+            f"run {self.run_name!r}: {len(self.detections['baseline'])} nodules in the "
+            f"baseline, {len(self.detections['followup'])} in the follow-up, "
+            f"{sum(1 for r in self.nodules if r['status'] == 'matched')} matched",
+        ]
+        for row in self.nodules:
+            d1 = _fmt(row["diameter_baseline_mm"], ".1f")
+            d2 = _fmt(row["diameter_followup_mm"], ".1f")
+            change = _fmt(row["volume_change_pct"], "+.0f", "%")
+            vdt = _fmt(row["doubling_time_days"], ".0f", " d")
+            lines.append(
+                f"  nodule {row['nodule']}: {row['status']:<9} diameter {d1} -> {d2} mm, "
+                f"volume change {change}, doubling time {vdt}"
+            )
+        reg = self.registration
+        lines.append(
+            f"registration ({reg['transform']}): scale {reg['scale']:.4f}, "
+            f"{reg.get('iterations', '?')} iterations"
+        )
+        if self.truth is not None:
+            lines.append(
+                f"registration error vs truth: {self.truth['registration_error_mm']:.3f} mm "
+                "(max over the baseline grid corners)"
+            )
+            for tp in TIMEPOINTS:
+                t = self.truth[tp]
+                missed = f" (missed ids {t['missed']})" if t["missed"] else ""
+                lines.append(
+                    f"{tp}: found {t['found']} of {t['total']} true nodules >= "
+                    f"{t['min_diameter_mm']:g} mm{missed}; {t['false_positives']} false positives"
+                )
+        lines.append(
+            "stage timings: "
+            + ", ".join(f"{k} {v:.1f}s" for k, v in self.timings.items())
+            + f" (total {self.total_seconds:.1f} s)"
+        )
+        lines.append(f"report: {self.report_path}")
+        return "\n".join(lines)
+
+
+def _fmt(value: Any, spec: str, suffix: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:{spec}}{suffix}"
+
+
+def plain(value: Any) -> Any:
+    """A NumPy scalar as the Python scalar (for JSON); anything else as it is."""
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def result_json(result: PipelineResult) -> dict[str, Any]:
+    """The result as JSON-ready plain data (paths as strings)."""
+    out = dataclasses.asdict(result)
+    for key in ("archive", "out_dir", "report_path"):
+        out[key] = str(out[key])
+    return json.loads(json.dumps(out, default=_json_default))
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def write_tables(folder: Path, result: PipelineResult) -> None:
+    """``detections_<scan>.csv``, ``nodules.csv`` and ``timings.json`` into ``folder``."""
+    for tp in TIMEPOINTS:
+        with open(folder / f"detections_{tp}.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["z_mm", "y_mm", "x_mm", "diameter_mm", "volume_mm3", "probability"])
+            for d in result.detections[tp]:
+                w.writerow([*d["center_mm"], d["diameter_mm"], d["volume_mm3"], d["probability"]])
+    cols = NODULE_COLUMNS
+    with open(folder / "nodules.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(cols)
+        for row in result.nodules:
+            w.writerow(
+                [
+                    " ".join(f"{v:.2f}" for v in row[c])
+                    if isinstance(row[c], list)
+                    else ("" if row[c] is None else row[c])
+                    for c in cols
+                ]
+            )
+    (folder / "timings.json").write_text(json.dumps(result.timings, indent=2))
+
+
+def write_summary(folder: Path, result: PipelineResult) -> None:
+    """``summary.json``: the whole result (:func:`result_json`) into ``folder``."""
+    (folder / "summary.json").write_text(json.dumps(result_json(result), indent=2))

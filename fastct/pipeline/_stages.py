@@ -1,0 +1,365 @@
+"""The stage table of a pipeline run and the driver that walks it.
+
+Each stage is a small function of the :class:`~._context.RunContext` (per-scan stages
+also get the time point, ``'baseline'`` or ``'followup'``). :data:`STAGE_TABLE` lists
+them in order; :func:`run_stages` runs a block of consecutive per-scan stages once
+per time point (all of the baseline's, then all of the follow-up's), the others once,
+skips a stage whose ``when`` is false, and times every stage that has a ``label``
+(progress bar or callback, :attr:`PipelineResult.timings`). Stages without a label
+are bookkeeping (archive attributes, output files) and are not timed.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import itertools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import evaluation
+from ..streaming import write_all
+from ..volume import Archive, Volume
+from ._context import TIMEPOINTS, RunContext
+from ._inputs import read_interval_days
+from ._maps import difference_map, probability_map, table_lut
+from ._outputs import PipelineResult, plain, write_summary, write_tables
+from .growth import growth_table, match_nodules
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One row of the stage table.
+
+    Attributes
+    ----------
+    name : str
+        Key of the stage in the timings (:data:`STAGES`).
+    label : str or None
+        Progress label (prefixed with ``'<time point>: '`` for per-scan stages); None
+        for an untimed bookkeeping step.
+    func : callable
+        ``func(ctx)``, or ``func(ctx, timepoint)`` for a per-scan stage.
+    per_scan : bool
+        Run once per time point.
+    when : callable, optional
+        ``when(ctx)``: run the stage only if true.
+    """
+
+    name: str
+    label: str | None
+    func: Callable[..., None]
+    per_scan: bool = False
+    when: Callable[[RunContext], bool] | None = None
+
+    @property
+    def timed(self) -> bool:
+        return self.label is not None
+
+    def applies(self, ctx: RunContext) -> bool:
+        return self.when is None or bool(self.when(ctx))
+
+
+# -- helpers -------------------------------------------------------------------------------
+def _derived(ar: Archive, name: str, like: Volume, dtype: Any) -> Volume:
+    """A volume on ``like``'s grid holding a label/mask/probability (no modality, units)."""
+    return ar.create_volume(
+        name,
+        shape=like.shape,
+        dtype=dtype,
+        spacing=like.spacing,
+        origin=like.origin,
+        chunks=like.chunks,
+    )
+
+
+def _detection_dict(d: Any) -> dict[str, Any]:
+    get = d.get if isinstance(d, dict) else lambda k: getattr(d, k)
+    return {
+        "center_mm": [float(v) for v in get("center_mm")],
+        "diameter_mm": float(get("diameter_mm")),
+        "volume_mm3": float(get("volume_mm3")),
+        "probability": float(get("probability")),
+    }
+
+
+def _timings(ctx: RunContext) -> dict[str, float]:
+    return ctx.clock.ordered(STAGES)
+
+
+# -- per scan ------------------------------------------------------------------------------
+def _prepare(ctx: RunContext) -> None:
+    """Drop an earlier run of the same name; open the two scans."""
+    ar = ctx.archive
+    if ctx.root in ar:
+        ar.delete(ctx.root)
+    ctx.volumes = {tp: {"image": ar[ctx.scans[tp]]} for tp in TIMEPOINTS}
+
+
+def _denoise(ctx: RunContext, tp: str) -> None:
+    v = ctx.volumes[tp]
+    image = v["image"]
+    v["denoised"] = ctx.archive.create_volume_like(f"{ctx.group(tp)}/denoised", image)
+    ctx.detector.preprocess(image, spacing=image.spacing, out=v["denoised"])
+
+
+def _enhance(ctx: RunContext, tp: str) -> None:
+    from ..filters import unsharp_mask
+
+    v = ctx.volumes[tp]
+    v["enhanced"] = ctx.archive.create_volume_like(
+        f"{ctx.group(tp)}/enhanced", v["image"], dtype=np.float32
+    )
+    src = v["denoised"]
+    opts = ctx.options
+    unsharp_mask(
+        src, opts.enhance_radius_mm, opts.enhance_amount, spacing=src.spacing, out=v["enhanced"]
+    )
+
+
+def _lungs(ctx: RunContext, tp: str) -> None:
+    from ..lungs import lung_mask
+
+    v = ctx.volumes[tp]
+    image = v["image"]
+    v["lungs"] = _derived(ctx.archive, f"{ctx.group(tp)}/lungs", image, np.uint8)
+    mask = lung_mask(image, spacing=image.spacing)
+    write_all(v["lungs"], mask)
+    ctx.lung_masks[tp] = mask  # kept for the supervoxels, then dropped
+
+
+def _supervoxels(ctx: RunContext, tp: str) -> None:
+    v = ctx.volumes[tp]
+    image = v["image"]
+    v["supervoxels"] = _derived(ctx.archive, f"{ctx.group(tp)}/supervoxels", image, np.int32)
+    mask = ctx.lung_masks.pop(tp)
+    ctx.detector.segment(v["denoised"], spacing=image.spacing, lung_mask=mask, out=v["supervoxels"])
+
+
+def _features(ctx: RunContext, tp: str) -> None:
+    v = ctx.volumes[tp]
+    image = v["image"]
+    ctx.tables[tp] = ctx.detector.region_table(
+        v["supervoxels"], v["denoised"], spacing=image.spacing, origin=image.origin
+    )
+
+
+def _detect(ctx: RunContext, tp: str) -> None:
+    v = ctx.volumes[tp]
+    image, table, det = v["image"], ctx.tables[tp], ctx.detector
+    proba = det.predict_regions(table)
+    v["probability"] = _derived(ctx.archive, f"{ctx.group(tp)}/probability", image, np.float32)
+    probability_map(v["supervoxels"], table_lut(table, proba), v["probability"])
+    found = det.detect(
+        table, proba, labels=v["supervoxels"], spacing=image.spacing, origin=image.origin
+    )
+    ctx.detections[tp] = [_detection_dict(d) for d in found]
+
+
+def _record_detections(ctx: RunContext, tp: str) -> None:
+    ctx.archive.set_attrs(
+        ctx.group(tp),
+        detections_json=json.dumps(ctx.detections[tp]),
+        source=ctx.volumes[tp]["image"].name,
+    )
+
+
+# -- the pair ------------------------------------------------------------------------------
+def _register(ctx: RunContext) -> None:
+    from .. import registration
+
+    base, follow = ctx.volumes["baseline"], ctx.volumes["followup"]
+    b_img, f_img = base["image"], follow["image"]
+    transform = ctx.options.transform
+    reg = registration.register(
+        base["denoised"],
+        follow["denoised"],
+        transform=transform,
+        fixed_spacing=b_img.spacing,
+        moving_spacing=f_img.spacing,
+        fixed_origin=b_img.origin,
+        moving_origin=f_img.origin,
+    )
+    matrix = np.asarray(reg.transform.matrix, dtype=float)
+    scale = float(abs(np.linalg.det(matrix[:3, :3])) ** (1.0 / 3.0))
+    ctx.registration = reg
+    ctx.registration_info = {
+        "transform": transform,
+        "matrix": matrix.tolist(),
+        "scale": scale,
+        "metric_value": plain(getattr(reg, "metric_value", None)),
+        "iterations": plain(getattr(reg, "iterations", None)),
+        "elapsed_s": plain(getattr(reg, "elapsed_s", None)),
+    }
+    reg.transform.save(ctx.folder / "transform.json")
+
+
+def _resample(ctx: RunContext) -> None:
+    from .. import registration
+
+    b_img = ctx.volumes["baseline"]["image"]
+    follow = ctx.volumes["followup"]
+    f_img = follow["image"]
+    ctx.registered = ctx.archive.create_volume_like(
+        f"{ctx.root}/followup_registered", b_img, dtype=np.float32
+    )
+    registration.resample(
+        follow["denoised"],
+        ctx.registration.transform,
+        shape=b_img.shape,
+        spacing=b_img.spacing,
+        origin=b_img.origin,
+        moving_spacing=f_img.spacing,
+        moving_origin=f_img.origin,
+        order=1,
+        cval=-1000.0,
+        out=ctx.registered,
+    )
+
+
+def _difference(ctx: RunContext) -> None:
+    base = ctx.volumes["baseline"]
+    ctx.difference = ctx.archive.create_volume_like(
+        f"{ctx.root}/difference", base["image"], dtype=np.float32
+    )
+    difference_map(ctx.registered, base["denoised"], ctx.difference)
+
+
+def _match(ctx: RunContext) -> None:
+    opts = ctx.options
+    b_img, f_img = ctx.volumes["baseline"]["image"], ctx.volumes["followup"]["image"]
+    interval = opts.interval_days
+    if interval is None:
+        interval = read_interval_days(ctx.archive, b_img, f_img)
+    ctx.interval_days = interval
+    b_det, f_det = ctx.detections["baseline"], ctx.detections["followup"]
+    if opts.match_tolerance_mm is None:
+        tol: Any = [max(10.0, d["diameter_mm"]) for d in b_det]
+    else:
+        tol = opts.match_tolerance_mm
+    pairs = match_nodules(
+        [d["center_mm"] for d in b_det],
+        [d["center_mm"] for d in f_det],
+        ctx.registration.transform.apply,
+        tolerance_mm=tol,
+    )
+    ctx.nodules = growth_table(
+        b_det, f_det, pairs, interval_days=interval, scale=ctx.registration_info["scale"]
+    )
+
+
+def _evaluate(ctx: RunContext) -> None:
+    b_img = ctx.volumes["baseline"]["image"]
+    ctx.truth_info = evaluation.truth_summary(
+        ctx.detections,
+        ctx.truth["nodules"],
+        apply=ctx.registration.transform.apply,
+        true_matrix=ctx.truth["transform"],
+        shape=b_img.shape,
+        spacing=b_img.spacing,
+        origin=b_img.origin,
+    )
+
+
+def _tables(ctx: RunContext) -> None:
+    """The result so far; the CSV tables and ``timings.json`` (before the report)."""
+    b_img = ctx.volumes["baseline"]["image"]
+    ctx.result = PipelineResult(
+        run_name=ctx.options.run_name,
+        archive=Path(ctx.archive.path),
+        out_dir=ctx.out_dir,
+        report_path=ctx.out_dir / "report.html",
+        timings=_timings(ctx),
+        detections=ctx.detections,
+        nodules=ctx.nodules,
+        registration=ctx.registration_info,
+        interval_days=ctx.interval_days,
+        truth=ctx.truth_info,
+        shape=tuple(b_img.shape),
+        spacing=tuple(b_img.spacing),
+    )
+    write_tables(ctx.folder, ctx.result)
+
+
+def _report(ctx: RunContext) -> None:
+    from .. import report
+
+    report.pipeline_report(
+        ctx.folder, ctx.result, ctx.archive, ctx.root, ctx.registration.transform
+    )
+
+
+def _publish(ctx: RunContext) -> None:
+    """Final timings; ``summary.json``; the run's attributes in the archive."""
+    result = ctx.result
+    result.timings = _timings(ctx)
+    write_summary(ctx.folder, result)
+    info = ctx.registration_info
+    ctx.archive.set_attrs(
+        ctx.root,
+        transform=np.asarray(info["matrix"]),
+        transform_kind=ctx.options.transform,
+        transform_convention="maps baseline (fixed) physical points to follow-up (moving) points",
+        registration_json=json.dumps(info),
+        nodules_json=json.dumps(ctx.nodules),
+        timings_json=json.dumps(result.timings),
+        baseline=ctx.scans["baseline"],
+        followup=ctx.scans["followup"],
+        interval_days=np.nan if ctx.interval_days is None else float(ctx.interval_days),
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+# -- the table -----------------------------------------------------------------------------
+#: The stages of a run, in order.
+STAGE_TABLE = (
+    Stage("prepare", None, _prepare),
+    Stage("denoise", "denoise", _denoise, per_scan=True),
+    Stage("enhance", "enhance", _enhance, per_scan=True),
+    Stage("lungs", "lung mask", _lungs, per_scan=True),
+    Stage("supervoxels", "supervoxels", _supervoxels, per_scan=True),
+    Stage("features", "features", _features, per_scan=True),
+    Stage("detect", "detect", _detect, per_scan=True),
+    Stage("record", None, _record_detections, per_scan=True),
+    Stage("register", "register", _register),
+    Stage("resample", "resample", _resample),
+    Stage("difference", "difference map", _difference),
+    Stage("match", "match nodules", _match),
+    Stage("evaluate", "compare with ground truth", _evaluate, when=lambda c: c.truth is not None),
+    Stage("tables", None, _tables),
+    Stage("report", "report", _report, when=lambda c: c.options.report),
+    Stage("publish", None, _publish),
+)
+#: Names of the timed stages, in order, as they appear in the timings (``load``, the
+#: input checks before the run, is not timed).
+STAGES = ("load", *(s.name for s in STAGE_TABLE if s.timed))
+
+
+def count_steps(ctx: RunContext, table: tuple[Stage, ...] = STAGE_TABLE) -> int:
+    """Timed stage runs ``ctx`` will make (the length of the progress bar)."""
+    return sum(len(TIMEPOINTS) if s.per_scan else 1 for s in table if s.timed and s.applies(ctx))
+
+
+def run_stages(ctx: RunContext, table: tuple[Stage, ...] = STAGE_TABLE) -> None:
+    """Run ``table`` on ``ctx``: each block of consecutive per-scan stages once per
+    time point, the other stages once, in order."""
+    for per_scan, block in itertools.groupby(table, key=lambda s: s.per_scan):
+        stages = list(block)
+        for tp in TIMEPOINTS if per_scan else (None,):
+            for stage in stages:
+                if stage.applies(ctx):
+                    _run_stage(ctx, stage, tp)
+
+
+def _run_stage(ctx: RunContext, stage: Stage, tp: str | None) -> None:
+    args = (ctx,) if tp is None else (ctx, tp)
+    if not stage.timed:
+        stage.func(*args)
+        return
+    label = stage.label if tp is None else f"{tp}: {stage.label}"
+    with ctx.clock.stage(stage.name, label):
+        stage.func(*args)
