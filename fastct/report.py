@@ -479,7 +479,7 @@ def pipeline_report(folder: str | os.PathLike, result: Any, ar: Any, root: str, 
 
 
 def _attr(ar: Any, name: str, key: str) -> str:
-    value = ar._file[name].attrs[key]
+    value = ar.get_attrs(name)[key]
     return value.decode() if isinstance(value, bytes) else str(value)
 
 

@@ -646,6 +646,14 @@ class Archive:
             raise KeyError(f"{path!r} not found in archive {str(self.path)!r}")
         del self._file[path]
 
+    def get_attrs(self, name: str) -> dict[str, Any]:
+        """The free-form attributes of a group or volume (``"/"``: the archive's own),
+        as a new dict. ``KeyError`` when there is no such member; links that leave the
+        file are refused as for reads."""
+        if _normalise_name(name).strip("/") == "":
+            return dict(self._file.attrs)
+        return dict(self._resolve(name).attrs)
+
     def set_attrs(self, name: str, **attrs: Any) -> None:
         """Set free-form attributes on a group or volume (created as a group if missing)."""
         self._check_writable()

@@ -277,3 +277,19 @@ def test_complex_dataset_refused(archive_path):
     with fastct.open(archive_path) as ar:
         with pytest.raises(ValueError, match="complex64"):
             ar["c"]
+
+
+def test_get_attrs_reads_groups_volumes_and_the_root(archive_path):
+    with fastct.open(archive_path, "w") as ar:
+        ar.create_volume("scans/a/image", np.zeros((2, 3, 4), np.int16))
+        ar.set_attrs("scans/a", study_date="2026-01-02")
+        ar.set_attrs("/", owner="test")
+    with fastct.open(archive_path) as ar:
+        assert ar.get_attrs("scans/a")["study_date"] == "2026-01-02"
+        assert "spacing" in ar.get_attrs("scans/a/image")
+        assert ar.get_attrs("/")["owner"] == "test"
+        attrs = ar.get_attrs("scans/a")
+        attrs["study_date"] = "changed"  # a copy: the archive is not touched
+        assert ar.get_attrs("scans/a")["study_date"] == "2026-01-02"
+        with pytest.raises(KeyError, match="not found"):
+            ar.get_attrs("scans/missing")

@@ -66,8 +66,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     replace = _check_demo_out(out, args.overwrite)
     if not out.resolve().parent.is_dir():
         raise FileNotFoundError(f"folder {str(out.resolve().parent)!r} does not exist")
-    det = pipeline._load_detector(args.model)  # a bad model fails before any work
-    pipeline._remove_stale_folders(out.resolve().parent)
+    det = pipeline.resolve_detector(args.model)  # a bad model fails before any work
+    _atomic.remove_stale_folders(out.resolve().parent)
     tmp = _atomic.temp_name(out.resolve())
     tmp.mkdir()
     try:

@@ -106,11 +106,6 @@ __all__ = [
 #: Registration models of the follow-up onto the baseline.
 TRANSFORMS = ("rigid", "similarity")
 
-# alias for the CLI until it moves to fastct.pipeline.resolve_detector
-_load_detector = resolve_detector
-# alias for the CLI until it moves to fastct._atomic.remove_stale_folders
-_remove_stale_folders = _atomic.remove_stale_folders
-
 
 def run(
     archive: str | os.PathLike,

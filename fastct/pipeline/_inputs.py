@@ -151,8 +151,7 @@ def read_interval_days(ar: Archive, base: Volume, follow: Volume) -> float | Non
         if key in vol.attrs:
             return vol.attrs[key]
         parent = vol.name.rsplit("/", 1)[0] or "/"
-        node = ar._file[parent]
-        return node.attrs.get(key)
+        return ar.get_attrs(parent).get(key)
 
     value = attr(follow, "interval_days")
     if value is not None:
@@ -176,9 +175,9 @@ def read_truth(ar: Archive, base: Volume, follow: Volume) -> dict[str, Any] | No
     if not common:
         return None
     name = "/" + "/".join(common) + "/truth"
-    if name not in ar._file:
+    if name not in ar:
         return None
-    attrs = ar._file[name].attrs
+    attrs = ar.get_attrs(name)
     if "transform" not in attrs or "nodules_json" not in attrs:
         return None
     try:
