@@ -650,7 +650,9 @@ class Archive:
         """The free-form attributes of a group or volume (``"/"``: the archive's own),
         as a new dict. ``KeyError`` when there is no such member; links that leave the
         file are refused as for reads."""
-        if _normalise_name(name).strip("/") == "":
+        if isinstance(name, str) and name.strip("/") == "":
+            if self.closed:
+                raise ValueError(f"archive {str(self.path)!r} is closed")
             return dict(self._file.attrs)
         return dict(self._resolve(name).attrs)
 
