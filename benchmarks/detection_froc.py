@@ -12,8 +12,8 @@ scan, diameters 3-30 mm); the training seeds of the shipped model are 1000-1011 
 ``NoduleDetector.predict`` does (preprocess, segment, region_table, predict_regions,
 detect); ``--cache DIR`` keeps each scan's feature table so that re-running with another
 model or threshold skips the image work. ``--lung-mask threshold`` uses
-:func:`fastct.classify.threshold_lung_mask` instead of the phantom's mask, and
-``--lung-mask computed`` uses ``fastct.lungs.lung_mask`` when that module exists.
+``fastct.lungs.lung_mask(method="threshold")`` (the detector's own fallback) instead of
+the phantom's mask, and ``--lung-mask computed`` its default ``method="anatomical"``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 import fastct
-from fastct.classify import Case, default_detector, load_detector, threshold_lung_mask
+from fastct.classify import Case, default_detector, load_detector
 from fastct.datasets import chest_phantom
 from fastct.evaluation import froc, sensitivity_by_size
 from fastct.features import FeatureTable
@@ -43,13 +43,13 @@ def _seeds(text: str) -> list[int]:
 
 
 def _lung(ph, how: str):
+    from fastct.lungs import lung_mask
+
     if how == "truth":
         return ph.lung_mask
     if how == "threshold":
-        return threshold_lung_mask(ph.image, spacing=ph.spacing)
-    from fastct import lungs  # the pipeline's lung mask
-
-    return lungs.lung_mask(ph.image, spacing=ph.spacing)
+        return lung_mask(ph.image, spacing=ph.spacing, method="threshold")
+    return lung_mask(ph.image, spacing=ph.spacing)  # the pipeline's lung mask
 
 
 def scan_table(det, seed: int, size: str, how: str, cache: Path | None):

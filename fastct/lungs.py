@@ -1,8 +1,8 @@
-"""Lung field segmentation of a chest CT (HU).
+"""Lung field segmentation of a chest CT (HU): one function, two methods.
 
-:func:`lung_mask` is the classic threshold-and-morphology pipeline (Hu, Hoffman &
-Reinhardt, IEEE TMI 2001), written with ``scipy.ndimage`` on boolean and small
-working arrays:
+:func:`lung_mask` with ``method="anatomical"`` (the default) is the classic
+threshold-and-morphology pipeline (Hu, Hoffman & Reinhardt, IEEE TMI 2001), written
+with ``scipy.ndimage`` on boolean and small working arrays:
 
 1. **Working grid.** The image is read slab by slab (an archive ``Volume`` is never
    loaded whole) and block-averaged by integer factors per axis so that a working
@@ -36,6 +36,21 @@ Peak memory is about ``6 x`` the working grid's voxel count in bytes (for the
 float32 image, an int32 label map and a few bool arrays) plus the distance
 transforms of the closing over the lungs' bounding box: under 1.5 GiB for a
 clinical scan.
+
+``method="threshold"`` is the quick air-component mask the nodule detector falls
+back on when it is given no lung mask (:mod:`fastct.classify`), at full resolution:
+
+1. ``air = image < threshold``, computed slab by slab.
+2. Air components (6-connected) touching a y or x border face are dropped (the
+   airways may leave through the top or bottom slice, so those faces do not count).
+3. Of the rest, the components holding at least 1% of the largest one's voxels and
+   at least 50 mL are kept (lungs and main airways; if none is that big, the
+   largest).
+4. Holes of every axial slice are filled (vessels and nodules inside the lungs).
+
+It keeps the main airways and does no closing, so nodules attached to the chest
+wall may be cut off. Peak memory is the bool mask plus an int32 label map of the
+full grid.
 """
 
 from __future__ import annotations
@@ -47,7 +62,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from . import _config
-from ._validate import as_image, check_flag, check_out, check_real, check_spacing
+from ._validate import as_image, check_choice, check_flag, check_out, check_real, check_spacing
 from .streaming import Slab, read_planes, slabs, stream, write_region
 from .volume import Volume
 
@@ -61,6 +76,10 @@ _TRACHEA_AREA_MM2 = (30.0, 900.0)
 _TRACHEA_CENTRAL_FRACTION = 0.15  # |x - body centre| <= this * body width
 _TRACHEA_SEARCH_MM = 60.0  # how far from each z end to look for the trachea
 _AIRWAY_MAX_FRACTION = 0.2  # an airway tree larger than this share of interior air leaked
+# method="threshold": components kept relative to the largest, and in absolute volume.
+_THRESHOLD_MIN_FRACTION = 0.01
+_THRESHOLD_MIN_ML = 50.0
+METHODS = ("anatomical", "threshold")
 
 
 def _check_image(image: Any) -> np.ndarray | Volume:
@@ -277,9 +296,50 @@ def _upsample_into(
     return out
 
 
+def _air_mask(image: np.ndarray | Volume, threshold: float) -> np.ndarray:
+    """``image < threshold`` on the full grid (bool), reading ``image`` in z slabs."""
+    nz, ny, nx = image.shape
+    air = np.empty(image.shape, dtype=bool)
+    itemsize = np.dtype(image.dtype).itemsize
+    rows = max(1, _config.get_memory_budget() // max(1, ny * nx * itemsize))
+
+    def read(part: Slab) -> np.ndarray:
+        return read_planes(image, part.start, part.stop)
+
+    nbytes = nz * ny * nx * itemsize
+    for part, slab in stream(slabs(nz, rows), read, desc="lung mask", nbytes=nbytes):
+        air[part.start : part.stop] = slab < threshold
+    return air
+
+
+def _threshold_mask(air: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
+    """``method="threshold"``: the large interior air components, holes filled per slice."""
+    lab, n = ndi.label(air)
+    if n == 0:
+        return np.zeros(air.shape, bool)
+    # air around the body touches the in-plane border; the airways may leave through the
+    # top or bottom slice, so those do not count
+    border = np.unique(np.concatenate([lab[:, [0, -1]].ravel(), lab[:, :, [0, -1]].ravel()]))
+    sizes = np.bincount(lab.ravel(), minlength=n + 1).astype(np.float64)
+    sizes[0] = 0
+    sizes[border] = 0
+    if sizes.max() <= 0:
+        return np.zeros(air.shape, bool)
+    vox_ml = math.prod(spacing) / 1000.0
+    keep = (sizes >= _THRESHOLD_MIN_FRACTION * sizes.max()) & (sizes * vox_ml >= _THRESHOLD_MIN_ML)
+    if not keep.any():
+        keep = sizes == sizes.max()
+    mask = keep[lab]
+    for z in range(mask.shape[0]):
+        if mask[z].any():
+            mask[z] = ndi.binary_fill_holes(mask[z])
+    return mask
+
+
 def lung_mask(
     image: np.ndarray | Volume,
     *,
+    method: str = "anatomical",
     spacing: Any = None,
     threshold: float = -400.0,
     airway_threshold: float = -950.0,
@@ -291,33 +351,41 @@ def lung_mask(
 ) -> np.ndarray | Volume:
     """Segment the lungs of a chest CT in Hounsfield units.
 
-    Threshold, drop the air outside the body, remove the trachea and main bronchi
-    (region growing from the trachea), keep the lungs (one or two largest
-    components), fill holes and close in mm so vessels and juxtapleural nodules are
-    inside. See the module docstring for every step and the memory it takes.
+    ``method="anatomical"`` (default): threshold, drop the air outside the body,
+    remove the trachea and main bronchi (region growing from the trachea), keep the
+    lungs (one or two largest components), fill holes and close in mm so vessels and
+    juxtapleural nodules are inside. ``method="threshold"``: the large air
+    components not connected to the in-plane border, holes filled per axial slice
+    (quicker and cruder: main airways stay in, juxtapleural nodules may be cut off).
+    See the module docstring for every step and the memory it takes.
 
     Parameters
     ----------
     image : ndarray or Volume, shape (z, y, x)
         CT values in HU (integer or float). A ``Volume`` is read in slabs.
+    method : {'anatomical', 'threshold'}
+        The segmentation, see above. The parameters below marked *anatomical* only
+        affect ``'anatomical'`` (they are checked for both).
     spacing : sequence of 3 float, optional
         Voxel size in mm; default the Volume's spacing, or 1 mm for an array.
     threshold : float
         Air/tissue threshold in HU (voxels below it are air).
     airway_threshold : float
-        Lumen threshold in HU for growing the airway tree (below lung parenchyma).
+        *anatomical*: lumen threshold in HU for growing the airway tree (below lung
+        parenchyma).
     remove_airways : bool
-        Remove the trachea and bronchi connected to it (recommended; without it the
-        airways that join the lungs stay in the mask).
+        *anatomical*: remove the trachea and bronchi connected to it (recommended;
+        without it the airways that join the lungs stay in the mask).
     closing_mm : float
-        Radius in mm of the closing that brings juxtapleural nodules and vessels at
-        the lung border inside (0: none).
+        *anatomical*: radius in mm of the closing that brings juxtapleural nodules
+        and vessels at the lung border inside (0: none).
     working_mm : float
-        Target voxel size of the working grid; axes with a finer spacing are
-        block-averaged by an integer factor (the mask is then repeated back).
+        *anatomical*: target voxel size of the working grid; axes with a finer
+        spacing are block-averaged by an integer factor (the mask is then repeated
+        back).
     min_lung_fraction : float
-        The second largest component is kept as the other lung only if it holds at
-        least this fraction of the largest.
+        *anatomical*: the second largest component is kept as the other lung only if
+        it holds at least this fraction of the largest.
     out : ndarray or Volume, optional
         Where to write the mask (bool or uint8 ndarray / Volume of the image's
         shape), slab by slab. Default: a new bool array.
@@ -348,14 +416,18 @@ def lung_mask(
     >>> dice = 2 * (mask & ph.lung_mask).sum() / (mask.sum() + ph.lung_mask.sum())
     >>> bool(dice > 0.85)
     True
+    >>> quick = lung_mask(ph.image, spacing=ph.spacing, method="threshold")
+    >>> bool((quick & ph.lung_mask).sum() > 0.8 * ph.lung_mask.sum())
+    True
     """
     image = _check_image(image)
+    method = check_choice(method, "method", METHODS)
     if spacing is None and isinstance(image, Volume):
         spacing = image.spacing
     spacing = check_spacing(spacing, 3)
     threshold = check_real(threshold, "threshold")
     airway_threshold = check_real(airway_threshold, "airway_threshold")
-    if airway_threshold >= threshold:
+    if method == "anatomical" and airway_threshold >= threshold:
         raise ValueError(
             f"airway_threshold must be below threshold ({threshold:g} HU), got {airway_threshold:g}"
         )
@@ -366,6 +438,9 @@ def lung_mask(
     shape = tuple(image.shape)
     check_out(out, shape, dtypes=(bool, np.uint8), what="the image's shape")
 
+    if method == "threshold":
+        mask = _threshold_mask(_air_mask(image, threshold), spacing)
+        return _upsample_into(mask, (1, 1, 1), shape, out)
     factors = working_factors(spacing, working_mm)
     wspacing = tuple(s * f for s, f in zip(spacing, factors))
     work = _downsample(image, factors)

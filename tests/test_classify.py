@@ -398,11 +398,17 @@ def test_stages_stream_on_volumes(trained, tmp_path):
 
 
 def test_threshold_lung_mask_against_truth():
+    from fastct.lungs import lung_mask
+
     ph = chest_phantom("small", seed=3)
     m = threshold_lung_mask(ph.image, spacing=ph.spacing)
     inter = (m & ph.lung_mask).sum()
     dice = 2 * inter / (m.sum() + ph.lung_mask.sum())
     assert dice > 0.9, dice
+    # the one lung-mask API: the alias is lung_mask(method="threshold")
+    np.testing.assert_array_equal(m, lung_mask(ph.image, spacing=ph.spacing, method="threshold"))
+    with pytest.raises(ValueError, match="spacing is required"):
+        threshold_lung_mask(ph.image)
 
 
 def test_feature_names_schema():

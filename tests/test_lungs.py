@@ -180,3 +180,74 @@ def test_dilate_in_box_equals_scipy():
     mask = np.zeros((12, 14, 16), bool)
     mask[3:9, 0:6, 5:15] = rng.random((6, 6, 10)) < 0.3
     np.testing.assert_array_equal(_dilate_in_box(mask), ndi.binary_dilation(mask))
+
+
+# -- method="threshold" (the detector's fallback mask) ------------------------------------
+def threshold_reference(image, spacing, threshold=-400.0):
+    """Plain scipy: air components off the in-plane border, >= 1% of the largest and
+    >= 50 mL (else the largest), holes filled per axial slice."""
+    lab, n = ndi.label(image < threshold)
+    if n == 0:
+        return np.zeros(image.shape, bool)
+    sizes = np.bincount(lab.ravel(), minlength=n + 1).astype(float)
+    sizes[0] = 0
+    for face in (lab[:, 0], lab[:, -1], lab[:, :, 0], lab[:, :, -1]):
+        sizes[np.unique(face)] = 0
+    if sizes.max() == 0:
+        return np.zeros(image.shape, bool)
+    keep = (sizes >= 0.01 * sizes.max()) & (sizes * np.prod(spacing) / 1000 >= 50)
+    if not keep.any():
+        keep = sizes == sizes.max()
+    mask = keep[lab]
+    return np.stack([ndi.binary_fill_holes(s) for s in mask])
+
+
+def test_threshold_method_equals_scipy_reference(small):
+    got = lung_mask(small.image, spacing=small.spacing, method="threshold")
+    np.testing.assert_array_equal(got, threshold_reference(small.image, small.spacing))
+    assert dice(got, small.lung_mask) > 0.9
+    # the threshold applies to the input values as they are (no working grid)
+    got = lung_mask(small.image, spacing=small.spacing, method="threshold", threshold=-600.0)
+    np.testing.assert_array_equal(got, threshold_reference(small.image, small.spacing, -600.0))
+
+
+def test_threshold_method_synthetic_and_empty():
+    img, truth = synthetic_body(2)
+    # tiny boxes: below 50 mL at 1 mm, so only the largest component is kept (the second
+    # box: the first lost a voxel to the vessel)
+    got = lung_mask(img, method="threshold")
+    np.testing.assert_array_equal(got, threshold_reference(img, (1.0, 1.0, 1.0)))
+    np.testing.assert_array_equal(got, truth & (np.arange(48) >= 24))
+    np.testing.assert_array_equal(
+        lung_mask(img, spacing=(3.0, 3.0, 3.0), method="threshold"), truth
+    )
+    assert not lung_mask(np.full((8, 10, 12), 40, np.int16), method="threshold").any()
+    assert not lung_mask(np.full((8, 10, 12), -1000, np.int16), method="threshold").any()
+    # its threshold may be below the (anatomical-only) airway threshold
+    assert not lung_mask(img, method="threshold", threshold=-1000.0).any()
+
+
+def test_threshold_method_volume_and_out(tmp_path, small):
+    expected = lung_mask(small.image, spacing=small.spacing, method="threshold")
+    out = np.zeros(small.image.shape, np.uint8)
+    assert lung_mask(small.image, spacing=small.spacing, method="threshold", out=out) is out
+    np.testing.assert_array_equal(out.astype(bool), expected)
+    path = tmp_path / "a.h5"
+    with fastct.open(path, "w") as ar:
+        ar.create_volume("img", small.image, spacing=small.spacing, chunks=(16, 32, 32))
+    with fastct.open(path, "a") as ar:
+        vol = ar["img"]
+        np.testing.assert_array_equal(lung_mask(vol, method="threshold"), expected)
+        vout = ar.create_volume_like("mask", vol, dtype=bool)
+        assert lung_mask(vol, method="threshold", out=vout) is vout
+    with fastct.open(path) as ar:
+        np.testing.assert_array_equal(ar["mask"].read(), expected)
+
+
+@pytest.mark.parametrize(
+    "method, exc, match",
+    [("hu", ValueError, "method must be one of"), (1, TypeError, "method must be a string")],
+)
+def test_bad_method(method, exc, match):
+    with pytest.raises(exc, match=match):
+        lung_mask(np.zeros((4, 5, 6), np.int16), method=method)

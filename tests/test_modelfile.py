@@ -13,7 +13,6 @@ from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassif
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.tree import DecisionTreeClassifier
 
-from fastct import _modelfile as MF
 from fastct.classify import (
     FeatureClassifier,
     NoduleDetector,
@@ -22,6 +21,7 @@ from fastct.classify import (
     load_model,
     save_model,
 )
+from fastct.classify import _modelfile as MF
 from fastct.features import FeatureTable
 
 

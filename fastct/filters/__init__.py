@@ -5,6 +5,7 @@ Each filter lives in its own private module; adding one is one import line here
 """
 # ruff: noqa: F401  (re-exports; __all__ is built from the imports)
 
+from ._blob import hessian_blob
 from ._gaussian import gaussian, unsharp_mask
 from ._median import median
 

@@ -1,5 +1,10 @@
 """Model files that are safe to share: a zip of JSON metadata and a skops file.
 
+This module holds the whole of fastct's model files: the container format and its
+safety checks (:func:`write_model_file`, :func:`read_model_file`), and the mapping of
+the fastct estimators onto it (:func:`save_model`, :func:`load_model`,
+:func:`load_detector`, :func:`default_detector` for the model that ships with fastct).
+
 A fastct model file (suffix ``.fastct-model`` by convention) is a zip archive with
 exactly two members:
 
@@ -33,17 +38,34 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ._atomic import atomic_path
+import numpy as np
+from sklearn.base import clone
+from sklearn.utils.validation import check_is_fitted
+
+from .._atomic import atomic_path
+from ._detector import NoduleDetector
+from ._estimators import FeatureClassifier, RegionFeatureTransformer
+from ._regions import SCHEMA_VERSION
 
 __all__ = [
+    "DEFAULT_MODEL_PATH",
     "FORMAT",
     "FORMAT_VERSION",
     "TRUSTED_TYPES",
     "ModelFileError",
     "UntrustedModelError",
+    "default_detector",
+    "load_detector",
+    "load_model",
     "read_model_file",
+    "save_model",
     "write_model_file",
 ]
+
+#: The model that ships with fastct (built by ``fastct train``, see the docs).
+DEFAULT_MODEL_PATH = (
+    Path(__file__).resolve().parent.parent / "models" / "nodule_detector_v1.fastct-model"
+)
 
 FORMAT = "fastct-model"
 FORMAT_VERSION = 1
@@ -70,7 +92,7 @@ class UntrustedModelError(ModelFileError):
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return __version__
 
@@ -253,3 +275,167 @@ def _zip_bytes(members: Mapping[str, bytes]) -> bytes:  # for tests crafting fil
         for name, data in members.items():
             zf.writestr(name, data)
     return buf.getvalue()
+
+
+# --------------------------------------------------------------------------------------
+# fastct estimators <-> model files
+# --------------------------------------------------------------------------------------
+_KIND_DETECTOR = "nodule-detector"
+_KIND_CLASSIFIER = "feature-classifier"
+
+
+def save_model(model: Any, path: str | Path, *, overwrite: bool = True) -> Path:
+    """Save a fitted :class:`NoduleDetector` or :class:`FeatureClassifier` safely.
+
+    The file is a zip of ``meta.json`` (fastct version, feature schema, parameters)
+    and ``model.skops`` (the scikit-learn classifier); see :mod:`fastct.classify._modelfile`.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from sklearn.datasets import load_breast_cancer
+    >>> from sklearn.ensemble import RandomForestClassifier
+    >>> from fastct.classify import FeatureClassifier, load_model, save_model
+    >>> X, y = load_breast_cancer(return_X_y=True)
+    >>> clf = FeatureClassifier(RandomForestClassifier(5, random_state=0)).fit(X, y)
+    >>> path = save_model(clf, os.path.join(tempfile.mkdtemp(), "bc.fastct-model"))
+    >>> bool((load_model(path).predict(X) == clf.predict(X)).all())
+    True
+    """
+    if isinstance(model, NoduleDetector):
+        check_is_fitted(model, "classifier_")
+        schema = {
+            "schema_version": SCHEMA_VERSION,
+            "feature_names": list(model.feature_names_),
+            "training": {
+                "n_cases": int(getattr(model, "n_cases_", 0)),
+                "n_regions": int(getattr(model, "n_regions_", 0)),
+                "n_positive": int(getattr(model, "n_positive_", 0)),
+            },
+        }
+        return write_model_file(
+            path, model.classifier_, kind=_KIND_DETECTOR, schema=schema,
+            params=model._feature_params(), overwrite=overwrite,
+        )  # fmt: skip
+    if isinstance(model, FeatureClassifier):
+        check_is_fitted(model, "classifier_")
+        cols = model.columns
+        schema = {
+            "feature_names": model.feature_names_,
+            "table_input": bool(model.transformer_._table_input),
+            "n_features": int(model.n_features_in_),
+        }
+        if not model.transformer_._table_input:
+            schema["index"] = [int(i) for i in model.transformer_._index]
+        params = {"columns": None if cols is None else [c if isinstance(c, str) else int(c)
+                                                        for c in cols]}  # fmt: skip
+        return write_model_file(
+            path, model.classifier_, kind=_KIND_CLASSIFIER, schema=schema, params=params,
+            overwrite=overwrite,
+        )  # fmt: skip
+    raise TypeError(
+        f"model must be a fitted NoduleDetector or FeatureClassifier, got {type(model).__name__}"
+    )
+
+
+def load_model(path: str | Path) -> NoduleDetector | FeatureClassifier:
+    """Load a model file written by :func:`save_model` (never unpickles).
+
+    Raises
+    ------
+    ValueError (:class:`ModelFileError`)
+        Not a fastct model file (e.g. a pickle), written by another fastct version,
+        a feature schema this version does not compute, or untrusted types inside.
+    """
+    meta, est = read_model_file(path)
+    kind = meta["kind"]
+    if kind == _KIND_DETECTOR:
+        return _detector_from(meta, est, path)
+    if kind == _KIND_CLASSIFIER:
+        return _classifier_from(meta, est, path)
+    raise ModelFileError(f"model file {str(path)!r}: unknown model kind {kind!r}")
+
+
+def _detector_from(meta: dict, est: Any, path: Any) -> NoduleDetector:
+    params = dict(meta["params"])
+    schema = meta["schema"]
+    known = set(NoduleDetector().get_params()) - {"classifier"}
+    if set(params) - known:
+        raise ModelFileError(
+            f"model file {str(path)!r}: unknown detector parameters {sorted(set(params) - known)}"
+        )
+    if "blob_scales_mm" in params:
+        params["blob_scales_mm"] = tuple(params["blob_scales_mm"])
+    det = NoduleDetector(**params)
+    try:
+        det._check_params()
+        expected = det.feature_names()
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f"model file {str(path)!r}: bad detector parameters ({exc})") from None
+    if schema.get("schema_version") != SCHEMA_VERSION or schema.get("feature_names") != expected:
+        raise ModelFileError(
+            f"model file {str(path)!r} was trained with another feature schema "
+            f"(version {schema.get('schema_version')!r}, {len(schema.get('feature_names') or [])} "
+            f"features); this fastct computes schema version {SCHEMA_VERSION} with "
+            f"{len(expected)} features; retrain the model"
+        )
+    if not hasattr(est, "predict_proba") or getattr(est, "n_features_in_", None) != len(expected):
+        raise ModelFileError(
+            f"model file {str(path)!r}: the classifier does not take the {len(expected)} "
+            f"schema features"
+        )
+    det.classifier_ = est
+    det.feature_names_ = expected
+    training = schema.get("training") or {}
+    det.n_cases_ = int(training.get("n_cases", 0))
+    det.n_regions_ = int(training.get("n_regions", 0))
+    det.n_positive_ = int(training.get("n_positive", 0))
+    return det
+
+
+def _classifier_from(meta: dict, est: Any, path: Any) -> FeatureClassifier:
+    schema = meta["schema"]
+    names = schema.get("feature_names")
+    if not isinstance(names, list) or getattr(est, "n_features_in_", None) != len(names):
+        raise ModelFileError(f"model file {str(path)!r}: feature schema does not fit the model")
+    clf = FeatureClassifier(classifier=None, columns=meta["params"].get("columns"))
+    tr = RegionFeatureTransformer(columns=clf.columns)
+    tr.feature_names_out_ = np.asarray(names, dtype=object)
+    tr.n_features_in_ = int(schema.get("n_features", len(names)))
+    tr._table_input = bool(schema.get("table_input", True))
+    if not tr._table_input:
+        tr._index = np.asarray(schema.get("index", range(len(names))), dtype=np.intp)
+    clf.transformer_ = tr
+    clf.classifier_ = est
+    clf.classes_ = est.classes_
+    clf.n_features_in_ = tr.n_features_in_
+    return clf
+
+
+def load_detector(path: str | Path) -> NoduleDetector:
+    """Load a :class:`NoduleDetector` model file (see :func:`load_model`)."""
+    meta, est = read_model_file(path, kind=_KIND_DETECTOR)
+    return _detector_from(meta, est, path)
+
+
+_DEFAULT: NoduleDetector | None = None
+
+
+def default_detector() -> NoduleDetector:
+    """The detector that ships with fastct (a fresh copy each call).
+
+    Trained on synthetic chest phantoms (``fastct train``, recipe in
+    ``docs/classification.rst``); works at any resolution (features in mm and HU).
+    """
+    global _DEFAULT
+    if _DEFAULT is None:
+        if not DEFAULT_MODEL_PATH.is_file():
+            raise FileNotFoundError(
+                f"the shipped model {str(DEFAULT_MODEL_PATH)!r} is missing; build it with "
+                f"'fastct train --out {DEFAULT_MODEL_PATH}'"
+            )
+        _DEFAULT = load_detector(DEFAULT_MODEL_PATH)
+    det = clone(_DEFAULT)
+    for attr in ("classifier_", "feature_names_", "n_cases_", "n_regions_", "n_positive_"):
+        setattr(det, attr, getattr(_DEFAULT, attr))
+    return det

@@ -1,0 +1,709 @@
+"""The supervoxel lung-nodule detector: its records and the stage orchestration.
+
+:class:`NoduleDetector` finds lung nodules in CT volumes, stage by stage:
+
+1. :meth:`~NoduleDetector.preprocess` -- a ``median_size`` median filter (noise).
+2. :meth:`~NoduleDetector.segment` -- SLIC supervoxels inside the lung mask,
+   ``n_segments_per_litre`` of them per litre of lung (so they have the same physical
+   size, about 85 mm^3 by default, at every resolution).
+3. :meth:`~NoduleDetector.region_table` -- per-supervoxel features (see
+   :func:`detector_feature_names` and :mod:`fastct.classify._regions`).
+4. :meth:`~NoduleDetector.predict_regions` -- the classifier's nodule probability per
+   supervoxel.
+5. :meth:`~NoduleDetector.detect` -- candidate nodules: connected groups of adjacent
+   supervoxels whose probability is at least ``threshold``; centre =
+   probability x volume weighted mean of the member centroids, volume = sum of the
+   member volumes, diameter = equivalent-sphere diameter ``(6 V / pi)^(1/3)``,
+   probability = the largest member probability.
+
+Every stage takes in-memory arrays or archive :class:`~fastct.volume.Volume` objects
+(with ``out=`` Volumes the large intermediates stream), so a pipeline can run them
+one by one; :meth:`~NoduleDetector.predict` runs them all in memory. Without a lung
+mask the detector uses :func:`fastct.lungs.lung_mask` with ``method="threshold"``.
+
+Training (:meth:`NoduleDetector.fit`) runs stages 1-3 on each case and labels a
+supervoxel positive when at least ``target_overlap`` (default half) of its voxels lie
+in the nodule ground-truth mask, negative when none does; supervoxels with a smaller
+non-zero overlap are ambiguous and left out of training.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone
+from sklearn.utils.validation import check_is_fitted
+
+from .._validate import as_input, check_int, check_origin, check_real, check_spacing
+from ..features import FeatureTable
+from ..lungs import lung_mask as _lung_mask
+from ..streaming import read_planes
+from ..volume import Volume
+from . import _regions
+from ._estimators import _default_classifier, _table_matrix, _table_names
+from ._regions import detector_feature_names
+
+
+# --------------------------------------------------------------------------------------
+# Records
+# --------------------------------------------------------------------------------------
+@dataclass
+class Case:
+    """One training / evaluation scan.
+
+    Attributes
+    ----------
+    image : ndarray or Volume
+        CT in HU, 3-D ``(z, y, x)``.
+    spacing : tuple of float
+        Voxel size in mm.
+    nodule_mask : ndarray or Volume, optional
+        Nodule ground truth: integer labels (> 0 inside a nodule) or bool; required
+        for training.
+    lung_mask : ndarray or Volume of bool, optional
+        Lung field; ``None``: :func:`fastct.lungs.lung_mask` with ``method="threshold"``.
+    origin : tuple of float, optional
+        Physical position of voxel 0 (default the Volume's, else 0).
+    name : str
+        For messages.
+    """
+
+    image: Any
+    spacing: Any
+    nodule_mask: Any = None
+    lung_mask: Any = None
+    origin: Any = None
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A candidate nodule.
+
+    Attributes
+    ----------
+    center_mm : tuple of float
+        ``(z, y, x)`` physical centre (probability x volume weighted).
+    diameter_mm : float
+        Equivalent-sphere diameter of ``volume_mm3``.
+    volume_mm3 : float
+        Total volume of the member supervoxels.
+    probability : float
+        Largest member probability (the detection's score).
+    labels : tuple of int
+        Member supervoxel labels.
+    """
+
+    center_mm: tuple[float, float, float]
+    diameter_mm: float
+    volume_mm3: float
+    probability: float
+    labels: tuple[int, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """Flat record (CSV / JSON friendly)."""
+        z, y, x = self.center_mm
+        return {
+            "center_z_mm": z, "center_y_mm": y, "center_x_mm": x,
+            "diameter_mm": self.diameter_mm, "volume_mm3": self.volume_mm3,
+            "probability": self.probability, "n_regions": len(self.labels),
+        }  # fmt: skip
+
+
+@dataclass
+class DetectionResult:
+    """Everything :meth:`NoduleDetector.predict` computed.
+
+    Attributes
+    ----------
+    labels : ndarray of int32
+        Supervoxels (0 outside the lung mask).
+    table : FeatureTable
+        Features per supervoxel (row order = ``proba`` order).
+    proba : ndarray of float64
+        Nodule probability per row of ``table``.
+    probability_map : ndarray of float32
+        ``proba`` painted on the supervoxels, 0 outside.
+    detections : list of Detection
+        Highest probability first.
+    lung_mask : ndarray of bool
+        The lung mask used.
+    timings : dict
+        Seconds per stage.
+    """
+
+    labels: np.ndarray
+    table: FeatureTable
+    proba: np.ndarray
+    probability_map: np.ndarray
+    detections: list[Detection]
+    lung_mask: np.ndarray | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------
+# Helpers for images and masks
+# --------------------------------------------------------------------------------------
+def _check_image(image: Any) -> np.ndarray | Volume:
+    """A real-valued 3-D array or Volume without empty axes (bool passes)."""
+    image = as_input(image, "image")
+    shape = tuple(image.shape)
+    if len(shape) != 3:
+        raise ValueError(f"image must be a 3-D (z, y, x) volume, got shape {shape}")
+    if 0 in shape:
+        raise ValueError(f"image must not have an empty axis, got shape {shape}")
+    return image
+
+
+def _check_labels(labels: Any, shape: tuple[int, ...], name: str) -> np.ndarray | Volume:
+    if not isinstance(labels, Volume):
+        labels = np.asarray(labels)
+    kind = np.dtype(labels.dtype).kind
+    if kind not in "biu":
+        raise TypeError(f"{name} must have an integer (or bool) dtype, got {labels.dtype}")
+    if tuple(labels.shape) != tuple(shape):
+        raise ValueError(
+            f"{name} and image must have the same shape, got {name} {tuple(labels.shape)} "
+            f"and image {tuple(shape)}"
+        )
+    if isinstance(labels, np.ndarray) and kind == "i" and labels.size and labels.min() < 0:
+        raise ValueError(f"{name} must be >= 0 (0 = background), got minimum {int(labels.min())}")
+    return labels
+
+
+def _in_memory(x: Any) -> np.ndarray:
+    from ..streaming import read_all
+
+    return read_all(x) if isinstance(x, Volume) else np.asarray(x)
+
+
+def _spacing3(spacing: Any, image: Any) -> tuple[float, float, float]:
+    if spacing is None and isinstance(image, Volume):
+        spacing = image.spacing
+    if spacing is None:
+        raise ValueError("spacing is required (voxel size in mm per axis, z-y-x)")
+    return check_spacing(spacing, 3, "spacing")
+
+
+def _mask_count(mask: Any) -> int:
+    if isinstance(mask, Volume):
+        total = 0
+        step = max(1, (1 << 24) // max(1, mask.shape[1] * mask.shape[2]))
+        for z0 in range(0, mask.shape[0], step):
+            total += int(np.count_nonzero(read_planes(mask, z0, min(mask.shape[0], z0 + step))))
+        return total
+    return int(np.count_nonzero(mask))
+
+
+def threshold_lung_mask(
+    image: Any, *, spacing: Any = None, threshold: float = -400.0
+) -> np.ndarray:
+    """The lung mask the detector makes when it is given none (air components).
+
+    ``fastct.lungs.lung_mask(image, spacing=spacing, threshold=threshold,
+    method="threshold")``, with ``spacing`` required for an array (a Volume's own by
+    default): voxels below ``threshold`` HU form air regions; the regions touching the
+    in-plane (y or x) border of the volume (air around the body) are dropped and, of
+    the rest, the components larger than 1% of the largest one (above 50 mL) are kept
+    (lungs and main airways); holes of every axial slice are then filled so that
+    vessels and nodules inside the lungs are included. Nodules attached to the chest
+    wall may be cut off: pass a proper lung mask (e.g. :func:`fastct.lungs.lung_mask`'s
+    default ``method="anatomical"``) when you have one.
+
+    Examples
+    --------
+    >>> from fastct.datasets import chest_phantom
+    >>> from fastct.classify import threshold_lung_mask
+    >>> ph = chest_phantom("tiny", seed=0)
+    >>> m = threshold_lung_mask(ph.image, spacing=ph.spacing)
+    >>> bool((m & ph.lung_mask).sum() > 0.8 * ph.lung_mask.sum())
+    True
+    """
+    image = _check_image(image)
+    sp = _spacing3(spacing, image)
+    return _lung_mask(image, spacing=sp, threshold=threshold, method="threshold")
+
+
+class NoduleDetector(BaseEstimator):
+    """Supervoxel lung-nodule detector: SLIC + region features + a classifier.
+
+    Parameters
+    ----------
+    n_segments_per_litre : float
+        SLIC supervoxels per litre of lung mask (default 12000: about 85 mm^3, a
+        5.5 mm ball, per supervoxel at every resolution).
+    compactness : float
+        SLIC compactness (intensities are rescaled to [0, 1] over the mask).
+    median_size : int
+        Size of the median filter of :meth:`preprocess` (1: none).
+    blob_scales_mm : sequence of float
+        Gaussian scales (mm) of the Hessian blob features.
+    target_overlap : float
+        Training: a supervoxel is a nodule when at least this fraction of its voxels
+        lies in the nodule mask (in (0, 1]); partial overlaps below it are left out.
+    negative_fraction : float
+        Training: fraction of the (very many) non-nodule supervoxels used, drawn at
+        random with ``random_state`` (in (0, 1]; 1 = all). Speeds up training; the
+        probabilities are then higher than calibrated ones, which only moves the
+        operating thresholds.
+    classifier : scikit-learn classifier, optional
+        Any classifier with ``predict_proba``; default a
+        ``HistGradientBoostingClassifier`` (multi-core, NaN-aware).
+    threshold : float
+        Supervoxels with probability >= ``threshold`` form candidate detections.
+    random_state : int
+        Seed of the default classifier.
+
+    Attributes
+    ----------
+    classifier_ : the fitted classifier
+    feature_names_ : list of str
+        Feature columns in model order (the schema).
+    n_cases_, n_regions_, n_positive_ : int
+        Training cases, training supervoxels and positive ones.
+
+    Examples
+    --------
+    >>> from fastct.classify import NoduleDetector
+    >>> det = NoduleDetector(threshold=0.3)
+    >>> det.get_params()["threshold"]
+    0.3
+    >>> det.predict_regions({})
+    Traceback (most recent call last):
+    ...
+    sklearn.exceptions.NotFittedError: This NoduleDetector instance is not fitted yet...
+    """
+
+    def __init__(
+        self,
+        n_segments_per_litre: float = 12000.0,
+        compactness: float = 0.05,
+        median_size: int = 3,
+        blob_scales_mm: Sequence[float] = (1.5, 3.0, 6.0),
+        target_overlap: float = 0.5,
+        negative_fraction: float = 0.25,
+        classifier: Any = None,
+        threshold: float = 0.2,
+        random_state: int | None = 0,
+    ):
+        self.n_segments_per_litre = n_segments_per_litre
+        self.compactness = compactness
+        self.median_size = median_size
+        self.blob_scales_mm = blob_scales_mm
+        self.target_overlap = target_overlap
+        self.negative_fraction = negative_fraction
+        self.classifier = classifier
+        self.threshold = threshold
+        self.random_state = random_state
+
+    # -- parameters ---------------------------------------------------------------------
+    def _scales(self) -> tuple[float, ...]:
+        scales = self.blob_scales_mm
+        if isinstance(scales, (str, bytes)) or not isinstance(scales, Iterable):
+            raise TypeError(
+                f"blob_scales_mm must be a sequence of positive numbers, got "
+                f"{type(scales).__name__}"
+            )
+        out = tuple(check_real(s, "blob_scales_mm", lo=0, lo_open=True) for s in scales)
+        return out
+
+    def _check_params(self) -> None:
+        check_real(self.n_segments_per_litre, "n_segments_per_litre", lo=0, lo_open=True)
+        check_real(self.compactness, "compactness", lo=0, lo_open=True)
+        check_int(self.median_size, "median_size", lo=1)
+        self._scales()
+        check_real(self.target_overlap, "target_overlap", lo=0, hi=1, lo_open=True)
+        check_real(self.negative_fraction, "negative_fraction", lo=0, hi=1, lo_open=True)
+        check_real(self.threshold, "threshold", lo=0, hi=1)
+
+    def feature_names(self) -> list[str]:
+        """The feature columns this detector computes (see :func:`detector_feature_names`)."""
+        return detector_feature_names(self._scales())
+
+    def _feature_params(self) -> dict[str, Any]:
+        """JSON-able parameters (everything but the classifier)."""
+        return {
+            "n_segments_per_litre": float(self.n_segments_per_litre),
+            "compactness": float(self.compactness),
+            "median_size": int(self.median_size),
+            "blob_scales_mm": [float(s) for s in self._scales()],
+            "target_overlap": float(self.target_overlap),
+            "negative_fraction": float(self.negative_fraction),
+            "threshold": float(self.threshold),
+            "random_state": None if self.random_state is None else int(self.random_state),
+        }
+
+    # -- stages -------------------------------------------------------------------------
+    def preprocess(self, image: Any, *, spacing: Any = None, out: Any = None) -> Any:
+        """Denoise as the detector expects: a ``median_size`` median filter.
+
+        ndarray -> ndarray of the same dtype; a Volume with ``out=`` Volume streams.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastct.classify import NoduleDetector
+        >>> img = np.zeros((3, 4, 4), np.int16); img[1, 1, 1] = 1000
+        >>> int(NoduleDetector().preprocess(img, spacing=(1, 1, 1)).max())
+        0
+        """
+        self._check_params()
+        image = _check_image(image)
+        _spacing3(spacing, image) if spacing is not None else None
+        from ..filters import median
+
+        if self.median_size == 1:
+            if out is None:
+                return image if isinstance(image, Volume) else np.array(image)
+            from ..streaming import map_overlap
+
+            return map_overlap(lambda d, i: d, image, out=out)
+        return median(image, size=int(self.median_size), out=out)
+
+    def segment(self, image: Any, *, spacing: Any = None, lung_mask: Any = None, out: Any = None):
+        """SLIC supervoxels inside the lung mask: int32 labels (0 outside).
+
+        ``n_segments`` is ``n_segments_per_litre`` times the mask volume in litres.
+        Integer images are segmented as float32 (exact for 16-bit CT), streamed
+        through a scratch file when ``image`` is a Volume. ``lung_mask=None`` uses
+        :func:`fastct.lungs.lung_mask` with ``method="threshold"`` (in memory).
+        """
+        self._check_params()
+        image = _check_image(image)
+        sp = _spacing3(spacing, image)
+        if lung_mask is None:
+            lung_mask = _lung_mask(image, spacing=sp, method="threshold")
+        lung_mask = _check_labels(lung_mask, image.shape, "lung_mask")
+        n_mask = _mask_count(lung_mask)
+        if n_mask == 0:
+            raise ValueError("lung_mask must select at least one voxel, got an empty mask")
+        litres = n_mask * math.prod(sp) / 1e6
+        n_segments = max(1, int(round(float(self.n_segments_per_litre) * litres)))
+        from ..segmentation import slic
+        from ..streaming import Scratch
+
+        if not isinstance(lung_mask, Volume) and lung_mask.dtype != np.bool_:
+            lung_mask = lung_mask > 0
+        scratch = Scratch(out if isinstance(out, Volume) else image)
+        try:
+            src = image
+            if np.dtype(image.dtype).kind in "biu":
+                if isinstance(image, Volume):
+                    from ..streaming import map_overlap
+
+                    tmp = scratch.volume("image_f32", tuple(image.shape), np.float32)
+                    map_overlap(lambda d, i: d.astype(np.float32), image, out=tmp)
+                    src = tmp
+                else:
+                    src = np.asarray(image, dtype=np.float32)
+            return slic(
+                src, n_segments=n_segments, compactness=float(self.compactness), spacing=sp,
+                mask=lung_mask, out=out,
+            )  # fmt: skip
+        finally:
+            scratch.close()
+
+    def region_table(
+        self, labels: Any, image: Any, *, spacing: Any = None, origin: Any = None
+    ) -> FeatureTable:
+        """Features of every supervoxel (columns: :meth:`feature_names` plus ``label``,
+        ``count``, centroids and bounding boxes).
+
+        ``image`` should be the :meth:`preprocess` output. ``table.meta["adjacency"]``
+        holds the ``(n_edges, 2)`` label pairs of adjacent supervoxels (used by
+        :meth:`detect`). The features are described in :mod:`fastct.classify._regions`.
+        """
+        self._check_params()
+        image = _check_image(image)
+        labels = _check_labels(labels, image.shape, "labels")
+        sp = _spacing3(spacing, image)
+        if origin is None:
+            origin = labels.origin if isinstance(labels, Volume) else None
+            if origin is None and isinstance(image, Volume):
+                origin = image.origin
+        org = check_origin(origin, 3, "origin")
+        return _regions.region_table(labels, image, sp, org, self._scales())
+
+    def predict_regions(self, table: Any) -> np.ndarray:
+        """Nodule probability for every row of ``table`` (float64)."""
+        check_is_fitted(self, "classifier_")
+        X = _table_matrix(table, self.feature_names_, "table")
+        return self._proba(X)
+
+    def _proba(self, X: np.ndarray) -> np.ndarray:
+        if X.shape[0] == 0:
+            return np.zeros(0)
+        p = self.classifier_.predict_proba(X)
+        classes = list(self.classifier_.classes_)
+        if 1 in classes:
+            return np.ascontiguousarray(p[:, classes.index(1)], dtype=np.float64)
+        return np.zeros(X.shape[0])
+
+    def detect(
+        self,
+        table: Any,
+        proba: Any,
+        *,
+        labels: Any = None,
+        spacing: Any = None,
+        origin: Any = None,
+        threshold: float | None = None,
+    ) -> list[Detection]:
+        """Candidate nodules from supervoxel probabilities (highest probability first).
+
+        Adjacent supervoxels with ``proba >= threshold`` (default ``self.threshold``)
+        are grouped; adjacency comes from ``table.meta["adjacency"]`` when
+        :meth:`region_table` made the table, else from ``labels`` (else every
+        supervoxel stands alone). ``origin`` shifts the centres when it differs from
+        the one the table was computed with.
+        """
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        thr = self.threshold if threshold is None else threshold
+        thr = check_real(thr, "threshold", lo=0, hi=1)
+        needed = ["label", "volume_mm3", "centroid_z_mm", "centroid_y_mm", "centroid_x_mm"]
+        missing = [c for c in needed if c not in _table_names(table)]
+        if missing:
+            raise ValueError(f"table lacks the columns {missing} (not a region_table result?)")
+        ids = np.asarray(table["label"], dtype=np.int64)
+        proba = np.asarray(proba, dtype=np.float64)
+        if proba.shape != ids.shape:
+            raise ValueError(
+                f"proba must have one value per table row ({ids.shape[0]}), got shape {proba.shape}"
+            )
+        cent = np.column_stack([np.asarray(table[f"centroid_{a}_mm"], float) for a in "zyx"])
+        meta = getattr(table, "meta", {}) or {}
+        if origin is not None and "origin" in meta:
+            cent = cent + (np.asarray(check_origin(origin, 3)) - np.asarray(meta["origin"]))
+        vol = np.asarray(table["volume_mm3"], dtype=np.float64)
+        sel = np.flatnonzero(proba >= thr)
+        if sel.size == 0:
+            return []
+        edges = meta.get("adjacency")
+        if edges is None and labels is not None:
+            from ..features import region_adjacency
+
+            edges = region_adjacency(labels, spacing=spacing).edges
+        pos = np.full(ids.shape[0], -1, np.int64)
+        pos[sel] = np.arange(sel.size)
+        if edges is not None and len(edges):
+            edges = np.asarray(edges, dtype=np.int64)
+            ra = np.searchsorted(ids, edges[:, 0])
+            rb = np.searchsorted(ids, edges[:, 1])
+            ok = (ra < ids.size) & (rb < ids.size)
+            ra, rb = ra[ok], rb[ok]
+            ok = (ids[ra] == edges[ok, 0]) & (ids[rb] == edges[ok, 1])
+            ra, rb = ra[ok], rb[ok]
+            keep = (pos[ra] >= 0) & (pos[rb] >= 0)
+            a, b = pos[ra[keep]], pos[rb[keep]]
+        else:
+            a = b = np.zeros(0, np.int64)
+        graph = coo_matrix((np.ones(a.size), (a, b)), shape=(sel.size, sel.size))
+        _, comp = connected_components(graph, directed=False)
+        out = []
+        for k in range(comp.max() + 1):
+            members = sel[comp == k]
+            p, v = proba[members], vol[members]
+            w = p * v
+            w = w if w.sum() > 0 else np.ones_like(w)
+            center = (cent[members] * w[:, None]).sum(axis=0) / w.sum()
+            total = float(v.sum())
+            out.append(
+                Detection(
+                    center_mm=tuple(float(c) for c in center),
+                    diameter_mm=float((6.0 * total / math.pi) ** (1.0 / 3.0)),
+                    volume_mm3=total,
+                    probability=float(p.max()),
+                    labels=tuple(int(i) for i in ids[members]),
+                )
+            )
+        out.sort(key=lambda d: (-d.probability, d.center_mm))
+        return out
+
+    def probability_map(self, labels: Any, table: Any, proba: Any, *, out: Any = None) -> Any:
+        """``proba`` painted on ``labels`` (float32, 0 where a label has no row)."""
+        ids = np.asarray(table["label"], dtype=np.int64)
+        proba = np.asarray(proba, dtype=np.float32)
+        if proba.shape != ids.shape:
+            raise ValueError(
+                f"proba must have one value per table row ({ids.shape[0]}), got shape {proba.shape}"
+            )
+        top = int(ids.max()) if ids.size else 0
+        lut = np.zeros(top + 1, np.float32)
+        lut[ids] = proba
+
+        def paint(block: np.ndarray, info: Any = None) -> np.ndarray:
+            b = np.asarray(block, dtype=np.int64)
+            inside = (b >= 0) & (b <= top)
+            return np.where(inside, lut[np.clip(b, 0, top)], np.float32(0)).astype(np.float32)
+
+        if isinstance(labels, Volume) or isinstance(out, Volume):
+            from ..streaming import map_overlap
+
+            return map_overlap(paint, labels, out=out, out_dtype=np.float32)
+        res = paint(np.asarray(labels))
+        if out is not None:
+            out[...] = res
+            return out
+        return res
+
+    def predict(
+        self, image: Any, *, spacing: Any = None, lung_mask: Any = None, origin: Any = None
+    ) -> DetectionResult:
+        """All stages in memory: labels, table, probabilities, map and detections.
+
+        Examples
+        --------
+        >>> from fastct.classify import NoduleDetector
+        >>> NoduleDetector().predict(np.zeros((4, 4, 4)), spacing=(1, 1, 1))
+        Traceback (most recent call last):
+        ...
+        sklearn.exceptions.NotFittedError: This NoduleDetector instance is not fitted yet...
+        """
+        check_is_fitted(self, "classifier_")
+        image = _check_image(image)
+        sp = _spacing3(spacing, image)
+        if origin is None and isinstance(image, Volume):
+            origin = image.origin
+        img = _in_memory(image)
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        if lung_mask is None:
+            lung_mask = _lung_mask(img, spacing=sp, method="threshold")
+            timings["lung_mask"] = time.perf_counter() - t0
+        else:
+            lung_mask = _in_memory(_check_labels(lung_mask, img.shape, "lung_mask")) > 0
+        t = time.perf_counter()
+        pre = self.preprocess(img, spacing=sp)
+        timings["preprocess"] = time.perf_counter() - t
+        t = time.perf_counter()
+        labels = self.segment(pre, spacing=sp, lung_mask=lung_mask)
+        timings["segment"] = time.perf_counter() - t
+        t = time.perf_counter()
+        table = self.region_table(labels, pre, spacing=sp, origin=origin)
+        timings["features"] = time.perf_counter() - t
+        t = time.perf_counter()
+        proba = self.predict_regions(table)
+        pmap = self.probability_map(labels, table, proba)
+        dets = self.detect(table, proba)
+        timings["classify"] = time.perf_counter() - t
+        return DetectionResult(labels, table, proba, pmap, dets, lung_mask, timings)
+
+    # -- training -------------------------------------------------------------------------
+    def case_table(self, case: Any) -> tuple[FeatureTable, np.ndarray]:
+        """Stages 1-3 on one case: ``(table, overlap)`` where ``overlap`` is the
+        fraction of each supervoxel's voxels inside the nodule mask."""
+        case = _as_case(case)
+        image = _check_image(case.image)
+        sp = _spacing3(case.spacing, image)
+        if case.nodule_mask is None:
+            raise ValueError(f"case {case.name!r}: nodule_mask is required for training")
+        nod = (
+            _in_memory(case.nodule_mask)
+            if isinstance(case.nodule_mask, Volume)
+            else case.nodule_mask
+        )
+        nod = _check_labels(nod, image.shape, "nodule_mask")
+        img = _in_memory(image)
+        lung = case.lung_mask
+        if lung is not None:
+            lung = _in_memory(_check_labels(lung, image.shape, "lung_mask")) > 0
+        pre = self.preprocess(img, spacing=sp)
+        labels = self.segment(pre, spacing=sp, lung_mask=lung)
+        table = self.region_table(labels, pre, spacing=sp, origin=case.origin)
+        ids = table["label"]
+        inside = np.bincount(labels.ravel(), weights=(nod > 0).ravel(), minlength=ids.max() + 1)
+        overlap = inside[ids] / np.asarray(table["count"], dtype=np.float64)
+        return table, overlap
+
+    def fit(self, cases: Iterable[Any], y: Any = None) -> NoduleDetector:
+        """Train on cases: dicts or :class:`Case` records with ``image``, ``spacing``,
+        ``nodule_mask`` and optionally ``lung_mask`` / ``origin`` / ``name``.
+
+        Volumes are read into memory one case at a time.
+        """
+        self._check_params()
+        if isinstance(cases, (Mapping, Case)) or not isinstance(cases, Iterable):
+            raise TypeError(
+                f"cases must be an iterable of Case records or dicts, got {type(cases).__name__}"
+            )
+        tables, overlaps = [], []
+        for case in cases:
+            table, overlap = self.case_table(case)
+            tables.append(table)
+            overlaps.append(overlap)
+        if not tables:
+            raise ValueError("cases must hold at least one case, got none")
+        return self.fit_tables(tables, overlaps)
+
+    def fit_tables(self, tables: Sequence[Any], overlaps: Sequence[Any]) -> NoduleDetector:
+        """Train from precomputed ``case_table`` results (tables and overlap fractions)."""
+        self._check_params()
+        names = self.feature_names()
+        Xs, ys = [], []
+        rng = np.random.default_rng(self.random_state)
+        frac = float(self.negative_fraction)
+        for table, overlap in zip(tables, overlaps, strict=True):
+            X = _table_matrix(table, names, "table")
+            ov = np.asarray(overlap, dtype=np.float64)
+            if ov.shape != (X.shape[0],):
+                raise ValueError(
+                    f"overlap must have one value per table row ({X.shape[0]}), got {ov.shape}"
+                )
+            pos = ov >= float(self.target_overlap)
+            keep = pos | ((ov == 0) & (rng.random(ov.shape[0]) < frac))
+            Xs.append(X[keep])
+            ys.append(pos[keep].astype(np.int64))
+        X = np.concatenate(Xs)
+        y = np.concatenate(ys)
+        if X.shape[0] == 0 or np.unique(y).size < 2:
+            raise ValueError(
+                "the training cases must contain both nodule and non-nodule supervoxels "
+                f"(got {int(y.sum())} nodule supervoxels of {y.size})"
+            )
+        if self.classifier is None:
+            clf = _default_classifier(self.random_state)
+        else:
+            if not hasattr(self.classifier, "predict_proba"):
+                raise TypeError(
+                    f"classifier must have predict_proba, got {type(self.classifier).__name__}"
+                )
+            clf = clone(self.classifier)
+        clf.fit(X, y)
+        self.classifier_ = clf
+        self.feature_names_ = names
+        self.n_cases_ = len(Xs)
+        self.n_regions_ = int(X.shape[0])
+        self.n_positive_ = int(y.sum())
+        return self
+
+    # -- files ----------------------------------------------------------------------------
+    def save(self, path: str | Path, *, overwrite: bool = True) -> Path:
+        """Write a safe model file (JSON metadata + skops payload; no pickle)."""
+        from ._modelfile import save_model
+
+        return save_model(self, path, overwrite=overwrite)
+
+
+def _as_case(case: Any) -> Case:
+    if isinstance(case, Case):
+        return case
+    if isinstance(case, Mapping):
+        unknown = set(case) - {"image", "spacing", "nodule_mask", "lung_mask", "origin", "name"}
+        if unknown:
+            raise ValueError(f"case has unknown keys {sorted(unknown)}")
+        if "image" not in case:
+            raise ValueError("case must have an 'image'")
+        return Case(
+            image=case["image"], spacing=case.get("spacing"),
+            nodule_mask=case.get("nodule_mask"), lung_mask=case.get("lung_mask"),
+            origin=case.get("origin"), name=str(case.get("name", "")),
+        )  # fmt: skip
+    raise TypeError(f"each case must be a Case or a dict, got {type(case).__name__}")

@@ -1,0 +1,228 @@
+"""The nodule detector's per-supervoxel features: the schema and the table.
+
+:func:`detector_feature_names` is the schema (ordered columns, versioned by
+:data:`SCHEMA_VERSION` in saved models); :func:`region_table` computes it for a
+supervoxel label image:
+
+* the intensity, shape and texture columns of :func:`fastct.region_features`;
+* context from the region adjacency graph (label 0 = outside the lung / image):
+  share of the surface on the boundary, brightest / darkest / face-area weighted
+  neighbour means, share of bright neighbours;
+* the size and extent of the connected bright structure (> -400 HU inside the
+  labelled field) each supervoxel touches: a nodule is a small isolated one, a
+  vessel junction part of a big tree;
+* the :func:`fastct.filters.hessian_blob` response per scale, summarised by mean and
+  max;
+* the maxima of the blob peaks and of the bright HU (p90, max) over each
+  supervoxel's closed neighbourhood (itself and its adjacent supervoxels), so that a
+  small nodule split over several supervoxels still marks every piece.
+
+Inputs are checked by the caller (:meth:`fastct.classify.NoduleDetector.region_table`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..features import FeatureTable
+from ..streaming import read_planes
+from ..volume import Volume
+
+#: Version of the detector's feature definitions (part of the saved schema).
+SCHEMA_VERSION = 2
+
+# region_features columns the detector uses (3-D), in order.
+_BASE_FEATURES = (
+    "volume_mm3", "mean", "std", "min", "max", "p10", "p50", "p90", "skewness", "kurtosis",
+    "inertia_eig_0", "inertia_eig_1", "inertia_eig_2", "elongation", "flatness", "surface_mm2",
+    "sphericity", "gradient_mean", "n_neighbors", "contrast",
+)  # fmt: skip
+# Context columns from the adjacency graph.
+_CONTEXT_FEATURES = (
+    "boundary_fraction",  # share of the surface facing outside the lung mask / image
+    "nb_mean_max",  # brightest neighbour (mean HU)
+    "nb_mean_min",  # darkest neighbour
+    "nb_mean_area",  # face-area weighted mean of the neighbours' means
+    "bright_nb_fraction",  # share of the neighbour face area with neighbour mean > -400 HU
+    "bright_component_log_mm3",  # log10(1 + volume) of the largest bright structure touched
+    "bright_component_extent_mm",  # its largest bounding-box side
+)
+_BRIGHT_HU = -400.0
+# Columns pooled over the closed neighbourhood (the region and its adjacent regions) as
+# ``nbhd_<column>`` = their maximum, after the blob maxima: a small nodule that SLIC
+# splits over several supervoxels still lends its blob peak and its brightest voxels to
+# every piece.
+_POOLED_FEATURES = ("p90", "max")
+
+
+def detector_feature_names(blob_scales_mm: Sequence[float] = (1.5, 3.0, 6.0)) -> list[str]:
+    """Ordered feature columns of :meth:`NoduleDetector.region_table` (the schema).
+
+    Examples
+    --------
+    >>> from fastct.classify import detector_feature_names
+    >>> names = detector_feature_names((2.0,))
+    >>> names[:3], names[-5:-3]
+    (['volume_mm3', 'mean', 'std'], ['blob_2mm_mean', 'blob_2mm_max'])
+    >>> names[-3:]
+    ['nbhd_blob_2mm_max', 'nbhd_p90', 'nbhd_max']
+    """
+    names = list(_BASE_FEATURES) + list(_CONTEXT_FEATURES)
+    for s in blob_scales_mm:
+        names += [f"blob_{float(s):g}mm_mean", f"blob_{float(s):g}mm_max"]
+    names += [f"nbhd_blob_{float(s):g}mm_max" for s in blob_scales_mm]
+    names += [f"nbhd_{c}" for c in _POOLED_FEATURES]
+    return names
+
+
+def region_table(
+    labels: np.ndarray | Volume,
+    image: np.ndarray | Volume,
+    spacing: tuple[float, float, float],
+    origin: tuple[float, float, float],
+    scales: tuple[float, ...],
+) -> FeatureTable:
+    """The detector's features of every supervoxel of ``labels`` (checked inputs)."""
+    from ..features import region_adjacency, region_features
+
+    sp, org = spacing, origin
+    base = region_features(labels, image, spacing=sp, origin=org)
+    cols: dict[str, np.ndarray] = dict(base)
+    ids = base["label"]
+    n = ids.shape[0]
+    # context from the adjacency graph (label 0 = outside the lung / image)
+    adj = region_adjacency(labels, spacing=sp, include_background=True)
+    la, lb, area = adj["label_a"], adj["label_b"], adj["area_mm2"]
+    bg = la == 0
+    ia_all = np.searchsorted(ids, la)
+    ib_all = np.searchsorted(ids, lb)
+    bg_area = np.bincount(ib_all[bg], weights=area[bg], minlength=n)
+    surface = base["surface_mm2"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cols["boundary_fraction"] = np.where(surface > 0, bg_area / surface, 0.0)
+    inner = ~bg
+    ia, ib, ar = ia_all[inner], ib_all[inner], area[inner]
+    mean = base["mean"]
+    src = np.concatenate([ia, ib])
+    dst = np.concatenate([ib, ia])
+    war = np.concatenate([ar, ar])
+    nb_max = np.full(n, np.nan)
+    nb_min = np.full(n, np.nan)
+    if src.size:
+        np.fmax.at(nb_max, src, mean[dst])
+        np.fmin.at(nb_min, src, mean[dst])
+    area_sum = np.bincount(src, weights=war, minlength=n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cols["nb_mean_max"] = nb_max
+        cols["nb_mean_min"] = nb_min
+        cols["nb_mean_area"] = np.where(
+            area_sum > 0, np.bincount(src, weights=war * mean[dst], minlength=n) / area_sum,
+            np.nan,
+        )  # fmt: skip
+        bright = np.bincount(src, weights=war * (mean[dst] > _BRIGHT_HU), minlength=n)
+        cols["bright_nb_fraction"] = np.where(area_sum > 0, bright / area_sum, 0.0)
+    # the connected bright structure (> -400 HU inside the labelled field) a region
+    # touches: a nodule is a small isolated one, a vessel junction part of a big tree
+    comp_vol, comp_ext = _bright_components(labels, image, sp)
+    for name, img in (("bright_component_log_mm3", comp_vol),
+                      ("bright_component_extent_mm", comp_ext)):  # fmt: skip
+        t = region_features(labels, img, spacing=sp, origin=org, properties=["max"],
+                            percentiles=())  # fmt: skip
+        cols[name] = t["max"]
+    del comp_vol, comp_ext
+    # multi-scale blob response, summarised per supervoxel
+    _blob_columns(cols, labels, image, sp, org, scales)
+    # neighbourhood maxima (region + adjacent regions) of the blob peaks and bright HU
+    pooled = [f"blob_{s:g}mm_max" for s in scales] + list(_POOLED_FEATURES)
+    for name in pooled:
+        v = np.asarray(cols[name], dtype=np.float64)
+        m = v.copy()
+        if src.size:
+            np.fmax.at(m, src, v[dst])
+        cols[f"nbhd_{name}"] = m
+    meta = dict(base.meta)
+    meta["adjacency"] = np.column_stack([la[inner], lb[inner]]).astype(np.int64)
+    meta["feature_schema"] = SCHEMA_VERSION
+    return FeatureTable(cols, meta)
+
+
+def _blob_columns(
+    cols: dict[str, np.ndarray],
+    labels: np.ndarray | Volume,
+    image: np.ndarray | Volume,
+    sp: tuple[float, ...],
+    org: tuple[float, ...],
+    scales: tuple[float, ...],
+) -> None:
+    """Add ``blob_<s>mm_mean`` / ``_max``: the Hessian blob response (float32, edges
+    extended as 'nearest') at each scale, summarised per supervoxel.
+
+    Archive inputs stream the response through a scratch volume; in memory only the
+    bounding box of the labelled voxels is filtered.
+    """
+    from ..features import region_features
+    from ..filters._blob import _hessian_blob, _hessian_blob_in_box
+    from ..streaming import Scratch
+
+    streamed = isinstance(image, Volume) or isinstance(labels, Volume)
+    box = None if streamed else _labelled_box(np.asarray(labels))
+    scratch = Scratch(labels if isinstance(labels, Volume) else image)
+    try:
+        for s in scales:
+            if streamed:
+                resp = scratch.volume(f"blob_{s:g}", tuple(image.shape), np.float32)
+                _hessian_blob(image, s, sp, mode="nearest", dtype=np.float32, out=resp)
+            elif box is None:
+                resp = np.zeros(image.shape, np.float32)
+            else:
+                resp = _hessian_blob_in_box(np.asarray(image), box, s, sp, dtype=np.float32)
+            t = region_features(
+                labels, resp, spacing=sp, origin=org, properties=["mean", "max"], percentiles=()
+            )
+            cols[f"blob_{s:g}mm_mean"] = t["mean"]
+            cols[f"blob_{s:g}mm_max"] = t["max"]
+            del resp
+    finally:
+        scratch.close()
+
+
+def _labelled_box(labels: np.ndarray) -> tuple[slice, ...] | None:
+    """Bounding box of the voxels with a label (``labels != 0``), or None."""
+    nz = [np.flatnonzero(labels.any(axis=tuple(j for j in range(3) if j != a))) for a in range(3)]
+    if any(x.size == 0 for x in nz):
+        return None
+    return tuple(slice(int(x[0]), int(x[-1]) + 1) for x in nz)
+
+
+def _bright_components(labels: Any, image: Any, spacing: tuple[float, ...]):
+    """Per voxel: log10(1 + volume mm^3) and largest bounding-box side (mm) of the
+    6-connected component of ``image > -400 HU`` within ``labels > 0`` (0 elsewhere).
+
+    In memory (one bool mask and one int32 component image of the volume; Volumes are
+    read slab by slab into them).
+    """
+    from scipy import ndimage as ndi
+
+    shape = tuple(image.shape)
+    bright = np.empty(shape, bool)
+    step = max(1, (1 << 22) // max(1, shape[1] * shape[2]))
+    for z0 in range(0, shape[0], step):
+        z1 = min(shape[0], z0 + step)
+        bright[z0:z1] = (read_planes(image, z0, z1) > _BRIGHT_HU) & (
+            read_planes(labels, z0, z1) > 0
+        )
+    comp, n = ndi.label(bright)
+    del bright
+    vol = np.zeros(n + 1, np.float32)
+    ext = np.zeros(n + 1, np.float32)
+    if n:
+        vol[1:] = np.log10(
+            1.0 + np.bincount(comp.ravel(), minlength=n + 1)[1:] * math.prod(spacing)
+        )
+        for k, sl in enumerate(ndi.find_objects(comp), start=1):
+            ext[k] = max((s.stop - s.start) * d for s, d in zip(sl, spacing))
+    return vol[comp], ext[comp]
