@@ -240,4 +240,5 @@ def run(
             run_stages(ctx)
     finally:
         ctx.clock.close()
+    assert ctx.result is not None, "the last stage records the result"
     return ctx.result

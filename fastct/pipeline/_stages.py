@@ -95,6 +95,7 @@ def _timings(ctx: RunContext) -> dict[str, float]:
 def _prepare(ctx: RunContext) -> None:
     """Drop an earlier run of the same name; open the two scans."""
     ar = ctx.archive
+    assert ar is not None, "the run opens the archive before the stages"
     if ctx.root in ar:
         ar.delete(ctx.root)
     ctx.volumes = {tp: {"image": ar[ctx.scans[tp]]} for tp in TIMEPOINTS}
@@ -195,6 +196,7 @@ def _register(ctx: RunContext) -> None:
         "iterations": plain(getattr(reg, "iterations", None)),
         "elapsed_s": plain(getattr(reg, "elapsed_s", None)),
     }
+    assert ctx.folder is not None, "the run opens the output folder before the stages"
     reg.transform.save(ctx.folder / "transform.json")
 
 
@@ -254,6 +256,7 @@ def _match(ctx: RunContext) -> None:
 
 def _evaluate(ctx: RunContext) -> None:
     b_img = ctx.volumes["baseline"]["image"]
+    assert ctx.truth is not None, "the stage runs only with truth"
     ctx.truth_info = evaluation.truth_summary(
         ctx.detections,
         ctx.truth["nodules"],
