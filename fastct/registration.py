@@ -66,7 +66,14 @@ from typing import Any
 import numpy as np
 
 from . import _config
-from ._validate import as_image, check_origin, check_shape, check_spacing, smoothing_dtype
+from ._validate import (
+    as_image,
+    check_origin,
+    check_positive_int,
+    check_shape,
+    check_spacing,
+    smoothing_dtype,
+)
 from .transforms import (
     RigidTransform,
     _euler3_itk,
@@ -83,7 +90,10 @@ METRICS = ("mse", "ncc", "mi")
 INITS = ("auto", "geometry", "moments", "none")
 _BLOCK = 4096  # samples per reduction block (fixed: results do not depend on threads)
 _MI_BLOCKS = 64  # at most this many Mattes histogram slabs (block size grows with n)
-_MI_SLAB_BYTES = 64 << 20  # and at most this much memory for them (large ``bins``)
+# and at most this much memory for them (large ``bins``): the default memory budget,
+# not the current one (fastct.set_memory_budget), because the block size decides how
+# the metric's sums are grouped, hence its bits; results never depend on the budget
+_MI_SLAB_BYTES = _config.DEFAULT_MEMORY_BUDGET
 _MIN_OVERLAP = 32  # fewer valid samples than this is "no overlap"
 _FD_STEP = 1e-6
 _MAX_STEP_VOXELS = 4.0  # no optimiser step moves the fixed corners further (level voxels)
@@ -172,7 +182,9 @@ def _image_meta(image: Any, name: str, spacing: Any, origin: Any):
 def _load_float32(array: Any, name: str) -> np.ndarray:
     """The image as a C-contiguous float32 array, checked for NaN/inf."""
     if _is_volume(array):
-        data = array.read()
+        from .streaming import read_all
+
+        data = read_all(array)
         if data.dtype.kind not in "biuf":
             raise TypeError(f"{name} must have a real numeric dtype, got {data.dtype}")
     else:
@@ -534,15 +546,15 @@ def _check_sampling(sampling: Any) -> Any:
     return sampling
 
 
-def _positive(value: Any, name: str, *, integer: bool = False, allow_zero: bool = False):
-    kinds = (numbers.Integral, np.integer) if integer else (numbers.Real, np.number)
-    if isinstance(value, bool) or not isinstance(value, kinds):
-        what = "an integer" if integer else "a number"
-        raise TypeError(f"{name} must be {what}, got {type(value).__name__}")
+def _positive(value: Any, name: str, *, allow_zero: bool = False) -> float:
+    """A finite real number > 0 (>= 0 with ``allow_zero``). Its messages ("must be
+    finite and >= 0") differ from ``_validate.per_axis``'s and are kept as they are."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.number)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     if not math.isfinite(float(value)) or value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be finite and {bound}, got {value!r}")
-    return int(value) if integer else float(value)
+    return float(value)
 
 
 def _center_of_mass(img: np.ndarray, sp: np.ndarray, org: np.ndarray, mask=None) -> np.ndarray:
@@ -659,14 +671,12 @@ def register(
     transform = _choice(transform, "transform", TRANSFORMS)
     metric = _choice(metric, "metric", METRICS)
     init = _choice(init, "init", INITS)
-    bins = _positive(bins, "bins", integer=True)
-    if bins < 8:
-        raise ValueError(f"bins must be >= 8, got {bins}")
+    bins = check_positive_int(bins, "bins", minimum=8)
     sampling = _check_sampling(sampling)
-    max_samples = _positive(max_samples, "max_samples", integer=True)
+    max_samples = check_positive_int(max_samples, "max_samples")
     if isinstance(seed, bool) or not isinstance(seed, (numbers.Integral, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    max_iterations = _positive(max_iterations, "max_iterations", integer=True)
+    max_iterations = check_positive_int(max_iterations, "max_iterations")
     tolerance = _positive(tolerance, "tolerance", allow_zero=True)
     gradient_tolerance = _positive(gradient_tolerance, "gradient_tolerance", allow_zero=True)
     step_tolerance = _positive(step_tolerance, "step_tolerance", allow_zero=True)
@@ -692,7 +702,9 @@ def register(
     ndim = farr.ndim
     mask = None
     if fixed_mask is not None:
-        mask = np.asarray(fixed_mask.read() if _is_volume(fixed_mask) else fixed_mask)
+        from .streaming import read_all
+
+        mask = read_all(fixed_mask) if _is_volume(fixed_mask) else np.asarray(fixed_mask)
         if mask.shape != tuple(farr.shape):
             raise ValueError(
                 f"fixed_mask must have the fixed image's shape {tuple(farr.shape)}, "
@@ -1248,8 +1260,10 @@ def resample(
     else:
         lo = hi = 0.0
 
+    from .streaming import map_blocks, read_all
+
     def src_full() -> np.ndarray:
-        data = marr.read() if _is_volume(marr) else marr
+        data = read_all(marr)
         if order == 3:
             if data.dtype.kind == "f" and data.dtype != np.float64:
                 data = data.astype(np.float64)
@@ -1273,40 +1287,37 @@ def resample(
             result[...] = target
         return result
 
-    # streamed by output blocks
-    from .streaming import choose_block_shape, iter_blocks
-
+    # streamed by output blocks: the engine reads the moving box of the next block on its
+    # I/O thread (orders 0 and 1; order 3 samples the whole coefficient array) while this
+    # one is interpolated, and writes the blocks to ``out`` (aligned to its chunks)
     src_cache = src_full() if order == 3 else None
-    if out is None:
-        result = np.empty(shape, dtype=res_dtype)
-    else:
-        result = out
-    align = out.chunks if out_is_vol and out.chunks else None
-    block_shape = choose_block_shape(shape, 8, align=align, target_bytes=32 * 1024**2)
-    mvol = marr if _is_volume(marr) else None
-    for start, stop in iter_blocks(shape, block_shape):
-        bshape = tuple(b - a for a, b in zip(start, stop))
+
+    def as3(start: tuple[int, ...], stop: tuple[int, ...]) -> tuple[np.ndarray, tuple]:
         start3 = np.asarray((0,) * (3 - ndim) + tuple(start), dtype=np.int64)
-        bshape3 = (1,) * (3 - ndim) + bshape
-        block = np.empty(bshape3, dtype=dst_dtype)
+        return start3, (1,) * (3 - ndim) + tuple(b - a for a, b in zip(start, stop))
+
+    def read(start: tuple[int, ...], stop: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         if order == 3:
-            src, sstart = src_cache, full_start
-        else:
-            src, sstart = _source_region(mvol, marr, mat3, vec3, start3, bshape3, mshape3, ndim)
-        with _config.kernel_threads():
-            resample_affine(src, block, mat3, vec3, start3, sstart, mshape3, order,
-                            float(cval), is_int, lo, hi)  # fmt: skip
-        region = tuple(slice(a, b) for a, b in zip(start, stop))
-        data = block.reshape(bshape)
-        if out_is_vol:
-            result.write_region(region, data)
-        else:
-            result[region] = data
-    return result
+            return src_cache, full_start
+        return _source_region(marr, mat3, vec3, *as3(start, stop), mshape3, ndim)
+
+    def kernel(data: tuple[np.ndarray, np.ndarray], info) -> np.ndarray:
+        src, sstart = data
+        start3, bshape3 = as3(info.start, info.stop)
+        block = np.empty(bshape3, dtype=dst_dtype)
+        resample_affine(src, block, mat3, vec3, start3, sstart, mshape3, order, float(cval),
+                        is_int, lo, hi)  # fmt: skip
+        return block.reshape(info.core_shape)
+
+    # blocks of about half the memory budget at 8 bytes per output voxel
+    return map_blocks(kernel, shape, read, out=out, out_dtype=res_dtype, itemsize=8,
+                      desc="resample")  # fmt: skip
 
 
-def _source_region(mvol, marr, mat3, vec3, start3, bshape3, mshape3, ndim):
+def _source_region(marr, mat3, vec3, start3, bshape3, mshape3, ndim):
     """The moving region (and its start) that output block needs for orders 0 and 1."""
+    from .streaming import read_region
+
     corners = np.array(
         np.meshgrid(*[[s, s + n - 1] for s, n in zip(start3, bshape3)], indexing="ij")
     ).reshape(3, -1)
@@ -1316,12 +1327,7 @@ def _source_region(mvol, marr, mat3, vec3, start3, bshape3, mshape3, ndim):
     if np.any(hi < lo):  # the block sees nothing of the moving image
         return np.zeros((1, 1, 1), dtype=marr.dtype if marr.dtype.kind != "b" else np.uint8), lo * 0
     region3 = tuple(slice(int(a), int(b) + 1) for a, b in zip(lo, hi))
-    region = region3[3 - ndim :]
-    if mvol is not None:
-        buf = np.empty(tuple(r.stop - r.start for r in region), dtype=mvol.dtype)
-        mvol.read_region(region, buf)
-    else:
-        buf = np.ascontiguousarray(marr[region])
+    buf = read_region(marr, region3[3 - ndim :])
     if buf.dtype.kind == "b":
         buf = buf.view(np.uint8)
     return buf.reshape(tuple(r.stop - r.start for r in region3)), lo

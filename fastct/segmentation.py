@@ -35,13 +35,16 @@ import numpy as np
 
 from . import _config
 from ._validate import as_real_array, check_ndim
-from .streaming import Scratch
+from .streaming import Scratch, Slab, read_planes, slabs, stream, write_region
 from .volume import Volume
 
 __all__ = ["slic", "regular_grid"]
 
-# Target bytes of one streamed slab (input + mask + labels); tests lower it.
-_SLAB_BYTES = 48 * 1024**2
+# Share of the memory budget (fastct.set_memory_budget) for one slab: input, mask,
+# labels and features of a streamed slab, the features of an in-memory one. 0.75 of the
+# 64 MiB default is 48 MiB, the slab size fastct used before the one budget; tests
+# lower it to force small slabs.
+_SLAB_SHARE = 0.75
 # Kernel calls on fewer voxels run on one thread: a parallel region costs little on an
 # idle machine but can stall for milliseconds when another process holds a core, and
 # small slabs have too little work to gain from it (the labels never depend on it).
@@ -57,6 +60,11 @@ _PHASE_TIMES = np.zeros(0)
 # Up to this many centroids the maskSLIC spacing estimate uses the full distance matrix
 # as scikit-image does; above, a k-d tree finds the same nearest neighbours.
 _PDIST_MAX = 2000
+
+
+def _slab_bytes() -> int:
+    """Target bytes of one slab: ``_SLAB_SHARE`` of the memory budget."""
+    return max(1, int(_config.get_memory_budget() * _SLAB_SHARE))
 
 
 # --------------------------------------------------------------------------------------
@@ -230,19 +238,20 @@ class _Source:
 
     # -- slabs in canonical z ----------------------------------------------------------
     def read(self, z0: int, z1: int) -> np.ndarray:
-        """Canonical ``(z1-z0, Y, X, C)`` view/array of the raw input."""
+        """Canonical ``(z1-z0, Y, X, C)`` array of the raw input (a view in memory)."""
+        data = read_planes(self.arr, z0, z1)  # in memory: C-contiguous already, a view
         if self.volume:
-            data = self.arr[z0:z1]
-            return data[:, None, :, None] if self.is_2d else data[..., None]
-        data = self.arr[z0:z1]
+            data = data[..., None]
         return data[:, None] if self.is_2d else data
 
     def read_mask(self, z0: int, z1: int) -> np.ndarray | None:
+        """Canonical ``(z1-z0, Y, X)`` uint8 (0/1) mask, or None (a view in memory)."""
         if self.mask is None:
             return None
-        m = self.mask[z0:z1]
         if self.mask_is_volume:
-            m = np.ascontiguousarray(m, dtype=bool).view(np.uint8)
+            m = read_planes(self.mask, z0, z1, dtype=bool).view(np.uint8)
+        else:
+            m = read_planes(self.mask, z0, z1)
         return m[:, None] if self.is_2d else m
 
 
@@ -251,8 +260,9 @@ _DUMMY_MASK = np.zeros((1, 1, 1), np.uint8)
 
 class _Engine:
     """Input values, mask, labels and features per z slab: in memory the slabs are views
-    (usually one slab for the whole volume); streamed, slabs are read and the labels
-    written back. Only the features (float type) live in a scratch buffer."""
+    (usually one slab for the whole volume); streamed, slabs are read through the
+    streaming engine (the next slab on its I/O thread, see :meth:`stream`) and the
+    labels written back. Only the features (float type) live in a scratch buffer."""
 
     def __init__(self, src: _Source, labels: Any, slab_z: int, scratch: Scratch):
         self.src = src
@@ -266,20 +276,40 @@ class _Engine:
         self._fbuf: np.ndarray | None = None
         self._cached = False
 
-    def slabs(self) -> Iterator[tuple[int, int]]:
-        Z = self.shape[0]
-        for z0 in range(0, Z, self.slab_z):
-            yield z0, min(z0 + self.slab_z, Z)
+    def slabs(self) -> list[Slab]:
+        return slabs(self.shape[0], self.slab_z)
 
-    def features(self, z0: int, z1: int) -> np.ndarray:
-        """Features of slices ``[z0, z1)``: rescaled values times 1/compactness in the
-        float type, in a reused slab buffer, with scikit-image's own operations: for
-        float input one parallel kernel, else NumPy (no compiled kernel has to be
-        specialised per integer input dtype). When one slab holds the whole volume they
-        are computed once."""
+    @property
+    def stored(self) -> bool:
+        """Whether any slab data lives in an archive (else all reads are views)."""
+        return any(
+            isinstance(a, Volume) for a in (self.src.arr, self.src.mask, self.labels, self.smoothed)
+        )
+
+    def stream(self, read: Any, desc: str | None = None) -> Iterator[tuple[Slab, Any]]:
+        """``(slab, read(slab))`` over the slabs; from an archive the next slab is read
+        on the engine's I/O thread while this one is computed (in memory the reads are
+        views and run in line)."""
+        nbytes = math.prod(self.shape) * self.src.nc * self.src.dtype.itemsize
+        return stream(self.slabs(), read, prefetch=self.stored, desc=desc, nbytes=nbytes)
+
+    def read_slab(self, slab: Slab, fresh: bool) -> tuple[np.ndarray, np.ndarray, bool, Any]:
+        """Raw values, mask (and whether there is one) and labels of a slab: what the
+        k-means steps read (on the I/O thread when streamed)."""
+        z0, z1 = slab.start, slab.stop
+        M, use_mask = self.mask(z0, z1)
+        return self.values(z0, z1), M, use_mask, self.read_labels(z0, z1, fresh)
+
+    def features(self, z0: int, z1: int, X: np.ndarray | None = None) -> np.ndarray:
+        """Features of slices ``[z0, z1)`` (from their values ``X`` when already read):
+        rescaled values times 1/compactness in the float type, in a reused slab buffer,
+        with scikit-image's own operations: for float input one parallel kernel, else
+        NumPy (no compiled kernel has to be specialised per integer input dtype). When
+        one slab holds the whole volume they are computed once."""
         if self._cached and self._fbuf is not None:
             return self._fbuf
-        X = self.values(z0, z1)
+        if X is None:
+            X = self.values(z0, z1)
         nz = z1 - z0
         if self._fbuf is None or self._fbuf.shape[0] < nz:
             self._fbuf = np.empty((min(self.slab_z, self.shape[0]), *X.shape[1:]), self.ftype)
@@ -305,27 +335,31 @@ class _Engine:
         """Canonical ``(nz, Y, X, C)`` input values (or smoothed, rescaled values)."""
         if self.smoothed is None:
             return self.src.read(z0, z1)
-        if isinstance(self.smoothed, np.ndarray):
-            return self.smoothed[z0:z1]
-        return self.smoothed[z0:z1].reshape((z1 - z0, *self.shape[1:], 1))
+        data = read_planes(self.smoothed, z0, z1)  # in memory: canonical already, a view
+        if isinstance(self.smoothed, Volume):  # stored with the spatial shape
+            data = data.reshape((z1 - z0, *self.shape[1:], 1))
+        return data
 
     def mask(self, z0: int, z1: int) -> tuple[np.ndarray, bool]:
         m = self.src.read_mask(z0, z1)
         return (m, True) if m is not None else (_DUMMY_MASK, False)
 
     def read_labels(self, z0: int, z1: int, fresh: bool) -> np.ndarray:
+        """Canonical ``(z1-z0, Y, X)`` int32 labels: a view in memory; from a Volume
+        read, or (``fresh``) a new buffer the assignment fills completely."""
         if isinstance(self.labels, np.ndarray):
             return self.labels[z0:z1]
         if fresh:
             return np.empty((z1 - z0, *self.shape[1:]), np.int32)
-        data = self.labels[z0:z1]
-        return np.ascontiguousarray(data.reshape((z1 - z0, *self.shape[1:])), dtype=np.int32)
+        data = read_planes(self.labels, z0, z1, dtype=np.int32)
+        return data.reshape((z1 - z0, *self.shape[1:]))
 
     def write_labels(self, z0: int, z1: int, data: np.ndarray) -> None:
+        """Store a slab of labels (in memory they were computed in place)."""
         if isinstance(self.labels, np.ndarray):
             return
-        region = (slice(z0, z1),) + tuple(slice(0, n) for n in self.labels.shape[1:])
-        self.labels.write_region(region, data.reshape((z1 - z0, *self.labels.shape[1:])))
+        write_region(self.labels, (slice(z0, z1),),
+                     data.reshape((z1 - z0, *self.labels.shape[1:])))  # fmt: skip
 
     def release(self) -> None:
         self.smoothed = None
@@ -443,7 +477,8 @@ def _run_pass(
         eng.write_labels(0, Z, L)
         return
 
-    # streamed: per slab, the update from each label's bounding box
+    # streamed: per slab, the update from each label's bounding box; the next slab's
+    # values, mask and labels are read while this one is computed
     for it in range(max_num_iter):
         fresh = it == 0
         windows = _windows(centers, alive, two, shape_f)
@@ -456,10 +491,12 @@ def _run_pass(
         sums = np.zeros((nK, nf), ft)
         any_change = False
         distinct = []
-        for z0, z1 in eng.slabs():
-            Xs = eng.features(z0, z1)
-            M, use_mask = eng.mask(z0, z1)
-            L = eng.read_labels(z0, z1, fresh)
+        for slab, (V, M, use_mask, L) in eng.stream(
+            lambda slab, fresh=fresh: eng.read_slab(slab, fresh), desc=f"slic {it + 1}"
+        ):
+            z0, z1 = slab.start, slab.stop
+            Xs = eng.features(z0, z1, V)
+            del V
             p = slab_params(z0, z1, use_mask)
             res = np.empty((int(p[K.IP_TZ1] - p[K.IP_TZ0]) * per_z, 3), np.int64)
             with _threads_for(L.size):
@@ -482,12 +519,12 @@ def _run_pass(
             break
         K.finalize_centres(count, sums, centers, alive)
         if slic_zero:
-            for (z0, z1), nd in zip(eng.slabs(), distinct):
-                Xs = eng.features(z0, z1)
-                M, use_mask = eng.mask(z0, z1)
-                L = eng.read_labels(z0, z1, False)
+            for slab, (V, M, use_mask, L) in eng.stream(lambda slab: eng.read_slab(slab, False)):
+                z0, z1 = slab.start, slab.stop
+                Xs = eng.features(z0, z1, V)
+                del V
                 p = slab_params(z0, z1, use_mask)
-                offsets = _offsets(nd)
+                offsets = _offsets(distinct[slab.index])
                 ent_label = np.empty(int(offsets[-1]), np.int32)
                 ent_max = np.empty(int(offsets[-1]), ft)
                 with _threads_for(L.size):
@@ -569,11 +606,11 @@ def _rank_coords(src: _Source, ranks: np.ndarray | None, n_all: int = 0) -> np.n
         ranks = np.arange(n_all, dtype=np.int64)
     out = np.empty((len(ranks), 3), np.int32)
     state = np.zeros(2, np.int64)
-    Z = src.shape[0]
-    step = max(1, _SLAB_BYTES // max(1, int(np.prod(src.shape[1:]))))
-    for z0 in range(0, Z, step):
-        z1 = min(Z, z0 + step)
-        K.ranks_to_coords(np.ascontiguousarray(src.read_mask(z0, z1)), z0, ranks, state, out)
+    planes = max(1, _slab_bytes() // max(1, math.prod(src.shape[1:])))
+    for slab, m in stream(slabs(src.shape[0], planes),
+                          lambda slab: src.read_mask(slab.start, slab.stop),
+                          prefetch=src.mask_is_volume, progress=False):  # fmt: skip
+        K.ranks_to_coords(np.ascontiguousarray(m), slab.start, ranks, state, out)
     if src.is_2d:  # canonical (y, 0, x) -> scikit-image's (0, y, x)
         out = out[:, [1, 0, 2]].copy()
     return out
@@ -711,6 +748,9 @@ def _connectivity_stream(eng: _Engine, nK: int, min_size: int, max_size: int, st
     slices ``[zs, ze)`` only involve slices ``zs - 1 .. ze + H`` (``H`` the largest z
     extent of any label). The window holds those slices of the SLIC labels and of the
     relabelled result, and the scan is the in-memory kernel, so the result is the same.
+    The window's new slices are read one step ahead on the engine's I/O thread: they
+    lie past every slice written so far (each step writes ``[zs, ze)``, below the
+    window's end), so the result is written in place of the SLIC labels safely.
     """
     from ._kernels import slic as K
 
@@ -718,24 +758,35 @@ def _connectivity_stream(eng: _Engine, nK: int, min_size: int, max_size: int, st
     Z = eng.shape[0]
     zmin = np.full(nK, np.iinfo(np.int64).max, np.int64)
     zmax = np.full(nK, -1, np.int64)
-    for z0, z1 in eng.slabs():
-        K.label_z_extent(eng.read_labels(z0, z1, False), z0, mask_label, start_label, zmin, zmax)
+    for slab, L in eng.stream(lambda slab: eng.read_labels(slab.start, slab.stop, False)):
+        K.label_z_extent(L, slab.start, mask_label, start_label, zmin, zmax)
     present = zmax >= 0
     H = int((zmax[present] - zmin[present]).max()) if present.any() else 0
-    B = eng.slab_z
+    # the scan's steps: slices [zs, ze) scanned after reading the window's new [r0, r1)
+    steps, hi = [], 0
+    for slab in eng.slabs():
+        new_hi = max(hi, min(slab.stop + H + 1, Z))
+        steps.append((slab.start, slab.stop, hi, new_hi))
+        hi = new_hi
+
+    def read(step: tuple[int, int, int, int]) -> np.ndarray | None:
+        r0, r1 = step[2:]
+        return eng.read_labels(r0, r1, False) if r1 > r0 else None
+
     coord = np.empty((max(max_size, 1), 3), np.int64)
     state = np.array([start_label], np.int64)
-    lo = hi = 0
+    lo = 0
     seg = np.empty((0, *eng.shape[1:]), np.int32)
     out = np.empty((0, *eng.shape[1:]), np.int32)
-    for zs in range(0, Z, B):
-        ze = min(zs + B, Z)
+    nbytes = math.prod(eng.shape) * 4
+    window = stream(steps, read, prefetch=eng.stored, desc="slic connectivity", nbytes=nbytes)
+    for (zs, ze, _, _), add in window:
         new_lo = max(zs - 1, 0)
-        new_hi = max(hi, min(ze + H + 1, Z))
-        add = eng.read_labels(hi, new_hi, False) if new_hi > hi else seg[:0]
+        if add is None:
+            add = seg[:0]
         seg = np.concatenate([seg[new_lo - lo :], add])
         out = np.concatenate([out[new_lo - lo :], np.full(add.shape, mask_label, np.int32)])
-        lo, hi = new_lo, new_hi
+        lo = new_lo
         K.enforce_connectivity(seg, out, zs - lo, ze - lo, min_size, max_size, mask_label, state,
                                coord)  # fmt: skip
         eng.write_labels(zs, ze, np.ascontiguousarray(out[zs - lo : ze - lo]))
@@ -906,24 +957,7 @@ def slic(
     Z, Y, X = src.shape
     with _config.kernel_threads():
         # ---- range of the unmasked values (NaN / inf refused, as scikit-image) -------
-        rows = max(1, _SLAB_BYTES // max(1, Y * X * (src.nc * src.dtype.itemsize + 1)))
-        lo_v, hi_v, n_mask = np.inf, -np.inf, 0
-        for z0 in range(0, Z, rows):
-            z1 = min(Z, z0 + rows)
-            data = src.read(z0, z1)
-            m = src.read_mask(z0, z1)
-            if m is not None:
-                data = data[m.view(bool)]
-                n_mask += data.shape[0]
-            if data.size == 0:
-                continue
-            lo, hi = data.min(), data.max()
-            if np.isnan(lo) or np.isnan(hi):
-                raise ValueError(
-                    "image contains NaN values where it is not masked out; NaN is only "
-                    "allowed outside the mask"
-                )
-            lo_v, hi_v = min(lo_v, float(lo)), max(hi_v, float(hi))
+        lo_v, hi_v, n_mask = _value_range(src)
         if src.mask is not None and n_mask == 0:
             raise ValueError("mask must select at least one voxel, got an empty mask")
         if np.isinf(lo_v) or np.isinf(hi_v):
@@ -963,7 +997,7 @@ def slic(
         # one slab of features in the float type (in memory: the only large scratch);
         # streamed, a slab also holds its input values, mask and labels
         per_slice = Y * X * src.nc * ft.itemsize
-        budget = _SLAB_BYTES
+        budget = _slab_bytes()
         if streaming:
             per_slice += Y * X * (src.nc * src.dtype.itemsize + 4 + 1)
         else:  # in memory the budget is one float32 map ("the distance map" skimage has)
@@ -992,10 +1026,10 @@ def slic(
             _run_pass(eng, centers, alive, win_steps, tile, sp, w, max_num_iter, slic_zero,
                       False, start_label, final=True)  # fmt: skip
             if max_num_iter == 0:
-                for z0, z1 in eng.slabs():
-                    L = eng.read_labels(z0, z1, True)
+                for slab in eng.slabs():
+                    L = eng.read_labels(slab.start, slab.stop, True)
                     L[...] = mask_label
-                    eng.write_labels(z0, z1, L)
+                    eng.write_labels(slab.start, slab.stop, L)
             eng.release()
             # ---- connectivity ----------------------------------------------------------------
             if enforce_connectivity:
@@ -1014,6 +1048,35 @@ def slic(
         finally:
             scratch.close()
     return result
+
+
+def _value_range(src: _Source) -> tuple[float, float, int]:
+    """Minimum and maximum of the unmasked values and the number of mask voxels, in
+    slabs (an archive's read one ahead); NaN where not masked out is refused."""
+    Z, Y, X = src.shape
+    rows = max(1, _slab_bytes() // max(1, Y * X * (src.nc * src.dtype.itemsize + 1)))
+    lo_v, hi_v, n_mask = np.inf, -np.inf, 0
+
+    def read(slab: Slab) -> tuple[np.ndarray, np.ndarray | None]:
+        return src.read(slab.start, slab.stop), src.read_mask(slab.start, slab.stop)
+
+    reads = stream(slabs(Z, rows), read, prefetch=src.volume or src.mask_is_volume,
+                   progress=False)  # fmt: skip
+    with contextlib.closing(reads):
+        for _, (data, m) in reads:
+            if m is not None:
+                data = data[m.view(bool)]
+                n_mask += data.shape[0]
+            if data.size == 0:
+                continue
+            lo, hi = data.min(), data.max()
+            if np.isnan(lo) or np.isnan(hi):
+                raise ValueError(
+                    "image contains NaN values where it is not masked out; NaN is only "
+                    "allowed outside the mask"
+                )
+            lo_v, hi_v = min(lo_v, float(lo)), max(hi_v, float(hi))
+    return lo_v, hi_v, n_mask
 
 
 def _smooth(src: _Source, pre, imin, scale, sigma_sk, streaming: bool, scratch: Scratch):

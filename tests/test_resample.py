@@ -96,6 +96,34 @@ def test_streamed_volumes_bit_identical(tmp_path, rng, order, chunks):
     np.testing.assert_array_equal(img, before)  # input untouched
 
 
+@pytest.mark.parametrize("order", [0, 1, 3])
+def test_streamed_in_many_blocks_bit_identical(tmp_path, rng, order, monkeypatch):
+    # a 1 MiB memory budget cuts the output into several blocks, read one ahead by the
+    # streaming engine; most of the output lies outside the moving image
+    import fastct.registration as reg
+    from fastct import _config
+
+    img = rng.normal(size=(30, 24, 26)).astype(np.float32)
+    t = some_transform(rng)
+    shape = (48, 50, 60)
+    ref = fastct.resample(img, t, shape=shape, order=order, cval=-1.0)
+    calls = []
+    source_region = reg._source_region
+    monkeypatch.setattr(reg, "_source_region", lambda *a: calls.append(1) or source_region(*a))
+    _config.set_memory_budget(1 << 20)
+    try:
+        with fastct.open(tmp_path / "a.h5", "w") as ar:
+            m = ar.create_volume("m", img, chunks=(5, 6, 7))
+            out = ar.create_volume("o", shape=shape, dtype=np.float32, chunks=(4, 5, 6))
+            fastct.resample(m, t, shape=shape, order=order, cval=-1.0, out=out)
+            np.testing.assert_array_equal(out.read(), ref)
+            as_array = fastct.resample(m, t, shape=shape, order=order, cval=-1.0)
+            np.testing.assert_array_equal(as_array, ref)
+    finally:
+        _config.set_memory_budget(None)
+    assert order == 3 or len(calls) > 2  # several blocks (order 3 samples the whole image)
+
+
 def test_thread_count_does_not_change_bits(rng):
     img = rng.normal(size=(20, 21, 22)).astype(np.float32)
     t = some_transform(rng)

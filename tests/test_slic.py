@@ -13,6 +13,7 @@ from scipy.cluster.vq import vq
 
 import fastct
 import fastct.segmentation as seg
+from fastct import _config
 from fastct.datasets import chest_phantom
 from fastct.metrics import boundary_recall, undersegmentation_error
 from fastct.segmentation import regular_grid, slic
@@ -345,6 +346,12 @@ STREAM_CASES = [
 ]
 
 
+def _set_slab_bytes(monkeypatch, nbytes):
+    """Slabs of about ``nbytes`` (below the 1 MiB minimum memory budget)."""
+    monkeypatch.setattr(seg, "_SLAB_SHARE", nbytes / _config.get_memory_budget())
+    assert seg._slab_bytes() == nbytes
+
+
 @pytest.mark.parametrize("name,kw,use_mask", STREAM_CASES, ids=[c[0] for c in STREAM_CASES])
 @pytest.mark.parametrize("chunks", [(5, 7, 6), (16, 16, 16)])
 def test_streamed_equals_in_memory(name, kw, use_mask, chunks, archive_path, rng, monkeypatch):
@@ -364,7 +371,7 @@ def test_streamed_equals_in_memory(name, kw, use_mask, chunks, archive_path, rng
         out = ar.create_volume_like("labels", vol, dtype=np.int32)
         assert all(c < n for c, n in zip(vol.chunks, vol.shape))
         for slab_bytes in (1, 20_000):  # one tile of slices per slab, or a few
-            monkeypatch.setattr(seg, "_SLAB_BYTES", slab_bytes)
+            _set_slab_bytes(monkeypatch, slab_bytes)
             assert slic(vol, mask=mvol, out=out, **kw) is out
             assert np.array_equal(out.read(), ref)
             assert np.array_equal(slic(vol, mask=mvol, **kw), ref)  # Volume in, array out
@@ -377,7 +384,7 @@ def test_streamed_connectivity_window_larger_than_slab(archive_path, monkeypatch
     # few, large segments: a component spans many slabs of the connectivity scan
     img = rng.random((40, 12, 14)).astype(np.float32)
     ref = slic(img, n_segments=4, compactness=0.01, min_size_factor=0.9)
-    monkeypatch.setattr(seg, "_SLAB_BYTES", 1)
+    _set_slab_bytes(monkeypatch, 1)
     with fastct.open(archive_path, "w") as ar:
         vol = ar.create_volume("img", img, chunks=(3, 5, 4))
         out = ar.create_volume_like("labels", vol, dtype=np.int32)
