@@ -995,7 +995,9 @@ def slic(
 
         # ---- slabs ---------------------------------------------------------------------
         # one slab of features in the float type (in memory: the only large scratch);
-        # streamed, a slab also holds its input values, mask and labels
+        # streamed, a slab also holds its input values, mask and labels (and the engine
+        # reads the next slab's values, mask and labels ahead: up to 1.7x the slab
+        # budget for float32 input, about 1.3x the memory budget)
         per_slice = Y * X * src.nc * ft.itemsize
         budget = _slab_bytes()
         if streaming:
