@@ -341,6 +341,7 @@ class Scratch:
         self._near = near
 
     def volume(self, name: str, shape: tuple[int, ...], dtype: Any) -> Volume:
+        """A new empty volume ``name`` in the scratch file (created on first use)."""
         if self._archive is None:
             from .volume import open as open_archive
 
@@ -353,6 +354,7 @@ class Scratch:
         return self._archive.create_volume(name, shape=shape, dtype=dtype)
 
     def close(self) -> None:
+        """Discard the scratch file and its folder (idempotent)."""
         if self._archive is not None:
             self._archive.abort()
             self._archive = None
@@ -524,7 +526,8 @@ def map_overlap(
     out_dtype : dtype, optional
         dtype of the new output when ``out`` is not given (default ``dtype``).
     block_shape : sequence of int, optional
-        Core block shape. Default: about 32 MiB per block, aligned to the
+        Core block shape. Default: :func:`block_bytes` (half the memory budget,
+        32 MiB by default) per block, aligned to the
         destination's (else the source's) chunk shape.
     progress : bool, optional
         Progress bar on stderr. ``None`` (default) follows
