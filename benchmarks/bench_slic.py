@@ -358,7 +358,7 @@ def test_zz_write_report():
 
 # -- CPU profile per phase (one thread) ------------------------------------------------------------
 # kernels called from Python; the in-memory update (kmeans_update) and window steps
-# (kmeans_prepare) call theirs inside and report them through segmentation._PHASE_TIMES
+# (kmeans_prepare) call theirs inside and report them through segmentation._kmeans._PHASE_TIMES
 PHASES = {
     "assign_slab": "assignment",
     "candidates_from_ranges": "candidate lists",
@@ -383,9 +383,9 @@ def _profile(kind: str, rounds: int) -> dict:
     seeding, Python). CPU time is much less sensitive than wall time to other
     processes on a shared machine."""
     import fastct
-    from fastct import segmentation as seg
     from fastct._kernels import slic as K
     from fastct._kernels import slic_connectivity as C
+    from fastct.segmentation import _kmeans
 
     fastct.set_num_threads(1)
     img, _ = get_input(kind)
@@ -409,7 +409,7 @@ def _profile(kind: str, rounds: int) -> dict:
     try:
         for (mod, name), fn in originals.items():
             setattr(mod, name, wrap(name, fn))
-        seg._PHASE_TIMES = times
+        _kmeans._PHASE_TIMES = times
         for _ in range(rounds):
             acc.clear()
             times[:] = 0
@@ -423,7 +423,7 @@ def _profile(kind: str, rounds: int) -> dict:
     finally:
         for (mod, name), fn in originals.items():
             setattr(mod, name, fn)
-        seg._PHASE_TIMES = np.zeros(0)
+        _kmeans._PHASE_TIMES = np.zeros(0)
         fastct.set_num_threads(None)
     assert best is not None
     best["other"] = best["total"] - sum(v for k, v in best.items() if k not in ("total", "other"))

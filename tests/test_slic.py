@@ -16,7 +16,7 @@ import fastct.segmentation as seg
 from fastct import _config
 from fastct.datasets import chest_phantom
 from fastct.metrics import boundary_recall, undersegmentation_error
-from fastct.segmentation import regular_grid, slic
+from fastct.segmentation import _kmeans, _seeds, _slabs, regular_grid, slic
 
 skimage_seg = pytest.importorskip("skimage.segmentation")
 skimage_util = pytest.importorskip("skimage.util")
@@ -142,7 +142,7 @@ def test_mask_equals_skimage(ndim, rng):
 
 def test_mask_seeding_kdtree_path_equals_skimage(rng, monkeypatch):
     # above _PDIST_MAX centroids the nearest-centroid search uses a k-d tree
-    monkeypatch.setattr(seg, "_PDIST_MAX", 10)
+    monkeypatch.setattr(_seeds, "_PDIST_MAX", 10)
     img = blocks_3d(rng, noise=0.3)
     mask = np.zeros(img.shape, bool)
     mask[2:28, 3:37, 3:47] = True
@@ -319,7 +319,7 @@ def test_update_kernels_equal_plain_loop(nc, use_mask, start, rng):
 )
 def test_serial_update_equals_skimage(kw, rng, monkeypatch):
     # the serial update (taken when a voxel that no window reached kept its label)
-    monkeypatch.setattr(seg, "_PARALLEL_UPDATE", False)
+    monkeypatch.setattr(_kmeans, "_PARALLEL_UPDATE", False)
     img = blocks_3d(rng, noise=0.3)
     if kw.get("channel_axis") is not None:
         img = np.stack([img, img[:, ::-1]], axis=-1)
@@ -348,7 +348,7 @@ STREAM_CASES = [
 
 def _set_slab_bytes(monkeypatch, nbytes):
     """Slabs of about ``nbytes`` (below the 1 MiB minimum memory budget)."""
-    monkeypatch.setattr(seg, "_SLAB_SHARE", nbytes / _config.get_memory_budget())
+    monkeypatch.setattr(_slabs, "_SLAB_SHARE", nbytes / _config.get_memory_budget())
     assert seg._slab_bytes() == nbytes
 
 
@@ -394,7 +394,7 @@ def test_streamed_connectivity_window_larger_than_slab(archive_path, monkeypatch
 
 # -- determinism ----------------------------------------------------------------------------
 def test_same_labels_at_1_and_2_threads(rng, monkeypatch):
-    monkeypatch.setattr(seg, "_PARALLEL_MIN_VOXELS", 0)  # parallel even when small
+    monkeypatch.setattr(_slabs, "_PARALLEL_MIN_VOXELS", 0)  # parallel even when small
     img = blocks_3d(rng, noise=0.3)
     mask = np.ones(img.shape, bool)
     mask[:, :5] = False
@@ -484,8 +484,8 @@ def test_cache_survives_thread_count_changes(tmp_path):
     # cached parallel kernels have crashed elsewhere when the thread count changed
     # between runs: run cached SLIC in fresh processes with other thread counts
     code = (
-        "import numpy as np, fastct, fastct.segmentation as s\n"
-        "s._PARALLEL_MIN_VOXELS = 0\n"
+        "import numpy as np, fastct, fastct.segmentation as s, fastct.segmentation._slabs as sl\n"
+        "sl._PARALLEL_MIN_VOXELS = 0\n"
         "img = np.random.default_rng(0).random((20, 24, 28)).astype(np.float32)\n"
         "fastct.set_num_threads(int(__import__('sys').argv[1]))\n"
         "a = s.slic(img, n_segments=30, compactness=0.3)\n"

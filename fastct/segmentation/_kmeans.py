@@ -1,0 +1,189 @@
+"""SLIC's k-means pass (scikit-image's ``_slic_cython``): search windows, assignment
+tiles and the iterations, over the whole volume in memory or slab by slab.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._engine import _Engine
+from ._slabs import _offsets, _threads_for
+
+# In memory, the update step runs over the whole volume in parallel parts (see
+# _kernels.slic.update_parts), else in one serial pass; tests switch it off to check
+# the serial pass.
+_PARALLEL_UPDATE = True
+# CPU seconds of in-memory k-means phases are added here when it is non-empty (windows
+# and tile ranges, -, update with the new centres; see _kernels.slic.kmeans_update and
+# benchmarks/bench_slic.py's profile).
+_PHASE_TIMES = np.zeros(0)
+
+
+def _tile_shape(win_steps: np.ndarray, shape) -> np.ndarray:
+    """Assignment tiles: a grid step along z and y, 32 voxels along x in 3-D and 64 in
+    2-D (a 2-D image is ``(H, 1, W)`` here), the evaluation loops run along x and
+    vectorise. Measured on 256^3 / 16,000 segments: a grid step is 8% faster than half a
+    step (fewer tiles sort their candidates), slower at 1.4 or 2 steps; 64-voxel rows
+    are 8% slower there, but 20% faster on 512^2 / 1,000 segments (fewer rows, each
+    candidate evaluated on the 32-voxel blocks its window reaches)."""
+    width = 64 if shape[1] == 1 else 32
+    t = [max(1, int(win_steps[0])), max(1, int(win_steps[1])), width]
+    return np.array([min(a, n) for a, n in zip(t, shape)], np.int64)
+
+
+def _run_pass(
+    eng: _Engine,
+    centers: np.ndarray,
+    alive: np.ndarray,
+    win_steps: np.ndarray,
+    tile: np.ndarray,
+    sp: np.ndarray,
+    w,
+    max_num_iter: int,
+    slic_zero: bool,
+    ignore_color: bool,
+    start_label: int,
+    final: bool,
+) -> None:
+    """One call of scikit-image's ``_slic_cython``: k-means iterations, centres in place."""
+    import numba
+
+    from .._kernels import slic as K
+
+    ft = centers.dtype
+    Z, Y, X = eng.shape
+    ntiles = np.array([-(-Z // tile[0]), -(-Y // tile[1]), -(-X // tile[2])], np.int64)
+    per_z = int(ntiles[1] * ntiles[2])
+    nK, nf = centers.shape
+    mask_label = start_label - 1
+    maxdc = np.ones(nK, ft)
+    fp = np.zeros(K.FP_SIZE, ft)
+    fp[K.FP_W] = w
+    fp[K.FP_INIT] = np.inf if ft == np.float32 else np.finfo(np.float64).max
+    fp[K.FP_NEG] = -fp[K.FP_INIT]
+    ibits = np.empty(0, np.int32 if ft == np.float32 else np.int64)
+    coords = np.concatenate([np.arange(n, dtype=ft) for n in (Z, Y, X)])
+    two = (2 * win_steps).astype(ft)
+    shape_f = np.array([Z, Y, X], dtype=ft)
+    ip = np.zeros(K.IP_SIZE, np.int64)
+    ip[K.IP_T0 : K.IP_T2 + 1] = tile
+    ip[K.IP_N0 : K.IP_N2 + 1] = ntiles
+    ip[K.IP_SLICO] = slic_zero
+    ip[K.IP_NOCOLOR] = ignore_color
+    ip[K.IP_START] = start_label
+    ip[K.IP_MASKLAB] = mask_label
+    ip[K.IP_Z] = Z
+    ip[K.IP_Y] = Y
+    # one slab (in memory, or a small streamed volume): the update runs over the whole
+    # volume in parallel parts and needs no per-tile label lists (SLICO's maxima do)
+    whole = eng.slab_z >= Z
+    ip[K.IP_COUNT] = not (whole and not slic_zero)
+
+    def slab_params(z0: int, z1: int, use_mask: bool) -> np.ndarray:
+        p = ip.copy()
+        p[K.IP_ZOFF] = z0
+        p[K.IP_TZ0] = z0 // int(tile[0])
+        p[K.IP_TZ1] = -(-z1 // int(tile[0]))
+        p[K.IP_USE_MASK] = use_mask
+        return p
+
+    if max_num_iter == 0:
+        return
+    if whole:  # few calls per iteration (see K.kmeans_update)
+        Xs = eng.features(0, Z)
+        M, use_mask = eng.mask(0, Z)
+        L = eng.read_labels(0, Z, True)
+        p = slab_params(0, Z, use_mask)
+        windows = np.empty((nK, 6), np.int64)
+        res = np.empty((int(ntiles[0]) * per_z, 3), np.int64)
+        count = np.empty(nK, np.int64)
+        sums = np.empty((nK, nf), ft)
+        tr = np.empty((nK, 6), np.int64)
+        tr_lists = np.empty((nK, 6), np.int64)  # the tile ranges of the candidate lists
+        timing = _PHASE_TIMES
+        with _threads_for(L.size):
+            n_threads = numba.get_num_threads()
+            for it in range(max_num_iter):
+                if K.kmeans_prepare(centers, alive, maxdc, p, two, shape_f, tile, it, windows, tr,
+                                    tr_lists, timing):  # fmt: skip
+                    indptr, indices = K.candidates_from_ranges(tr, ntiles)
+                    tr_lists[...] = tr
+                    max_cand = max(1, int(np.diff(indptr).max()))
+                K.assign_slab(Xs, M, L, centers, windows, maxdc, sp, coords, indptr, indices, p,
+                              fp, res, max_cand, ibits)  # fmt: skip
+                if not K.kmeans_update(Xs, M, L, centers, alive, coords, p, windows, res, count,
+                                       sums, it, max_num_iter, final, _PARALLEL_UPDATE, n_threads,
+                                       timing):  # fmt: skip
+                    break
+                if slic_zero:
+                    offsets = _offsets(res[:, 0])
+                    ent_label = np.empty(int(offsets[-1]), np.int32)
+                    ent_max = np.empty(int(offsets[-1]), ft)
+                    K.slico_slab(Xs, M, L, centers, p, fp, offsets, ent_label, ent_max)
+                    K.reduce_max(ent_label, ent_max, start_label, maxdc)
+        eng.write_labels(0, Z, L)
+        return
+
+    # streamed: per slab, the update from each label's bounding box; the next slab's
+    # values, mask and labels are read while this one is computed
+    for it in range(max_num_iter):
+        fresh = it == 0
+        windows = _windows(centers, alive, two, shape_f)
+        indptr, indices = K.build_candidates(windows, tile, ntiles)
+        max_cand = max(1, int(np.diff(indptr).max()))
+        need_update = not (final and it == max_num_iter - 1)
+        ip[K.IP_FRESH] = fresh
+        ip[K.IP_UNIFORM] = K.colours_uniform(centers, alive, maxdc, slic_zero)
+        count = np.zeros(nK, np.int64)
+        sums = np.zeros((nK, nf), ft)
+        any_change = False
+        distinct = []
+        for slab, (V, M, use_mask, L) in eng.stream(
+            lambda slab, fresh=fresh: eng.read_slab(slab, fresh), desc=f"slic {it + 1}"
+        ):
+            z0, z1 = slab.start, slab.stop
+            Xs = eng.features(z0, z1, V)
+            del V
+            p = slab_params(z0, z1, use_mask)
+            res = np.empty((int(p[K.IP_TZ1] - p[K.IP_TZ0]) * per_z, 3), np.int64)
+            with _threads_for(L.size):
+                K.assign_slab(Xs, M, L, centers, windows, maxdc, sp, coords, indptr, indices, p, fp,
+                              res, max_cand, ibits)  # fmt: skip
+                eng.write_labels(z0, z1, L)
+                distinct.append(res[:, 0].copy())
+                any_change = any_change or bool(res[:, 1].any())
+                if need_update:
+                    offsets = _offsets(res[:, 0])
+                    ent_label = np.empty(int(offsets[-1]), np.int32)
+                    ent_box = np.empty((int(offsets[-1]), 6), np.int64)
+                    K.bbox_slab(M, L, p, offsets, ent_label, ent_box)
+                    box = np.empty((nK, 6), np.int64)
+                    box[:, 0::2] = np.iinfo(np.int64).max
+                    box[:, 1::2] = -1
+                    K.reduce_bbox(ent_label, ent_box, start_label, box)
+                    K.update_slab(Xs, M, L, box, coords, p, sums, count)
+        if not any_change or not need_update:
+            break
+        K.finalize_centres(count, sums, centers, alive)
+        if slic_zero:
+            for slab, (V, M, use_mask, L) in eng.stream(lambda slab: eng.read_slab(slab, False)):
+                z0, z1 = slab.start, slab.stop
+                Xs = eng.features(z0, z1, V)
+                del V
+                p = slab_params(z0, z1, use_mask)
+                offsets = _offsets(distinct[slab.index])
+                ent_label = np.empty(int(offsets[-1]), np.int32)
+                ent_max = np.empty(int(offsets[-1]), ft)
+                with _threads_for(L.size):
+                    K.slico_slab(Xs, M, L, centers, p, fp, offsets, ent_label, ent_max)
+                K.reduce_max(ent_label, ent_max, start_label, maxdc)
+
+
+def _windows(centers, alive, two, shape_f) -> np.ndarray:
+    """scikit-image's search windows ``int(max(c - 2s, 0))``, ``int(min(c + 2s + 1, n))``
+    with the arithmetic in the centres' float type; empty for dead centres."""
+    from .._kernels import slic as K
+
+    out = np.empty((centers.shape[0], 6), np.int64)
+    K.windows_into(centers, alive.astype(np.bool_, copy=False), two, shape_f, out)
+    return out
