@@ -39,7 +39,7 @@ import queue
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -179,12 +179,15 @@ def read_extended(
         else:
             per_axis_runs.append(_runs(boundary_index(idx, n, mode)))
     for combo in itertools.product(*per_axis_runs):
-        dst_key, src_key, flips, fill = [], [], [], False
+        dst_key: list[slice] = []
+        src_key: list[slice] = []
+        flips: list[int] = []
+        fill = False
         for dst0, length, src0, step in combo:
             dst_key.append(slice(dst0, dst0 + length))
             if src0 < 0:
                 fill = True
-                src_key.append(None)
+                src_key.append(slice(0, 0))  # not read: the box is filled
             elif step == 1:
                 src_key.append(slice(src0, src0 + length))
             elif step == -1:
@@ -435,7 +438,7 @@ def stream(
     progress: bool | None = None,
     desc: str | None = None,
     nbytes: int = 0,
-) -> Iterator[tuple[Any, Any]]:
+) -> Generator[tuple[Any, Any], None, None]:
     """Yield ``(item, read(item))`` in order, reading the next item on the I/O thread
     while the caller works on this one.
 
