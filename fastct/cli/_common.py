@@ -160,10 +160,15 @@ def _physical_spacing(args: argparse.Namespace, vol: Any) -> Any:
 
 
 # -- options several commands take -------------------------------------------------------
-def add_source_dest(p: argparse.ArgumentParser) -> None:
-    """SRC and DST volumes of a command streamed by :func:`_stream_filter`."""
-    p.add_argument("source", type=volume_spec, metavar="SRC.h5:/path")
-    p.add_argument("dest", type=volume_spec, metavar="DST.h5:/path")
+def add_volume(p: argparse.ArgumentParser, arg: str, name: str, **kwargs: Any) -> None:
+    """A volume argument (``fixed``) or option (``--fixed-mask``) shown as ``NAME.h5:/path``."""
+    p.add_argument(arg, type=volume_spec, metavar=f"{name}.h5:/path", **kwargs)
+
+
+def add_volumes(p: argparse.ArgumentParser, **names: str) -> None:
+    """Positional volumes in order: ``add_volumes(p, fixed="FIXED", moving="MOVING")``."""
+    for arg, name in names.items():
+        add_volume(p, arg, name)
 
 
 def add_per_axis(

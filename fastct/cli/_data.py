@@ -11,7 +11,15 @@ import numpy as np
 
 import fastct
 
-from ._common import AddCommand, _say, add_transform_kind, float_list, volume_at, volume_spec
+from ._common import (
+    AddCommand,
+    _say,
+    add_transform_kind,
+    add_volume,
+    float_list,
+    volume_at,
+    volume_spec,
+)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -169,7 +177,7 @@ def add_commands(command: AddCommand) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing volume")
 
     p = command("export", cmd_export, "export a volume to NIfTI or .npy")
-    p.add_argument("source", type=volume_spec, metavar="ARCHIVE.h5:/path")
+    add_volume(p, "source", "ARCHIVE")
     p.add_argument("output", metavar="OUT.nii.gz|OUT.npy")
     p.add_argument("--overwrite", action="store_true")
 

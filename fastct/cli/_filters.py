@@ -11,7 +11,7 @@ from ._common import (
     _physical_spacing,
     _stream_filter,
     add_per_axis,
-    add_source_dest,
+    add_volumes,
     float_list,
     int_list,
 )
@@ -68,7 +68,7 @@ def add_commands(command: AddCommand) -> None:
 
     def filter_parser(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
         p = command(name, func, help_text)
-        add_source_dest(p)
+        add_volumes(p, source="SRC", dest="DST")
         p.add_argument(
             "--mode",
             default="reflect",

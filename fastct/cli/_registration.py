@@ -11,6 +11,8 @@ from ._common import (
     AddCommand,
     _say,
     add_transform_kind,
+    add_volume,
+    add_volumes,
     check_new_file,
     float_list,
     int_list,
@@ -18,7 +20,6 @@ from ._common import (
     positive_int,
     read_mask,
     volume_at,
-    volume_spec,
 )
 
 
@@ -101,8 +102,7 @@ def add_commands(command: AddCommand) -> None:
         cmd_register,
         "rigid or similarity registration of MOVING onto FIXED (writes the transform)",
     )
-    p.add_argument("fixed", type=volume_spec, metavar="FIXED.h5:/path")
-    p.add_argument("moving", type=volume_spec, metavar="MOVING.h5:/path")
+    add_volumes(p, fixed="FIXED", moving="MOVING")
     add_transform_kind(p)
     p.add_argument("--metric", choices=["mse", "ncc", "mi"], default="mi")
     p.add_argument(
@@ -111,12 +111,10 @@ def add_commands(command: AddCommand) -> None:
         metavar="T.json|T.tfm",
         help="where to write the transform (fixed -> moving physical points); .tfm is ITK's",
     )
-    p.add_argument(
-        "--resampled", type=volume_spec, metavar="DST.h5:/path", help="moving on the fixed grid"
-    )
+    add_volume(p, "--resampled", "DST", help="moving on the fixed grid")
     p.add_argument("--order", type=int, choices=[0, 1, 3], default=1, help="for --resampled")
     p.add_argument("--cval", type=float, default=0.0, help="outside value for --resampled")
-    p.add_argument("--fixed-mask", type=volume_spec, metavar="MASK.h5:/path")
+    add_volume(p, "--fixed-mask", "MASK")
     p.add_argument("--init", choices=["auto", "geometry", "moments", "none"], default="auto")
     p.add_argument("--initial-transform", metavar="T.json|T.tfm")
     p.add_argument("--bins", type=positive_int, default=32, help="Mattes MI bins (default 32)")

@@ -18,12 +18,12 @@ from ._common import (
     _say,
     _stream_filter,
     add_per_axis,
-    add_source_dest,
+    add_volume,
+    add_volumes,
     csv_out,
     float_list,
     positive_int,
     volume_at,
-    volume_spec,
 )
 
 
@@ -73,15 +73,10 @@ def cmd_features(args: argparse.Namespace) -> int:
 def add_commands(command: AddCommand) -> None:
     """Add ``slic`` and ``features`` to the fastct parser."""
     p = command("slic", cmd_slic, "SLIC supervoxels (scikit-image semantics)")
-    add_source_dest(p)
+    add_volumes(p, source="SRC", dest="DST")
     p.add_argument("--n-segments", type=positive_int, required=True, metavar="N")
     p.add_argument("--compactness", type=float, required=True, metavar="C")
-    p.add_argument(
-        "--mask",
-        type=volume_spec,
-        metavar="MASK.h5:/path",
-        help="segment only inside this mask (label 0 outside)",
-    )
+    add_volume(p, "--mask", "MASK", help="segment only inside this mask (label 0 outside)")
     p.add_argument("--slic-zero", action="store_true", help="SLICO: adaptive compactness")
     p.add_argument("--max-num-iter", type=positive_int, default=10, metavar="K")
     add_per_axis(p, "--sigma", "S", float_list, default=(0.0,),
@@ -96,8 +91,7 @@ def add_commands(command: AddCommand) -> None:
         cmd_features,
         "per-region features (one row per label) of a label volume, as CSV",
     )
-    p.add_argument("labels", type=volume_spec, metavar="LABELS.h5:/path")
-    p.add_argument("image", type=volume_spec, metavar="IMAGE.h5:/path")
+    add_volumes(p, labels="LABELS", image="IMAGE")
     p.add_argument("--out", required=True, metavar="TABLE.csv", help="CSV file to write")
     p.add_argument(
         "--spacing",
