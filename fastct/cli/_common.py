@@ -187,31 +187,22 @@ def add_transform_kind(p: argparse.ArgumentParser) -> None:
 def _common_options(defaults: bool) -> argparse.ArgumentParser:
     """Options accepted before or after the command name.
 
-    Sub-commands use SUPPRESS defaults so an option given before the command name
-    (``fastct --quiet info``) is not reset by the sub-command's own default.
+    Sub-commands take them without defaults (``argparse.SUPPRESS``) so an option given
+    before the command name (``fastct --quiet info``) is not reset by the sub-command.
     """
-    common = _Parser(add_help=False)
+    common = _Parser(add_help=False, argument_default=None if defaults else argparse.SUPPRESS)
     g = common.add_argument_group("common options")
-    default = (lambda value: value) if defaults else (lambda value: argparse.SUPPRESS)
     g.add_argument(
         "--threads",
         type=positive_int,
         metavar="N",
-        default=default(None),
         help="threads for compiled kernels (default: FASTCT_NUM_THREADS or all cores)",
     )
     g.add_argument(
         "--chunks",
         type=int_triple,
         metavar="Z,Y,X",
-        default=default(None),
         help="chunk shape of new volumes (default about 64^3)",
     )
-    g.add_argument(
-        "--quiet",
-        "-q",
-        action="store_true",
-        default=default(False),
-        help="no progress bars or summaries",
-    )
+    g.add_argument("--quiet", "-q", action="store_true", help="no progress bars or summaries")
     return common
