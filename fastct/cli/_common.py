@@ -53,32 +53,27 @@ def positive_int(text: str) -> int:
     return value
 
 
-def int_triple(text: str) -> tuple[int, ...]:
+def _comma_list(text: str, kind: Callable[[str], Any], expected: str) -> tuple:
+    """``text`` split at commas, each part converted by ``kind``."""
     try:
-        values = tuple(int(v) for v in text.split(","))
+        return tuple(kind(v) for v in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers like 64,64,64, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+
+
+def int_triple(text: str) -> tuple[int, ...]:
+    values = _comma_list(text, int, "integers like 64,64,64")
     if len(values) not in (2, 3) or any(v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"expected 2 or 3 positive integers, got {text!r}")
     return values
 
 
 def int_list(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected integers like 3 or 3,5,5, got {text!r}"
-        ) from None
+    return _comma_list(text, int, "integers like 3 or 3,5,5")
 
 
 def float_list(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected numbers like 2.5,0.7,0.7, got {text!r}"
-        ) from None
+    return _comma_list(text, float, "numbers like 2.5,0.7,0.7")
 
 
 def _say(args: argparse.Namespace, *lines: str) -> None:
