@@ -36,6 +36,14 @@ def check_ndim(ndim: int, name: str = "image") -> None:
         raise ValueError(f"{name} must be 2-D (y, x) or 3-D (z, y, x), got {ndim}-D")
 
 
+def as_array(value: object, name: str, accepted: str = "an array") -> np.ndarray:
+    """``np.asarray(value)``; a TypeError "``name`` must be ``accepted``" when it fails."""
+    try:
+        return np.asarray(value)
+    except Exception as exc:  # noqa: BLE001 - report what we were given
+        raise TypeError(f"{name} must be {accepted}, got {type(value).__name__}") from exc
+
+
 def as_real_array(
     image: object, name: str = "image", *, accepted: str = "an array", allow_bool: bool = True
 ) -> np.ndarray:
@@ -44,10 +52,7 @@ def as_real_array(
     ``accepted`` completes the message "``name`` must be ..." when it cannot be coerced.
     """
     if not isinstance(image, np.ndarray):
-        try:
-            image = np.asarray(image)
-        except Exception as exc:  # noqa: BLE001 - report what we were given
-            raise TypeError(f"{name} must be {accepted}, got {type(image).__name__}") from exc
+        image = as_array(image, name, accepted)
     kind = image.dtype.kind
     if kind not in "biuf" or (kind == "b" and not allow_bool):
         raise TypeError(f"{name} must have a real numeric dtype, got {image.dtype}")

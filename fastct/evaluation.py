@@ -78,13 +78,19 @@ def _center(obj: Any, what: str) -> np.ndarray:
     return c
 
 
+def _record_list(records: Any, what: str, kind: str) -> tuple[list, list[np.ndarray]]:
+    """``records`` as a list, with the centre of each; a TypeError unless it is a list of
+    ``kind`` (records or dicts)."""
+    if records is None or isinstance(records, (str, bytes, Mapping)):
+        raise TypeError(f"{what} must be a list of {kind}, got {type(records).__name__}")
+    records = list(records)
+    return records, [_center(r, what) for r in records]
+
+
 def _detections(dets: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
-    if dets is None or isinstance(dets, (str, bytes, Mapping)):
-        raise TypeError(f"{what} must be a list of detections, got {type(dets).__name__}")
-    dets = list(dets)
+    dets, centers = _record_list(dets, what, "detections")
     if not dets:
         return np.zeros((0, 3)), np.zeros(0)
-    centers = [_center(d, what) for d in dets]
     if len({c.size for c in centers}) > 1:
         raise ValueError(f"{what}: detections mix 2-D and 3-D centres")
     p = np.array([float(_get(d, "probability", what)) for d in dets], dtype=np.float64)
@@ -94,12 +100,9 @@ def _detections(dets: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _truths(truths: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
-    if truths is None or isinstance(truths, (str, bytes, Mapping)):
-        raise TypeError(f"{what} must be a list of nodules, got {type(truths).__name__}")
-    truths = list(truths)
+    truths, centers = _record_list(truths, what, "nodules")
     if not truths:
         return np.zeros((0, 3)), np.zeros(0)
-    centers = [_center(t, what) for t in truths]
     d = np.array([float(_get(t, "diameter_mm", what)) for t in truths], dtype=np.float64)
     if not np.all(np.isfinite(d)) or np.any(d < 0):
         raise ValueError(f"{what}: diameter_mm must be finite and >= 0, got {d.tolist()}")

@@ -91,7 +91,7 @@ import numpy as np
 
 from . import _config
 from ._atomic import atomic_path
-from ._validate import check_ndim, check_origin, check_positive_int, check_spacing
+from ._validate import as_array, check_ndim, check_origin, check_positive_int, check_spacing
 from .streaming import Slab, read_planes, slab_planes, slabs, stream
 from .volume import Volume
 
@@ -257,12 +257,7 @@ def _as_source(value: Any, name: str, kinds: str, what: str) -> _Source:
             raise TypeError(f"{name} must have {what} dtype, got {value.dtype} ({value.name})")
         return _Source(value)
     if not isinstance(value, np.ndarray):
-        try:
-            value = np.asarray(value)
-        except Exception as exc:  # noqa: BLE001 - report what we were given
-            raise TypeError(
-                f"{name} must be an array or a Volume, got {type(value).__name__}"
-            ) from exc
+        value = as_array(value, name, "an array or a Volume")
     if value.dtype.kind not in kinds:
         raise TypeError(f"{name} must have {what} dtype, got {value.dtype}")
     check_ndim(value.ndim, name)
@@ -286,20 +281,20 @@ def _physical(
     """spacing / origin: given, else from the Volume inputs (which must agree), else 1 / 0."""
     vols = [s.data for s in sources if s.is_volume]
     if spacing is None and vols:
-        found = {tuple(v.spacing) for v in vols}
-        if len(found) > 1:
-            raise ValueError(
-                f"spacing: the input volumes disagree ({sorted(found)}); pass spacing= explicitly"
-            )
-        spacing = found.pop()
+        spacing = _agreed(vols, "spacing")
     if origin is None and vols:
-        found = {tuple(v.origin) for v in vols}
-        if len(found) > 1:
-            raise ValueError(
-                f"origin: the input volumes disagree ({sorted(found)}); pass origin= explicitly"
-            )
-        origin = found.pop()
+        origin = _agreed(vols, "origin")
     return check_spacing(spacing, ndim, "spacing"), check_origin(origin, ndim, "origin")
+
+
+def _agreed(vols: Sequence[Volume], attr: str) -> tuple[float, ...]:
+    """The ``spacing`` or ``origin`` all the input volumes share."""
+    found = {tuple(getattr(v, attr)) for v in vols}
+    if len(found) > 1:
+        raise ValueError(
+            f"{attr}: the input volumes disagree ({sorted(found)}); pass {attr}= explicitly"
+        )
+    return found.pop()
 
 
 def _slab_planes(src: _Source, others: Sequence[_Source], block_planes: Any) -> int:

@@ -1,30 +1,11 @@
-"""The supervoxel lung-nodule detector: its records and the stage orchestration.
+"""The supervoxel lung-nodule detector: :class:`NoduleDetector` (stage orchestration,
+training, grouping detections) and its records :class:`Case`, :class:`Detection` and
+:class:`DetectionResult`.
 
-:class:`NoduleDetector` finds lung nodules in CT volumes, stage by stage:
-
-1. :meth:`~NoduleDetector.preprocess` -- a ``median_size`` median filter (noise).
-2. :meth:`~NoduleDetector.segment` -- SLIC supervoxels inside the lung mask,
-   ``n_segments_per_litre`` of them per litre of lung (so they have the same physical
-   size, about 85 mm^3 by default, at every resolution).
-3. :meth:`~NoduleDetector.region_table` -- per-supervoxel features (see
-   :func:`detector_feature_names` and :mod:`fastct.classify._regions`).
-4. :meth:`~NoduleDetector.predict_regions` -- the classifier's nodule probability per
-   supervoxel.
-5. :meth:`~NoduleDetector.detect` -- candidate nodules: connected groups of adjacent
-   supervoxels whose probability is at least ``threshold``; centre =
-   probability x volume weighted mean of the member centroids, volume = sum of the
-   member volumes, diameter = equivalent-sphere diameter ``(6 V / pi)^(1/3)``,
-   probability = the largest member probability.
-
-Every stage takes in-memory arrays or archive :class:`~fastct.volume.Volume` objects
-(with ``out=`` Volumes the large intermediates stream), so a pipeline can run them
-one by one; :meth:`~NoduleDetector.predict` runs them all in memory. Without a lung
-mask the detector uses :func:`fastct.lungs.lung_mask` with ``method="threshold"``.
-
-Training (:meth:`NoduleDetector.fit`) runs stages 1-3 on each case and labels a
-supervoxel positive when at least ``target_overlap`` (default half) of its voxels lie
-in the nodule ground-truth mask, negative when none does; supervoxels with a smaller
-non-zero overlap are ambiguous and left out of training.
+The stages (``preprocess`` -> ``segment`` -> ``region_table`` -> ``predict_regions`` ->
+``detect``), how each streams, and the training labels are described once, in the
+docstring of the package :mod:`fastct.classify` (the public API); the per-supervoxel
+features come from :mod:`fastct.classify._regions`.
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ Volumes are named ``FILE.h5:/path/in/file``. Bad input prints one line
 Outputs are published atomically: an interrupted command leaves every file as it was.
 
 Layout: :mod:`fastct.cli._common` holds what every command shares (parser class, exit
-codes, argument types, common options); each other module adds one family of commands
-through ``add_commands(sub, common)`` and imports its heavy dependencies lazily.
+codes, argument types, common options, shared options and checks); each other module adds
+one family of commands through ``add_commands(command)`` and imports its heavy
+dependencies lazily.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import fastct
 
@@ -61,10 +63,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fastct {fastct.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
+    def command(
+        name: str, func: Callable[[argparse.Namespace], int], help_text: str, **kwargs: Any
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help_text, **kwargs)
+        p.set_defaults(func=func)
+        return p
+
     # Each command family lives in its own module; each exposes
-    # ``add_commands(sub, common)`` and imports its heavy dependencies lazily.
+    # ``add_commands(command)`` and imports its heavy dependencies lazily.
     for module in _COMMAND_MODULES:
-        module.add_commands(sub, common)
+        module.add_commands(command)
     return parser
 
 

@@ -8,7 +8,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._common import _say, positive_int, volume_spec
+from ._common import (
+    AddCommand,
+    _say,
+    check_new_file,
+    csv_out,
+    positive_int,
+    read_mask,
+    volume_at,
+    volume_spec,
+)
 
 #: Default training recipe of the shipped model (``fastct train`` without options).
 DEFAULT_PHANTOMS = 12
@@ -80,8 +89,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from fastct.classify import NoduleDetector
 
     out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"{str(out)!r} already exists; pass --overwrite to replace it")
+    check_new_file(out, args.overwrite)
     if not out.parent.is_dir():
         raise FileNotFoundError(f"output folder {str(out.parent)!r} does not exist")
     if args.phantoms < 1:
@@ -122,35 +130,23 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from fastct.classify import default_detector, load_detector
 
     t0 = time.perf_counter()
-    out = Path(args.out)
-    if out.suffix.lower() != ".csv":
-        raise ValueError(f"--out must name a .csv file, got {str(out)!r}")
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"{str(out)!r} already exists; pass --overwrite to replace it")
+    out = csv_out(args)
     det = default_detector() if args.model is None else load_detector(args.model)
     if args.threshold is not None:
         det.set_params(threshold=args.threshold)
-    path, name = args.image
-    with fastct.open(path) as ar:
-        vol = ar[name]
-        if not isinstance(vol, fastct.Volume):
-            raise ValueError(f"{path}:{name} is a group, not a volume")
+    with fastct.open(args.image[0]) as ar:
+        vol = volume_at(ar, args.image)
         image, spacing, origin = vol.read(), vol.spacing, vol.origin
-    lung = None
-    if args.lung_mask is not None:
-        with fastct.open(args.lung_mask[0]) as ar:
-            lv = ar[args.lung_mask[1]]
-            if not isinstance(lv, fastct.Volume):
-                raise ValueError(f"{args.lung_mask[0]}:{args.lung_mask[1]} is not a volume")
-            lung = lv.read()
+    lung = read_mask(args.lung_mask)
     res = det.predict(image, spacing=spacing, lung_mask=lung, origin=origin)
     if args.probability_map is not None:
         ppath, pname = args.probability_map
         with fastct.open(ppath, "a") as ar:
             if pname in ar:
                 raise FileExistsError(f"{ppath}:{pname} already exists")
-            kw = {} if args.chunks is None else {"chunks": args.chunks}
-            pm = ar.create_volume(pname, data=res.probability_map.astype(np.float32), **kw)
+            pm = ar.create_volume(
+                pname, data=res.probability_map.astype(np.float32), chunks=args.chunks
+            )
             pm.spacing, pm.origin = spacing, origin
     fields = ["id", "center_z_mm", "center_y_mm", "center_x_mm", "diameter_mm", "volume_mm3",
               "probability", "n_regions"]  # fmt: skip
@@ -170,12 +166,12 @@ def cmd_detect(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+def add_commands(command: AddCommand) -> None:
     """Add ``train`` and ``detect`` to the fastct parser."""
-    p = sub.add_parser(
+    p = command(
         "train",
-        parents=[common],
-        help="train the nodule detector on phantoms or an archive with ground truth",
+        cmd_train,
+        "train the nodule detector on phantoms or an archive with ground truth",
         description="Train a NoduleDetector. Without --archive: on --phantoms synthetic "
         "chest phantoms with seeds --seed, --seed+1, ... (the recipe of the shipped model "
         f"is the default: {DEFAULT_PHANTOMS} {DEFAULT_SIZE} phantoms, seed {DEFAULT_SEED}, "
@@ -201,12 +197,11 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--compactness", type=float, default=0.05)
     p.add_argument("--random-state", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing model file")
-    p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser(
+    p = command(
         "detect",
-        parents=[common],
-        help="detect nodules in a CT volume (CSV of candidates, optional probability map)",
+        cmd_detect,
+        "detect nodules in a CT volume (CSV of candidates, optional probability map)",
     )
     p.add_argument("image", type=volume_spec, metavar="IMAGE", help="FILE.h5:/scans/x/image")
     p.add_argument("--model", default=None, help="model file (default: the shipped model)")
@@ -218,4 +213,3 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=float, default=None,
                    help="candidate threshold (default: the model's)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace an existing CSV")
-    p.set_defaults(func=cmd_detect)

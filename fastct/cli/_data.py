@@ -11,7 +11,15 @@ import numpy as np
 
 import fastct
 
-from ._common import _say, float_list, volume_spec
+from ._common import (
+    AddCommand,
+    _say,
+    add_transform_kind,
+    add_volume,
+    float_list,
+    volume_at,
+    volume_spec,
+)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -62,9 +70,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     path, name = args.source
     out = Path(args.output)
     with fastct.open(path) as ar:
-        vol = ar[name]
-        if not isinstance(vol, fastct.Volume):
-            raise ValueError(f"{path}:{name} is a group, not a volume")
+        vol = volume_at(ar, args.source)
         data = vol.read()
         if out.name.endswith((".nii", ".nii.gz")):
             io.write_nifti(
@@ -153,16 +159,13 @@ def _nodules_json(pair: Any) -> str:
     )
 
 
-def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+def add_commands(command: AddCommand) -> None:
     """Add ``info``, ``import``, ``export`` and ``phantom`` to the fastct parser."""
-    p = sub.add_parser("info", parents=[common], help="list the volumes of an archive")
+    p = command("info", cmd_info, "list the volumes of an archive")
     p.add_argument("archive", type=Path, metavar="ARCHIVE.h5")
-    p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser(
-        "import",
-        parents=[common],
-        help="import a DICOM series folder, NIfTI file or .npy into an archive",
+    p = command(
+        "import", cmd_import, "import a DICOM series folder, NIfTI file or .npy into an archive"
     )
     p.add_argument("input", type=Path, metavar="INPUT")
     p.add_argument("dest", type=volume_spec, metavar="ARCHIVE.h5:/scans/ID/image")
@@ -172,25 +175,22 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--recursive", action="store_true", help="search sub-folders for DICOM files")
     p.add_argument("--compression", choices=["gzip", "lzf"], help="HDF5 compression filter")
     p.add_argument("--overwrite", action="store_true", help="replace an existing volume")
-    p.set_defaults(func=cmd_import)
 
-    p = sub.add_parser("export", parents=[common], help="export a volume to NIfTI or .npy")
-    p.add_argument("source", type=volume_spec, metavar="ARCHIVE.h5:/path")
+    p = command("export", cmd_export, "export a volume to NIfTI or .npy")
+    add_volume(p, "source", "ARCHIVE")
     p.add_argument("output", metavar="OUT.nii.gz|OUT.npy")
     p.add_argument("--overwrite", action="store_true")
-    p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser(
+    p = command(
         "phantom",
-        parents=[common],
-        help="write a synthetic baseline/follow-up chest-CT pair with ground truth",
+        cmd_phantom,
+        "write a synthetic baseline/follow-up chest-CT pair with ground truth",
     )
     p.add_argument("archive", type=Path, metavar="ARCHIVE.h5")
     p.add_argument(
         "--size", default="small", help="preset: tiny, small, medium, large, clinical (512x512x400)"
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--transform", choices=["rigid", "similarity"], default="rigid")
+    add_transform_kind(p)
     p.add_argument("--prefix", default="scans/phantom", help="group to write under")
     p.add_argument("--overwrite", action="store_true", help="replace existing volumes")
-    p.set_defaults(func=cmd_phantom)

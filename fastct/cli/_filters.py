@@ -6,12 +6,14 @@ import argparse
 from typing import Any
 
 from ._common import (
+    AddCommand,
     _one_or_per_axis,
     _physical_spacing,
     _stream_filter,
+    add_per_axis,
+    add_volumes,
     float_list,
     int_list,
-    volume_spec,
 )
 
 
@@ -61,13 +63,12 @@ def cmd_unsharp(args: argparse.Namespace) -> int:
     return _stream_filter(args, "unsharp", run, smoothing_dtype)
 
 
-def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+def add_commands(command: AddCommand) -> None:
     """Add ``gaussian``, ``median`` and ``unsharp`` to the fastct parser."""
 
-    def filter_parser(name: str, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, parents=[common], help=help_text)
-        p.add_argument("source", type=volume_spec, metavar="SRC.h5:/path")
-        p.add_argument("dest", type=volume_spec, metavar="DST.h5:/path")
+    def filter_parser(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
+        p = command(name, func, help_text)
+        add_volumes(p, source="SRC", dest="DST")
         p.add_argument(
             "--mode",
             default="reflect",
@@ -78,38 +79,22 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         p.add_argument("--overwrite", action="store_true", help="replace an existing DST volume")
         return p
 
-    p = filter_parser("gaussian", "Gaussian smoothing (scipy.ndimage semantics), streamed")
-    p.add_argument(
-        "--sigma",
-        type=float_list,
-        required=True,
-        metavar="S[,S,S]",
-        help="standard deviation in voxels (in mm with --mm), one or one per axis",
+    p = filter_parser(
+        "gaussian", cmd_gaussian, "Gaussian smoothing (scipy.ndimage semantics), streamed"
     )
+    add_per_axis(p, "--sigma", "S", float_list, required=True,
+                 help="standard deviation in voxels (in mm with --mm), one or one per axis")  # fmt: skip
     p.add_argument("--mm", action="store_true", help="sigma in mm, using the volume's spacing")
     p.add_argument("--truncate", type=float, default=4.0, help="kernel radius in sigmas")
     p.add_argument("--method", choices=["exact", "recursive"], default="exact")
-    p.set_defaults(func=cmd_gaussian)
 
-    p = filter_parser("median", "median filter (scipy.ndimage semantics), streamed")
-    p.add_argument(
-        "--size",
-        type=int_list,
-        default=(3,),
-        metavar="K[,K,K]",
-        help="window size, one or one per axis (default 3)",
-    )
-    p.set_defaults(func=cmd_median)
+    p = filter_parser("median", cmd_median, "median filter (scipy.ndimage semantics), streamed")
+    add_per_axis(p, "--size", "K", int_list, default=(3,),
+                 help="window size, one or one per axis (default 3)")  # fmt: skip
 
-    p = filter_parser("unsharp", "unsharp mask: image + amount * (image - gaussian)")
-    p.add_argument(
-        "--radius",
-        type=float_list,
-        default=(1.0,),
-        metavar="R[,R,R]",
-        help="Gaussian sigma in voxels (in mm with --mm)",
-    )
+    p = filter_parser("unsharp", cmd_unsharp, "unsharp mask: image + amount * (image - gaussian)")
+    add_per_axis(p, "--radius", "R", float_list, default=(1.0,),
+                 help="Gaussian sigma in voxels (in mm with --mm)")  # fmt: skip
     p.add_argument("--amount", type=float, default=1.0, help="sharpening strength (default 1)")
     p.add_argument("--mm", action="store_true", help="radius in mm, using the volume's spacing")
     p.add_argument("--truncate", type=float, default=4.0, help="kernel radius in sigmas")
-    p.set_defaults(func=cmd_unsharp)

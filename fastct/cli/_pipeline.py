@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._common import _say
+from ._common import AddCommand, _say, add_transform_kind
 from ._data import cmd_phantom
 
 #: A file marking a folder as ``fastct demo`` output (so a re-run may replace it).
@@ -128,11 +128,12 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser(
+def add_commands(command: AddCommand) -> None:
+    """Add ``pipeline`` and ``demo`` to the fastct parser."""
+    p = command(
         "pipeline",
-        parents=[common],
-        help="longitudinal nodule pipeline on a baseline and a follow-up scan",
+        cmd_pipeline,
+        "longitudinal nodule pipeline on a baseline and a follow-up scan",
         description="Denoise, enhance, lung mask, supervoxels, features, detector, "
         "registration, difference map, nodule matching and growth table; results into "
         "ARCHIVE under /results/RUN/ and report.html into --out.",
@@ -141,8 +142,8 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", required=True, metavar="/scans/a", help="baseline scan")
     p.add_argument("--followup", required=True, metavar="/scans/b", help="follow-up scan")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="report folder")
-    p.add_argument("--model", type=Path, metavar="M", help="detector model file (default: shipped)")
-    p.add_argument("--transform", choices=["rigid", "similarity"], default="rigid")
+    _add_model(p)
+    add_transform_kind(p)
     p.add_argument("--run", metavar="NAME", help="results group name (default: DIR's name)")
     p.add_argument(
         "--interval-days",
@@ -151,12 +152,11 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         help="days between the scans (default: archive attributes)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace --out and /results/RUN")
-    p.set_defaults(func=cmd_pipeline)
 
-    p = sub.add_parser(
+    p = command(
         "demo",
-        parents=[common],
-        help="run the whole pipeline on the built-in phantom",
+        cmd_demo,
+        "run the whole pipeline on the built-in phantom",
         description="Builds a phantom baseline/follow-up pair with ground truth, runs the "
         "pipeline with the shipped detector, prints the nodules found against the truth, the "
         "registration error and the stage timings, and writes DIR/report/report.html.",
@@ -166,8 +166,8 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         "--size", default="medium", help="phantom preset: tiny, small, medium (default), large"
     )
     p.add_argument("--seed", type=int, default=0, help="phantom seed (default 0)")
-    p.add_argument("--transform", choices=["rigid", "similarity"], default="rigid")
-    p.add_argument("--model", type=Path, metavar="M", help="detector model file (default: shipped)")
+    add_transform_kind(p)
+    _add_model(p)
     p.add_argument(
         "--interval-days",
         type=_positive_float,
@@ -180,4 +180,8 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         action="store_true",
         help="replace --out even if it is not a previous demo output",
     )
-    p.set_defaults(func=cmd_demo)
+
+
+def _add_model(p: argparse.ArgumentParser) -> None:
+    """``--model``: the detector of ``pipeline`` and ``demo``."""
+    p.add_argument("--model", type=Path, metavar="M", help="detector model file (default: shipped)")

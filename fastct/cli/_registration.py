@@ -7,7 +7,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._common import _say, float_list, int_list, positive_int, volume_spec
+from ._common import (
+    AddCommand,
+    _say,
+    add_transform_kind,
+    add_volume,
+    add_volumes,
+    check_new_file,
+    float_list,
+    int_list,
+    new_volume_like,
+    positive_int,
+    read_mask,
+    volume_at,
+)
 
 
 def cmd_register(args: argparse.Namespace) -> int:
@@ -21,8 +34,7 @@ def cmd_register(args: argparse.Namespace) -> int:
     out_t = Path(args.output_transform)
     if out_t.suffix.lower() not in (".json", ".tfm"):
         raise ValueError(f"--output-transform must end in .json or .tfm, got {str(out_t)!r}")
-    if out_t.exists() and not args.overwrite:
-        raise FileExistsError(f"{str(out_t)!r} already exists; pass --overwrite to replace it")
+    check_new_file(out_t, args.overwrite)
     if not out_t.parent.is_dir():
         raise FileNotFoundError(f"folder of --output-transform {str(out_t.parent)!r} not found")
     kwargs: dict[str, Any] = {
@@ -49,18 +61,8 @@ def cmd_register(args: argparse.Namespace) -> int:
         kwargs["initial_transform"] = fastct.load_transform(args.initial_transform)
     t0 = time.perf_counter()
     with fastct.open(fpath) as far, fastct.open(mpath) as mar:
-        fixed, moving = far[fname], mar[mname]
-        for (path, name), vol in ((args.fixed, fixed), (args.moving, moving)):
-            if not isinstance(vol, fastct.Volume):
-                raise ValueError(f"{path}:{name} is a group, not a volume")
-        mask = None
-        if args.fixed_mask is not None:
-            with fastct.open(args.fixed_mask[0]) as kar:
-                mvol = kar[args.fixed_mask[1]]
-                if not isinstance(mvol, fastct.Volume):
-                    raise ValueError(f"{args.fixed_mask[0]}:{args.fixed_mask[1]} is not a volume")
-                mask = mvol.read()
-        reg = register(fixed, moving, fixed_mask=mask, **kwargs)
+        fixed, moving = volume_at(far, args.fixed), volume_at(mar, args.moving)
+        reg = register(fixed, moving, fixed_mask=read_mask(args.fixed_mask), **kwargs)
         lines = [
             f"register ({args.transform}, {args.metric}): {fpath}:{fname} <- {mpath}:{mname}",
             f"  metric value {reg.metric_value:.6g}, {reg.iterations} iterations over "
@@ -70,11 +72,8 @@ def cmd_register(args: argparse.Namespace) -> int:
         if args.resampled is not None:
             rpath, rname = args.resampled
             with fastct.open(rpath, "a") as rar:
-                ckw: dict[str, Any] = {"overwrite": args.overwrite}
-                if args.chunks is not None:
-                    ckw["chunks"] = args.chunks
                 dtype = moving.dtype if args.order == 0 else np.float32
-                out = rar.create_volume_like(rname, fixed, dtype=dtype, **ckw)
+                out = new_volume_like(args, rar, rname, fixed, dtype)
                 resample(moving, reg.transform, shape=fixed.shape, order=args.order,
                          cval=args.cval, out=out)  # fmt: skip
             lines.append(f"  resampled moving -> {rpath}:{rname}")
@@ -96,16 +95,15 @@ def _sampling(text: str) -> Any:
     return int(value) if value > 1 and value.is_integer() else value
 
 
-def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+def add_commands(command: AddCommand) -> None:
     """Add this module's sub-commands to the fastct parser."""
-    p = sub.add_parser(
+    p = command(
         "register",
-        parents=[common],
-        help="rigid or similarity registration of MOVING onto FIXED (writes the transform)",
+        cmd_register,
+        "rigid or similarity registration of MOVING onto FIXED (writes the transform)",
     )
-    p.add_argument("fixed", type=volume_spec, metavar="FIXED.h5:/path")
-    p.add_argument("moving", type=volume_spec, metavar="MOVING.h5:/path")
-    p.add_argument("--transform", choices=["rigid", "similarity"], default="rigid")
+    add_volumes(p, fixed="FIXED", moving="MOVING")
+    add_transform_kind(p)
     p.add_argument("--metric", choices=["mse", "ncc", "mi"], default="mi")
     p.add_argument(
         "--output-transform",
@@ -113,12 +111,10 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="T.json|T.tfm",
         help="where to write the transform (fixed -> moving physical points); .tfm is ITK's",
     )
-    p.add_argument(
-        "--resampled", type=volume_spec, metavar="DST.h5:/path", help="moving on the fixed grid"
-    )
+    add_volume(p, "--resampled", "DST", help="moving on the fixed grid")
     p.add_argument("--order", type=int, choices=[0, 1, 3], default=1, help="for --resampled")
     p.add_argument("--cval", type=float, default=0.0, help="outside value for --resampled")
-    p.add_argument("--fixed-mask", type=volume_spec, metavar="MASK.h5:/path")
+    add_volume(p, "--fixed-mask", "MASK")
     p.add_argument("--init", choices=["auto", "geometry", "moments", "none"], default="auto")
     p.add_argument("--initial-transform", metavar="T.json|T.tfm")
     p.add_argument("--bins", type=positive_int, default=32, help="Mattes MI bins (default 32)")
@@ -146,4 +142,3 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         help="stop a pyramid level when a step moves the corners by less (default 0.01)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.set_defaults(func=cmd_register)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,13 +12,18 @@ import numpy as np
 import fastct
 
 from ._common import (
+    AddCommand,
     _one_or_per_axis,
     _physical_spacing,
     _say,
     _stream_filter,
+    add_per_axis,
+    add_volume,
+    add_volumes,
+    csv_out,
     float_list,
     positive_int,
-    volume_spec,
+    volume_at,
 )
 
 
@@ -50,20 +54,12 @@ def cmd_features(args: argparse.Namespace) -> int:
     from .. import features
 
     t0 = time.perf_counter()
-    (lpath, lname), (ipath, iname) = args.labels, args.image
-    out = Path(args.out)
-    if out.suffix.lower() != ".csv":
-        raise ValueError(f"--out must name a .csv file, got {str(out)!r}")
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"{str(out)!r} already exists; pass --overwrite to replace it")
+    out = csv_out(args)
     kwargs: dict[str, Any] = {"spacing": args.spacing}
     if args.percentiles is not None:
         kwargs["percentiles"] = args.percentiles
-    with fastct.open(lpath) as lar, fastct.open(ipath) as iar:
-        labels, image = lar[lname], iar[iname]
-        for (path, name), vol in ((args.labels, labels), (args.image, image)):
-            if not isinstance(vol, fastct.Volume):
-                raise ValueError(f"{path}:{name} is a group, not a volume")
+    with fastct.open(args.labels[0]) as lar, fastct.open(args.image[0]) as iar:
+        labels, image = volume_at(lar, args.labels), volume_at(iar, args.image)
         table = features.region_features(labels, image, **kwargs)
     table.to_csv(out)
     _say(
@@ -74,41 +70,28 @@ def cmd_features(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+def add_commands(command: AddCommand) -> None:
     """Add ``slic`` and ``features`` to the fastct parser."""
-    p = sub.add_parser("slic", parents=[common], help="SLIC supervoxels (scikit-image semantics)")
-    p.add_argument("source", type=volume_spec, metavar="SRC.h5:/path")
-    p.add_argument("dest", type=volume_spec, metavar="DST.h5:/path")
+    p = command("slic", cmd_slic, "SLIC supervoxels (scikit-image semantics)")
+    add_volumes(p, source="SRC", dest="DST")
     p.add_argument("--n-segments", type=positive_int, required=True, metavar="N")
     p.add_argument("--compactness", type=float, required=True, metavar="C")
-    p.add_argument(
-        "--mask",
-        type=volume_spec,
-        metavar="MASK.h5:/path",
-        help="segment only inside this mask (label 0 outside)",
-    )
+    add_volume(p, "--mask", "MASK", help="segment only inside this mask (label 0 outside)")
     p.add_argument("--slic-zero", action="store_true", help="SLICO: adaptive compactness")
     p.add_argument("--max-num-iter", type=positive_int, default=10, metavar="K")
-    p.add_argument(
-        "--sigma",
-        type=float_list,
-        default=(0.0,),
-        metavar="S[,S,S]",
-        help="pre-smoothing sigma (default 0: none)",
-    )
+    add_per_axis(p, "--sigma", "S", float_list, default=(0.0,),
+                 help="pre-smoothing sigma (default 0: none)")  # fmt: skip
     p.add_argument(
         "--mm", action="store_true", help="use the volume's spacing (distances and sigma in mm)"
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing DST volume")
-    p.set_defaults(func=cmd_slic)
 
-    p = sub.add_parser(
+    p = command(
         "features",
-        parents=[common],
-        help="per-region features (one row per label) of a label volume, as CSV",
+        cmd_features,
+        "per-region features (one row per label) of a label volume, as CSV",
     )
-    p.add_argument("labels", type=volume_spec, metavar="LABELS.h5:/path")
-    p.add_argument("image", type=volume_spec, metavar="IMAGE.h5:/path")
+    add_volumes(p, labels="LABELS", image="IMAGE")
     p.add_argument("--out", required=True, metavar="TABLE.csv", help="CSV file to write")
     p.add_argument(
         "--spacing",
@@ -123,4 +106,3 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         help="percentile columns (default 10,50,90)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing TABLE.csv")
-    p.set_defaults(func=cmd_features)

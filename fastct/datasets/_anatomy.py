@@ -4,12 +4,22 @@ trees and the lung texture, drawn from seeded random streams."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
 from ._constants import _KIND_LUNG, HU, SCENE_CENTER_MM
-from ._primitives import _cone, _cylinder, _ellipsoid, _Obj, _rotation, _segment_distance, _unit
+from ._primitives import (
+    _cone,
+    _cylinder,
+    _ellipsoid,
+    _Obj,
+    _Prim,
+    _rotation,
+    _segment_distance,
+    _unit,
+)
 
 
 def _norm_radius(p, center, semi, rot=None) -> float:
@@ -30,6 +40,11 @@ def _build_anatomy(rng: np.random.Generator) -> dict[str, Any]:
     lz = 120.0 * rng.uniform(0.96, 1.04)
 
     objs: list[_Obj] = []
+
+    def outside_lungs(name: str, prims: Iterable[_Prim], tissue: str) -> None:
+        """A structure the lungs never overlap: it clears the lung mask where it lies."""
+        objs.append(_Obj(name, tuple(prims), HU[tissue], lung=-1))
+
     objs.append(_Obj("fat", (_ellipsoid((bz_c, cy, cx), (bz, by, bx)),), HU["fat"]))
     objs.append(
         _Obj(
@@ -59,13 +74,13 @@ def _build_anatomy(rng: np.random.Generator) -> dict[str, Any]:
             np.array([58.0, 0.95 * rib_y, 0.58 * rib_x]),
         ),
     ]
-    objs.append(_Obj("liver", (_ellipsoid(*domes[0]),), HU["liver"], lung=-1))
-    objs.append(_Obj("spleen", (_ellipsoid(*domes[1]),), HU["spleen"], lung=-1))
+    outside_lungs("liver", [_ellipsoid(*domes[0])], "liver")
+    outside_lungs("spleen", [_ellipsoid(*domes[1])], "spleen")
 
     heart_c = np.array([100.0, cy - 35.0, cx + 16.0])
     heart_s = np.array([52.0, 58.0, 62.0])
     heart_r = _rotation((1.0, 0.0, 0.0), math.radians(25.0))
-    objs.append(_Obj("heart", (_ellipsoid(heart_c, heart_s, heart_r),), HU["soft_tissue"], lung=-1))
+    outside_lungs("heart", [_ellipsoid(heart_c, heart_s, heart_r)], "soft_tissue")
 
     spine_y = cy + by - fat - 45.0
     aorta_pts = [
@@ -75,16 +90,13 @@ def _build_anatomy(rng: np.random.Generator) -> dict[str, Any]:
         (200.0, spine_y - 15.0, cx + 32.0),
         (-60.0, spine_y - 13.0, cx + 32.0),
     ]
-    objs.append(
-        _Obj(
-            "aorta",
-            tuple(
-                _cone(a, b, 13.0 if k < 2 else 12.0)
-                for k, (a, b) in enumerate(zip(aorta_pts[:-1], aorta_pts[1:]))
-            ),
-            HU["soft_tissue"],
-            lung=-1,
-        )
+    outside_lungs(
+        "aorta",
+        (
+            _cone(a, b, 13.0 if k < 2 else 12.0)
+            for k, (a, b) in enumerate(zip(aorta_pts[:-1], aorta_pts[1:]))
+        ),
+        "soft_tissue",
     )
 
     # Airways: trachea, main and lobar bronchi as (start, end, lumen radius) tubes.
@@ -116,54 +128,28 @@ def _build_anatomy(rng: np.random.Generator) -> dict[str, Any]:
 
     # Sternum: a flat bone tilted forwards at the bottom.
     st_y = cy - by + fat + 12.0
-    objs.append(
-        _Obj(
-            "sternum",
-            (_cylinder((180.0, st_y, cx), (1.0, 0.06, 0.0), (0.0, 1.0, 0.0), 6.0, 15.0, 70.0),),
-            HU["sternum"],
-            lung=-1,
-        )
-    )
+    sternum = _cylinder((180.0, st_y, cx), (1.0, 0.06, 0.0), (0.0, 1.0, 0.0), 6.0, 15.0, 70.0)
+    outside_lungs("sternum", [sternum], "sternum")
 
     # Spine: disc column, vertebral bodies (cortex + cancellous), neural arches, canal.
     zs = [150.0 + 28.0 * m for m in range(-6, 7)]
     zaxis, yref = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0)
-    objs.append(
-        _Obj(
-            "discs",
-            (_cylinder((150.0, spine_y, cx), zaxis, yref, 14.0, 18.0, 1000.0),),
-            HU["disc"],
-            lung=-1,
+    discs = _cylinder((150.0, spine_y, cx), zaxis, yref, 14.0, 18.0, 1000.0)
+    outside_lungs("discs", [discs], "disc")
+    # One cylinder per level: the cortex shell, then the cancellous body inside it.
+    for name, (r0, r1, h), tissue in (
+        ("vertebral_cortex", (15.0, 19.0, 11.0), "vertebra_cortex"),
+        ("vertebral_body", (13.0, 17.0, 9.0), "vertebra"),
+    ):
+        outside_lungs(
+            name, (_cylinder((z, spine_y, cx), zaxis, yref, r0, r1, h) for z in zs), tissue
         )
-    )
-    objs.append(
-        _Obj(
-            "vertebral_cortex",
-            tuple(_cylinder((z, spine_y, cx), zaxis, yref, 15.0, 19.0, 11.0) for z in zs),
-            HU["vertebra_cortex"],
-            lung=-1,
-        )
-    )
-    objs.append(
-        _Obj(
-            "vertebral_body",
-            tuple(_cylinder((z, spine_y, cx), zaxis, yref, 13.0, 17.0, 9.0) for z in zs),
-            HU["vertebra"],
-            lung=-1,
-        )
-    )
     canal_y = spine_y + 27.0
     arch = [_cylinder((z, canal_y, cx), zaxis, yref, 12.5, 12.5, 8.0) for z in zs]
     arch += [_cone((z - 4.0, canal_y + 8.0, cx), (z - 12.0, canal_y + 15.0, cx), 3.5) for z in zs]
-    objs.append(_Obj("neural_arch", tuple(arch), HU["rib"], lung=-1))
-    objs.append(
-        _Obj(
-            "spinal_canal",
-            (_cylinder((150.0, canal_y, cx), zaxis, yref, 7.5, 7.5, 1000.0),),
-            HU["spinal_cord"],
-            lung=-1,
-        )
-    )
+    outside_lungs("neural_arch", arch, "rib")
+    canal = _cylinder((150.0, canal_y, cx), zaxis, yref, 7.5, 7.5, 1000.0)
+    outside_lungs("spinal_canal", [canal], "spinal_cord")
 
     # Ribs: 12 pairs of bony tubes following the rib-cage ellipse, sloping down anteriorly.
     ribs = []
@@ -188,7 +174,7 @@ def _build_anatomy(rng: np.random.Generator) -> dict[str, Any]:
                     )
                 )
             ribs += [_cone(a, b, radius) for a, b in zip(pts[:-1], pts[1:])]
-    objs.append(_Obj("ribs", tuple(ribs), HU["rib"], lung=-1))
+    outside_lungs("ribs", ribs, "rib")
 
     t_trachea = (320.0 - 250.0) / (320.0 - 195.0)
     landmarks = {

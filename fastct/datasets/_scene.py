@@ -41,6 +41,7 @@ from ._constants import (
     _STREAM_TEXTURE,
     _STREAM_VESSELS,
     HU,
+    SCENE_CENTER_MM,
 )
 from ._primitives import (
     _ellipsoid,
@@ -193,12 +194,9 @@ class ChestScene:
         Phantom
             ``nodules`` are measured over the whole grid even for a slab.
         """
-        shape = _check_3d_shape(shape)
-        spacing = check_spacing(spacing, 3, "spacing")
-        origin = _resolve_origin(origin, shape, spacing)
-        aff = np.eye(4) if transform is None else _check_affine(transform, "transform")
-        noise_hu = _check_real(noise_hu, "noise_hu", minimum=0.0)
-        entropy = self.seed if noise_seed is None else _check_entropy(noise_seed)
+        shape, spacing, origin, aff, noise_hu, entropy = self._check_render_args(
+            shape, spacing, origin, transform, noise_hu, noise_seed
+        )
         z0, z1 = _check_z_range(z_range, shape[0])
         nodules = self._measure_nodules(shape, spacing, origin, aff)
         return self._render_slab(shape, spacing, origin, aff, z0, z1, noise_hu, entropy, nodules)
@@ -219,16 +217,24 @@ class ChestScene:
         Memory is bounded by one slab; concatenating the slabs along z gives exactly the
         arrays of :meth:`render`. Parameters are those of :meth:`render`.
         """
+        shape, spacing, origin, aff, noise_hu, entropy = self._check_render_args(
+            shape, spacing, origin, transform, noise_hu, noise_seed
+        )
+        slab = check_positive_int(slab, "slab")
+        nodules = self._measure_nodules(shape, spacing, origin, aff)
+        # Arguments are checked above, eagerly; the generator below only renders.
+        return self._slabs(shape, spacing, origin, aff, slab, noise_hu, entropy, nodules)
+
+    def _check_render_args(self, shape, spacing, origin, transform, noise_hu, noise_seed):
+        """The grid, transform and noise arguments of :meth:`render` and :meth:`iter_slabs`,
+        checked: ``(shape, spacing, origin, affine, noise_hu, noise entropy)``."""
         shape = _check_3d_shape(shape)
         spacing = check_spacing(spacing, 3, "spacing")
         origin = _resolve_origin(origin, shape, spacing)
         aff = np.eye(4) if transform is None else _check_affine(transform, "transform")
         noise_hu = _check_real(noise_hu, "noise_hu", minimum=0.0)
         entropy = self.seed if noise_seed is None else _check_entropy(noise_seed)
-        slab = check_positive_int(slab, "slab")
-        nodules = self._measure_nodules(shape, spacing, origin, aff)
-        # Arguments are checked above, eagerly; the generator below only renders.
-        return self._slabs(shape, spacing, origin, aff, slab, noise_hu, entropy, nodules)
+        return shape, spacing, origin, aff, noise_hu, entropy
 
     def _slabs(self, shape, spacing, origin, aff, slab, noise_hu, entropy, nodules):
         for z0 in range(0, shape[0], slab):
@@ -448,29 +454,17 @@ def _generate_scene(seed: int, n_nodules: int, drange: tuple[float, float]) -> C
         anat["airways"],
         tuple(boxes),
     )
-    # Lung landmarks: the first candidate away from vessels and airways.
-    for side, cands in (
-        (
-            "right",
-            [
-                (150.0, 150.0, 80.0),
-                (120.0, 200.0, 75.0),
-                (180.0, 160.0, 95.0),
-                (140.0, 230.0, 90.0),
-                (200.0, 170.0, 80.0),
-            ],
-        ),
-        (
-            "left",
-            [
-                (150.0, 150.0, 280.0),
-                (120.0, 200.0, 285.0),
-                (180.0, 160.0, 265.0),
-                (140.0, 230.0, 270.0),
-                (200.0, 170.0, 280.0),
-            ],
-        ),
-    ):
+    # Lung landmarks: the first candidate away from vessels and airways. The left lung's
+    # candidates mirror the right lung's about the chest's midline x = SCENE_CENTER_MM[2].
+    right = [
+        (150.0, 150.0, 80.0),
+        (120.0, 200.0, 75.0),
+        (180.0, 160.0, 95.0),
+        (140.0, 230.0, 90.0),
+        (200.0, 170.0, 80.0),
+    ]
+    left = [(z, y, 2.0 * SCENE_CENTER_MM[2] - x) for z, y, x in right]
+    for side, cands in (("right", right), ("left", left)):
         best, best_d = None, -1.0
         for cand in cands:
             p = np.array(cand)

@@ -45,7 +45,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .._docs import docfiller
-from .._validate import as_input, check_mode, per_axis
+from .._validate import as_array, as_input, check_mode, per_axis
 from ..streaming import BlockInfo
 from ..volume import Volume
 from ._common import run_filter
@@ -73,12 +73,7 @@ def _check_footprint(size: Any, footprint: Any, ndim: int) -> np.ndarray:
         return np.ones(sizes, dtype=bool)
     if isinstance(footprint, Volume):
         raise TypeError("footprint must be an in-memory array, got a Volume")
-    try:
-        fp = np.asarray(footprint)
-    except Exception as exc:  # noqa: BLE001 - report what we were given
-        raise TypeError(
-            f"footprint must be an array of booleans, got {type(footprint).__name__}"
-        ) from exc
+    fp = as_array(footprint, "footprint", "an array of booleans")
     if fp.dtype.kind not in "biuf":
         raise TypeError(
             f"footprint must be an array of booleans (or 0/1 numbers), got dtype {fp.dtype}"
