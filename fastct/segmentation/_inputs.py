@@ -4,7 +4,6 @@ mask) in the canonical ``(Z, Y, X, C)`` layout, read slab by slab.
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Sequence
 from typing import Any
@@ -19,16 +18,6 @@ from ..volume import Volume
 # --------------------------------------------------------------------------------------
 # argument checks
 # --------------------------------------------------------------------------------------
-def _check_number(value: Any, name: str, *, integer: bool = False) -> Any:
-    kinds = (numbers.Integral, np.integer) if integer else (numbers.Real, np.number)
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, kinds):
-        what = "an integer" if integer else "a real number"
-        raise TypeError(f"{name} must be {what}, got {value!r}")
-    if not integer and not math.isfinite(float(value)):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return int(value) if integer else float(value)
-
-
 def _per_axis_floats(value: Any, nd: int, name: str, *, positive: bool) -> np.ndarray:
     if isinstance(value, (numbers.Real, np.number)) and not isinstance(value, (bool, np.bool_)):
         arr = np.full(nd, float(value))

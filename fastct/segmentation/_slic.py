@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import math
 import numbers
 from typing import Any
 
 import numpy as np
 
 from .. import _config
+from .._validate import check_flag, check_int, check_real
 from ..streaming import Scratch
 from ..volume import Volume
 from ._connectivity import _connectivity_memory, _connectivity_stream
 from ._engine import _Engine
-from ._inputs import _check_number, _per_axis_floats, _Source
+from ._inputs import _per_axis_floats, _Source
 from ._kmeans import _run_pass, _tile_shape
 from ._rescale import _img_as_float_params, _img_as_float_scalar, _smooth, _value_range
 from ._seeds import _grid_centroids, _grid_steps, _mask_centroids
@@ -123,27 +123,14 @@ def slic(
     """
 
     # ---- arguments -------------------------------------------------------------------
-    n_segments = _check_number(n_segments, "n_segments", integer=True)
-    if n_segments < 1:
-        raise ValueError(f"n_segments must be >= 1, got {n_segments}")
-    compactness = _check_number(compactness, "compactness")
-    if compactness <= 0:
-        raise ValueError(f"compactness must be > 0, got {compactness}")
-    max_num_iter = _check_number(max_num_iter, "max_num_iter", integer=True)
-    if max_num_iter < 0:
-        raise ValueError(f"max_num_iter must be >= 0, got {max_num_iter}")
-    min_size_factor = _check_number(min_size_factor, "min_size_factor")
-    if min_size_factor < 0:
-        raise ValueError(f"min_size_factor must be >= 0, got {min_size_factor}")
-    max_size_factor = _check_number(max_size_factor, "max_size_factor")
-    if max_size_factor <= 0:
-        raise ValueError(f"max_size_factor must be > 0, got {max_size_factor}")
-    start_label = _check_number(start_label, "start_label", integer=True)
-    if start_label not in (0, 1):
-        raise ValueError(f"start_label must be 0 or 1, got {start_label}")
-    for name, flag in (("enforce_connectivity", enforce_connectivity), ("slic_zero", slic_zero)):
-        if not isinstance(flag, (bool, np.bool_)):
-            raise TypeError(f"{name} must be True or False, got {flag!r}")
+    n_segments = check_int(n_segments, "n_segments", lo=1)
+    compactness = check_real(compactness, "compactness", lo=0, lo_open=True)
+    max_num_iter = check_int(max_num_iter, "max_num_iter", lo=0)
+    min_size_factor = check_real(min_size_factor, "min_size_factor", lo=0)
+    max_size_factor = check_real(max_size_factor, "max_size_factor", lo=0, lo_open=True)
+    start_label = check_int(start_label, "start_label", lo=0, hi=1)
+    check_flag(enforce_connectivity, "enforce_connectivity")
+    check_flag(slic_zero, "slic_zero")
     slic_zero = bool(slic_zero)
     src = _Source(image, channel_axis, mask)
     nd = len(src.spatial)
@@ -152,9 +139,7 @@ def slic(
         np.ones(nd) if spacing is None else _per_axis_floats(spacing, nd, "spacing", positive=True)
     )
     if isinstance(sigma, (numbers.Real, np.number)) and not isinstance(sigma, (bool, np.bool_)):
-        if not math.isfinite(float(sigma)) or float(sigma) < 0:
-            raise ValueError(f"sigma must be finite and >= 0, got {sigma!r}")
-        sigma_v: Any = float(sigma)
+        sigma_v: Any = check_real(sigma, "sigma", lo=0)
     else:
         sigma_v = _per_axis_floats(sigma, nd, "sigma", positive=False)
     if out is not None:
