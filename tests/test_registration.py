@@ -12,7 +12,8 @@ from scipy import ndimage
 
 import fastct
 from fastct import datasets
-from fastct import registration as R
+from fastct.registration._levels import _Level
+from fastct.registration._model import _Model
 from fastct.transforms import RigidTransform, SimilarityTransform, load_transform
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -26,10 +27,10 @@ def blob_image(shape=(20, 24, 28), seed=0):
 
 
 def level_and_model(metric, fixed, moving, sp, mask=None, kind="similarity"):
-    lev = R._Level(fixed, sp, np.zeros(3), mask, moving, sp, np.zeros(3), metric, 32, "full",
+    lev = _Level(fixed, sp, np.zeros(3), mask, moving, sp, np.zeros(3), metric, 32, "full",
                    10**9, np.random.default_rng(0), 0)  # fmt: skip
     center = (np.asarray(fixed.shape) - 1) / 2 * np.asarray(sp)
-    return lev, R._Model(3, kind, center)
+    return lev, _Model(3, kind, center)
 
 
 def evaluate(lev, model, theta):
@@ -95,9 +96,9 @@ def test_gradient_2d_matches_finite_differences(metric, kind):
     fixed = blob_image((1, 40, 44), seed=6)
     moving = ndimage.shift(fixed, (0.0, 0.6, -0.4), order=3, mode="nearest")
     mask = interior_mask(fixed.shape[1:], 5)[None]
-    lev = R._Level(fixed, sp, np.zeros(3), mask, moving, sp, np.zeros(3), metric, 32, "full",
+    lev = _Level(fixed, sp, np.zeros(3), mask, moving, sp, np.zeros(3), metric, 32, "full",
                    10**9, np.random.default_rng(0), 0)  # fmt: skip
-    model = R._Model(2, kind, np.array([30.0, 26.0]))
+    model = _Model(2, kind, np.array([30.0, 26.0]))
     theta = np.array([0.05, 0.7, -0.4] + ([1.04] if kind == "similarity" else []))
     _, grad, _ = evaluate(lev, model, theta)
     for k, h in enumerate([1e-6, 1e-4, 1e-4, 1e-6][: model.n]):

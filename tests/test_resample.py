@@ -100,7 +100,7 @@ def test_streamed_volumes_bit_identical(tmp_path, rng, order, chunks):
 def test_streamed_in_many_blocks_bit_identical(tmp_path, rng, order, monkeypatch):
     # a 1 MiB memory budget cuts the output into several blocks, read one ahead by the
     # streaming engine; most of the output lies outside the moving image
-    import fastct.registration as reg
+    import fastct.registration._resample as reg
     from fastct import _config
 
     img = rng.normal(size=(30, 24, 26)).astype(np.float32)

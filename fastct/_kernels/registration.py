@@ -18,7 +18,7 @@ its isotropic scale part and ``e_k`` the translation. For a metric whose derivat
 with respect to ``m_i`` is ``W_i``, the derivative with respect to ``theta_k`` is
 ``a_k . sum_i W_i (w_i x g_i) + e_k . sum_i W_i g_i + s_k sum_i W_i (g_i . w_i)``: the
 kernels only accumulate those 7 numbers (``N_V``) per weight family, whatever the
-parametrisation, and the caller projects them (``fastct.registration._Model``).
+parametrisation, and the caller projects them (``fastct.registration._model._Model``).
 
 Determinism: the samples are split into fixed blocks (their size depends on the
 number of samples only); each block accumulates into its own slab of partial sums in

@@ -1,0 +1,225 @@
+"""The multi-resolution pyramid and the metric (value and gradient) on one level."""
+
+from __future__ import annotations
+
+import contextlib
+import numbers
+from typing import Any
+
+import numpy as np
+
+from .. import _config
+
+_BLOCK = 4096  # samples per reduction block (fixed: results do not depend on threads)
+_MI_BLOCKS = 64  # at most this many Mattes histogram slabs (block size grows with n)
+# and at most this much memory for them (large ``bins``): the default memory budget,
+# not the current one (fastct.set_memory_budget), because the block size decides how
+# the metric's sums are grouped, hence its bits; results never depend on the budget
+_MI_SLAB_BYTES = _config.DEFAULT_MEMORY_BUDGET
+_MIN_OVERLAP = 32  # fewer valid samples than this is "no overlap"
+
+
+def _level_factors(f: Any, spacing: tuple, ndim: int, level: int) -> tuple[int, ...]:
+    if isinstance(f, (tuple, list, np.ndarray)):
+        vals = tuple(f)
+        if len(vals) != ndim or any(
+            isinstance(v, bool) or not isinstance(v, (numbers.Integral, np.integer)) or v < 1
+            for v in vals
+        ):
+            raise ValueError(
+                f"shrink_factors[{level}] must be a positive integer or {ndim} positive "
+                f"integers, got {f!r}"
+            )
+        return tuple(int(v) for v in vals)
+    if isinstance(f, bool) or not isinstance(f, (numbers.Integral, np.integer)) or f < 1:
+        raise ValueError(f"shrink_factors[{level}] must be a positive integer, got {f!r}")
+    smin = min(spacing)
+    return tuple(max(1, int(round(int(f) * smin / s))) for s in spacing)
+
+
+def _shrink(
+    image: np.ndarray, spacing: tuple, origin: tuple, factors: tuple, sigma_mm: float
+) -> tuple[np.ndarray, tuple, tuple]:
+    """Smooth (sigma in mm, axes of length 1 skipped) then subsample by ``factors``."""
+    from ..filters import gaussian
+
+    if sigma_mm > 0:
+        sig = tuple(0.0 if n == 1 else sigma_mm for n in image.shape)
+        image = gaussian(image, sig, spacing=spacing, mode="nearest")
+    offs = tuple((f - 1) // 2 if n > f else 0 for f, n in zip(factors, image.shape))
+    sl = tuple(slice(o, None, f) for o, f in zip(offs, factors))
+    out = np.ascontiguousarray(image[sl], dtype=np.float32)
+    new_sp = tuple(s * f for s, f in zip(spacing, factors))
+    new_org = tuple(o + k * s for o, k, s in zip(origin, offs, spacing))
+    return out, new_sp, new_org, sl
+
+
+def _default_pyramid(fixed_shape: tuple, spacing: tuple) -> tuple[tuple, tuple]:
+    """Shrink factors (4, 2, 1), coarse levels dropped when they would be under 8 voxels."""
+    extent = min(n * s for n, s in zip(fixed_shape, spacing) if n > 1)
+    smin = min(s for n, s in zip(fixed_shape, spacing) if n > 1)
+    factors = [f for f in (4, 2) if extent / (f * smin) >= 8] + [1]
+    sigmas = tuple(0.5 * f * smin if f > 1 else 0.0 for f in factors)
+    return tuple(factors), sigmas
+
+
+# -- metric evaluation on one level ------------------------------------------------------------
+class _Level:
+    def __init__(self, fixed, fsp, forig, mask, moving, msp, morig, metric, bins, sampling,
+                 max_samples, rng, index):  # fmt: skip
+        self.fixed = fixed
+        self.fsp = np.asarray(fsp, dtype=float)
+        self.forig = np.asarray(forig, dtype=float)
+        self.moving = moving
+        self.msp = np.asarray(msp, dtype=float)
+        self.morig = np.asarray(morig, dtype=float)
+        self.metric = metric
+        self.bins = bins
+        self.fshape = np.asarray(fixed.shape, dtype=np.int64)
+        fflat = fixed.reshape(-1)
+        candidates = None if mask is None else np.flatnonzero(mask)
+        n_vox = fflat.size if candidates is None else candidates.size
+        if n_vox == 0:
+            raise ValueError(f"fixed_mask selects no voxel at pyramid level {index}")
+        if sampling == "full":
+            n = n_vox
+        elif sampling == "auto":
+            n = min(n_vox, max_samples)
+        elif isinstance(sampling, float):
+            n = max(1, int(round(sampling * n_vox)))
+        else:
+            n = min(n_vox, int(sampling))
+        if n >= n_vox and candidates is None:
+            self.use_all = True
+            self.pts = np.zeros((1, 3))
+            self.fvals = fflat
+            self.n = n_vox
+        else:
+            self.use_all = False
+            if n >= n_vox:
+                sidx = candidates
+            else:
+                pick = rng.choice(n_vox, size=n, replace=False)
+                pick.sort()
+                sidx = pick if candidates is None else candidates[pick]
+            self.n = sidx.size
+            zyx = np.unravel_index(sidx, fixed.shape)
+            self.pts = np.ascontiguousarray(
+                np.stack([o + np.asarray(k, dtype=np.float64) * s
+                          for o, k, s in zip(self.forig, zyx, self.fsp)], axis=1)
+            )  # fmt: skip
+            self.fvals = np.ascontiguousarray(fflat[sidx])
+        values = fflat if candidates is None else fflat[candidates]
+        fmin, fmax = float(values.min()), float(values.max())
+        mmin, mmax = float(moving.min()), float(moving.max())
+        self.constant = (fmin == fmax, mmin == mmax)
+        self.rsp = 1.0 / self.msp
+        from .._kernels.registration import N_DPOW, N_POW, N_STATS, N_V, N_VPAD
+
+        if metric == "mi":
+            pad = 2
+            fbs = (fmax - fmin) / (bins - 2 * pad) if fmax > fmin else 1.0
+            fnmin = fmin / fbs - pad
+            term = self.fvals.astype(np.float64) / fbs - fnmin
+            self.fixbin = np.clip(np.floor(term), 2, bins - 3).astype(np.int32)
+            self.mbs = (mmax - mmin) / (bins - 2 * pad) if mmax > mmin else 1.0
+            self.mnmin = mmin / self.mbs - pad
+            # Each block owns (bins, bins) power sums for the histogram and its derivative:
+            # at most _MI_BLOCKS of them and _MI_SLAB_BYTES in all (the block size depends
+            # on n and bins only, never on the thread count).
+            slab = bins * bins * (N_POW + N_DPOW * N_VPAD) * 8
+            max_blocks = max(2, min(_MI_BLOCKS, _MI_SLAB_BYTES // slab))
+            self.block = max(_BLOCK, -(-self.n // (max_blocks * _BLOCK)) * _BLOCK)
+            nblocks = (self.n + self.block - 1) // self.block
+            self.hist = np.zeros((nblocks, bins * bins * N_POW))
+            self.dhist = np.zeros((nblocks, bins * bins * N_DPOW * N_VPAD))
+            self.nblocks = nblocks
+        else:
+            self.block = _BLOCK
+            nblocks = (self.n + _BLOCK - 1) // _BLOCK
+            self.acc = np.zeros((nblocks, N_STATS + 3 * N_V))
+            self.nblocks = nblocks
+
+    def evaluate(self, a3, off3, center3, coef):
+        """(value, dvalue/dtheta, number of valid samples); ``coef`` from
+        :meth:`_Model.coefficients`."""
+        from .._kernels import registration as k
+
+        args = (self.pts, self.n, self.use_all, self.fshape, self.fsp, self.forig)
+        # moving continuous index u = ia @ p + ioff; centred mapped point w = u * msp + wo
+        ia = np.ascontiguousarray(a3 * self.rsp[:, None])
+        ioff = np.ascontiguousarray((off3 - self.morig) * self.rsp)
+        wo = np.ascontiguousarray(self.morig - off3 - a3 @ center3)
+        geo = (ia, ioff, self.rsp, self.msp, wo, self.moving)
+        if self.metric == "mi":
+            with _threads(self.nblocks):
+                k.mi_pass(self.fixbin, *args, *geo, self.mbs, self.mnmin, self.bins,
+                          self.block, self.hist, self.dhist)  # fmt: skip
+            joint, dsum = _expand_parzen(self.hist.sum(axis=0), self.dhist.sum(axis=0), self.bins)
+            total = float(joint.sum())
+            count = int(round(total))
+            if count < _MIN_OVERLAP:
+                return 0.0, np.zeros(len(coef)), count
+            p = joint / total
+            pf = p.sum(axis=1)
+            pm = p.sum(axis=0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                logratio = np.where(p > 0, np.log(p / pm[None, :]), 0.0)
+                mi = float(np.sum(np.where(p > 0, p * (logratio - np.log(pf)[:, None]), 0.0)))
+            sums = logratio.reshape(-1) @ dsum.reshape(-1, k.N_V)
+            return -mi, coef @ sums / (total * self.mbs), count
+        with _threads(self.nblocks):
+            k.stats_pass(self.fvals, *args, *geo, _BLOCK, self.acc)
+        s = self.acc.sum(axis=0)
+        count = int(s[0])
+        if count < _MIN_OVERLAP:
+            return (np.inf if self.metric == "mse" else 0.0), np.zeros(len(coef)), count
+        n_stats, n_v = k.N_STATS, k.N_V
+        g_f = s[n_stats : n_stats + n_v]
+        g_m = s[n_stats + n_v : n_stats + 2 * n_v]
+        g_1 = s[n_stats + 2 * n_v :]
+        n = s[0]
+        if self.metric == "mse":
+            value = s[6] / n
+            return value, coef @ (2.0 * (g_m - g_f) / n), count
+        sf, sm, sff, smm, sfm = s[1:6]
+        vf = sff - sf * sf / n
+        vm = smm - sm * sm / n
+        cfm = sfm - sf * sm / n
+        if vf <= 0 or vm <= 0:
+            return 0.0, np.zeros(len(coef)), count
+        value = -(cfm * cfm) / (vf * vm)
+        fbar, mbar = sf / n, sm / n
+        # d value / d m_i = -2 cfm / (vf vm) * [(f_i - fbar) - cfm / vm * (m_i - mbar)]
+        a = -2.0 * cfm / (vf * vm)
+        b = cfm / vm
+        sums = a * ((g_f - fbar * g_1) - b * (g_m - mbar * g_1))
+        return value, coef @ sums, count
+
+
+def _expand_parzen(hpow: np.ndarray, dpow: np.ndarray, bins: int):
+    """Joint histogram (bins, bins) and its derivative (bins, bins, N_V) from the power
+    sums of :func:`fastct._kernels.registration.mi_pass` (summed over blocks)."""
+    from .._kernels.registration import N_DPOW, N_POW, N_V, N_VPAD, PARZEN_D, PARZEN_W
+
+    hp = hpow.reshape(bins, bins, N_POW)[:, 2 : bins - 2]  # km in [2, bins - 3]
+    dp = dpow.reshape(bins, bins, N_DPOW, N_VPAD)[:, 2 : bins - 2, :, :N_V]
+    joint = np.zeros((bins, bins))
+    deriv = np.zeros((bins, bins, N_V))
+    for j in range(4):  # bin k = km - 1 + j
+        joint[:, 1 + j : bins - 3 + j] += hp @ PARZEN_W[j]
+        deriv[:, 1 + j : bins - 3 + j] += np.einsum("lkpv,p->lkv", dp, PARZEN_D[j])
+    return joint, deriv
+
+
+@contextlib.contextmanager
+def _threads(nblocks: int):
+    """fastct's thread count, but no more threads than blocks: a small evaluation then
+    runs on the calling thread alone (waking idle workers costs milliseconds on a
+    loaded machine). Results do not depend on the thread count."""
+    import numba
+
+    with _config.kernel_threads() as n:
+        if nblocks < n:
+            numba.set_num_threads(max(1, nblocks))
+        yield
