@@ -3,8 +3,8 @@
 Parametrised over the registry in ``tests/contract_registry.py``: streamed ==
 in-memory bit for bit over chunk shapes, the same bits at 1 and 2 threads, Numba's
 thread count restored (after success and after errors), ``out=`` behaviour, and
-errors that name the parameter. Inputs are tiny (about 10^3 voxels), so after the
-kernels are compiled the whole file runs in seconds.
+errors that name the parameter. Inputs are tiny (about 10^3 voxels); most of the
+time goes into compiling the kernels on their first call.
 """
 
 from __future__ import annotations
