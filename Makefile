@@ -5,11 +5,13 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: help venv install demo test test-all bench lint format docs clean
+.PHONY: help venv install demo test test-slow test-all ci bench lint format docs clean
 
 help:
 	@echo "make demo   - install and run the whole pipeline on the built-in phantom"
-	@echo "make test   - install and run the test suite (slow cases skipped)"
+	@echo "make test   - install and run the test suite (slow cases skipped) and the doctests"
+	@echo "make test-slow - the slow cases only (detector training, registration accuracy)"
+	@echo "make ci     - what CI runs (.ci/run): test, lint, docs, test-slow"
 	@echo "make bench  - install and run the benchmarks, writing docs/benchmarks/*.md"
 	@echo "make docs   - build the Sphinx documentation into docs/_build/html"
 	@echo "make lint   - ruff check and format check"
@@ -31,8 +33,14 @@ demo: $(VENV)/.stamp-io,report
 test: $(VENV)/.stamp-test
 	$(PY) -m pytest -m "not slow" -q tests fastct --doctest-modules
 
+test-slow: $(VENV)/.stamp-test
+	$(PY) -m pytest -m slow -q --durations=10 tests
+
 test-all: $(VENV)/.stamp-test
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q tests fastct --doctest-modules
+
+ci:
+	.ci/run
 
 bench: $(VENV)/.stamp-bench $(VENV)/.stamp-test
 	$(PY) -m pytest benchmarks -q -p no:cacheprovider --benchmark-columns=min,mean,max,rounds
@@ -46,8 +54,9 @@ format: $(VENV)/.stamp-test
 	$(VENV)/bin/ruff format fastct tests benchmarks
 	$(VENV)/bin/ruff check --fix fastct tests benchmarks
 
+# Warnings are errors (-W); --keep-going reports all of them before failing.
 docs: $(VENV)/.stamp-docs
-	$(VENV)/bin/sphinx-build -q -b html docs docs/_build/html
+	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
 clean:
 	rm -rf $(VENV) build *.egg-info docs/_build .pytest_cache .benchmarks

@@ -439,7 +439,8 @@ def test_cli_detect_and_train_from_archive(trained, tmp_path, capsys):
                "--lung-mask", f"{arch}:/scans/a/labels/lungs",
                "--probability-map", f"{arch}:/results/r/proba", "-q"])  # fmt: skip
     assert rc == 0
-    rows = list(csv.DictReader(open(out)))
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
     res = trained.predict(ph.image, spacing=ph.spacing, lung_mask=ph.lung_mask, origin=ph.origin)
     assert len(rows) == len(res.detections)
     assert float(rows[0]["probability"]) == res.detections[0].probability

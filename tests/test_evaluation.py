@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+from naive import froc_brute_force as brute_force
 from sklearn.metrics import roc_auc_score
 
 from fastct.evaluation import (
@@ -36,31 +37,6 @@ def random_scans(rng, n_scans=6):
         dets.append(d)
         truths.append(nods)
     return dets, truths
-
-
-def brute_force(dets, truths, rates, lo=0.0, hi=math.inf):
-    """Sweep every threshold with plain loops (LUNA16 rule, irrelevant findings)."""
-    scores = sorted({d["probability"] for ds in dets for d in ds}) + [math.inf]
-    points = []
-    for t in scores:
-        found = total = fps = 0
-        for ds, ns in zip(dets, truths):
-            for n in ns:
-                rel = lo <= n["diameter_mm"] < hi
-                hit = any(
-                    d["probability"] >= t
-                    and math.dist(d["center_mm"], n["center_mm"]) <= n["diameter_mm"] / 2
-                    for d in ds
-                )
-                total += rel
-                found += rel and hit
-            for d in ds:
-                if d["probability"] >= t and not any(
-                    math.dist(d["center_mm"], n["center_mm"]) <= n["diameter_mm"] / 2 for n in ns
-                ):
-                    fps += 1
-        points.append((fps / len(dets), found / total if total else 0.0))
-    return [max([s for f, s in points if f <= r] + [0.0]) for r in rates]
 
 
 @pytest.mark.parametrize("seed", range(5))

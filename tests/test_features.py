@@ -4,10 +4,10 @@ import numba
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
-import scipy.stats
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from skimage.measure import regionprops_table
+from naive import ref_adjacency, ref_faces
+from naive import region_features_reference as reference
 
 import fastct
 from fastct import features as F
@@ -37,118 +37,6 @@ def make_case(shape, rng, n_seeds=12, dtype=np.float32):
     labels = voronoi_labels(shape, n_seeds, rng).astype(np.int32)
     image = (rng.normal(size=shape) * 100).astype(dtype)
     return labels, image
-
-
-# -- plain references ----------------------------------------------------------------------------
-def ref_faces(labels, spacing):
-    """Exposed face area per label, by slicing: a face is exposed if the neighbour is
-    another label or outside the image."""
-    out = {}
-    pad = np.pad(labels, 1, constant_values=-1)
-    inner = tuple(slice(1, -1) for _ in range(labels.ndim))
-    for axis in range(labels.ndim):
-        area = np.prod([s for a, s in enumerate(spacing) if a != axis])
-        for shift in (1, -1):
-            nb = np.roll(pad, shift, axis=axis)[inner]
-            exposed = (labels != nb) & (labels > 0)
-            for lab, c in zip(*np.unique(labels[exposed], return_counts=True)):
-                out[lab] = out.get(lab, 0.0) + c * area
-    return out
-
-
-def ref_adjacency(labels, spacing=None, include_background=False):
-    """{(a, b): [faces, area]} for face-adjacent labels a < b."""
-    spacing = spacing or (1.0,) * labels.ndim
-    edges = {}
-    for axis in range(labels.ndim):
-        area = np.prod([s for a, s in enumerate(spacing) if a != axis])
-        a = np.moveaxis(labels, axis, 0)[:-1].ravel()
-        b = np.moveaxis(labels, axis, 0)[1:].ravel()
-        keep = a != b
-        if not include_background:
-            keep &= (a > 0) & (b > 0)
-        lo, hi = np.minimum(a, b)[keep], np.maximum(a, b)[keep]
-        for pair in zip(lo.tolist(), hi.tolist()):
-            e = edges.setdefault(pair, [0, 0.0])
-            e[0] += 1
-            e[1] += area
-    return edges
-
-
-def reference(labels, image, spacing, origin, percentiles=(10, 50, 90)):
-    """Every column from scipy.ndimage, skimage, scipy.stats and NumPy."""
-    ndim = labels.ndim
-    axes = "zyx"[-ndim:]
-    index = np.unique(labels[labels > 0])
-    img = image.astype(np.float64)
-    ones = np.ones_like(img)
-    ref = {"label": index, "count": ndi.sum(ones, labels, index).astype(np.int64)}
-    ref["mean"] = np.asarray(ndi.mean(img, labels, index))
-    ref["std"] = np.sqrt(ndi.variance(img, labels, index))
-    ref["min"] = np.asarray(ndi.minimum(img, labels, index))
-    ref["max"] = np.asarray(ndi.maximum(img, labels, index))
-    values = [img[labels == lab] for lab in index]
-    for q in percentiles:
-        ref[f"p{q:g}"] = np.array([np.percentile(v, q) for v in values])
-    ref["skewness"] = np.array([scipy.stats.skew(v, bias=True) for v in values])
-    ref["kurtosis"] = np.array([scipy.stats.kurtosis(v, fisher=True, bias=True) for v in values])
-    com = np.array(ndi.center_of_mass(ones, labels, index))
-    objects = ndi.find_objects(labels)
-    for a, name in enumerate(axes):
-        ref[f"centroid_{name}_mm"] = origin[a] + com[:, a] * spacing[a]
-        ref[f"bbox_min_{name}"] = np.array([objects[lab - 1][a].start for lab in index])
-        ref[f"bbox_max_{name}"] = np.array([objects[lab - 1][a].stop for lab in index])
-    sk = regionprops_table(
-        labels,
-        spacing=spacing,
-        properties=("label", "area", "bbox", "centroid", "inertia_tensor_eigvals"),
-    )
-    assert np.array_equal(sk["label"], index)
-    ref["sk_area"] = sk["area"]
-    for a, name in enumerate(axes):
-        ref[f"sk_bbox_min_{name}"] = sk[f"bbox-{a}"]
-        ref[f"sk_bbox_max_{name}"] = sk[f"bbox-{a + ndim}"]
-        ref[f"sk_centroid_{name}"] = sk[f"centroid-{a}"] + origin[a]
-    for k in range(ndim):
-        ref[f"inertia_eig_{k}"] = sk[f"inertia_tensor_eigvals-{k}"]
-    # shape from the covariance of the physical voxel positions
-    elong, flat = [], []
-    for lab in index:
-        pts = np.argwhere(labels == lab) * np.asarray(spacing)
-        ev = np.sort(np.linalg.eigvalsh(np.atleast_2d(np.cov(pts.T, bias=True))))[::-1]
-        ev = np.maximum(ev, 0)
-        elong.append(np.sqrt(ev[1] / ev[0]) if ev[0] > 0 else np.nan)
-        flat.append(np.sqrt(ev[-1] / ev[0]) if ev[0] > 0 else np.nan)
-    ref["elongation"] = np.array(elong)
-    if ndim == 3:
-        ref["flatness"] = np.array(flat)
-    faces = ref_faces(labels, spacing)
-    surface = np.array([faces[lab] for lab in index])
-    size = ref["count"] * np.prod(spacing)
-    if ndim == 3:
-        ref["volume_mm3"] = size
-        ref["surface_mm2"] = surface
-        ref["sphericity"] = (36 * np.pi * size**2) ** (1 / 3) / surface
-    else:
-        ref["area_mm2"] = size
-        ref["perimeter_mm"] = surface
-        ref["sphericity"] = 2 * np.sqrt(np.pi * size) / surface
-    grads = [g for g, n in zip(np.gradient(img, *spacing), img.shape)]
-    magnitude = np.sqrt(sum(g**2 for g in grads))
-    ref["gradient_mean"] = np.asarray(ndi.mean(magnitude, labels, index))
-    # contrast: plain loops over the adjacency graph
-    edges = ref_adjacency(labels)
-    contrast, degree = [], []
-    for lab in index:
-        nbrs = [b for (a, b) in edges if a == lab] + [a for (a, b) in edges if b == lab]
-        degree.append(len(nbrs))
-        if nbrs:
-            contrast.append(img[labels == lab].mean() - img[np.isin(labels, nbrs)].mean())
-        else:
-            contrast.append(np.nan)
-    ref["n_neighbors"] = np.array(degree)
-    ref["contrast"] = np.array(contrast)
-    return ref
 
 
 def assert_matches_reference(table, ref, ndim):

@@ -5,13 +5,13 @@ import pytest
 import scipy.ndimage as ndi
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from naive import MODES
 
 import fastct
 from fastct import streaming
 from fastct.filters import _median
 from fastct.filters._median import median, selection_network
 
-MODES = ["reflect", "mirror", "nearest", "constant", "wrap"]
 INT_DTYPES = [np.uint8, np.int8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64]
 ALL_DTYPES = [*INT_DTYPES, np.float32, np.float64, np.bool_]
 

@@ -1,67 +1,14 @@
 """Superpixel quality metrics against plain-loop statements of their definitions."""
 
-import itertools
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from naive import ref_boundary, ref_recall, ref_ue, ref_ue_achanta
 
 import fastct
 from fastct.metrics import boundary_map, boundary_recall, undersegmentation_error
-
-
-def ref_boundary(labels, mask=None):
-    """A voxel is on the boundary if a face neighbour (inside the mask) differs."""
-    out = np.zeros(labels.shape, bool)
-    for idx in np.ndindex(labels.shape):
-        if mask is not None and not mask[idx]:
-            continue
-        for axis, step in itertools.product(range(labels.ndim), (-1, 1)):
-            nb = list(idx)
-            nb[axis] += step
-            if not 0 <= nb[axis] < labels.shape[axis]:
-                continue
-            nb = tuple(nb)
-            if mask is not None and not mask[nb]:
-                continue
-            if labels[nb] != labels[idx]:
-                out[idx] = True
-    return out
-
-
-def ref_recall(seg, gt, tol, mask=None):
-    gb, sb = ref_boundary(gt, mask), ref_boundary(seg, mask)
-    hits = 0
-    for idx in zip(*np.nonzero(gb)):
-        box = tuple(slice(max(0, i - tol), i + tol + 1) for i in idx)
-        hits += bool(sb[box].any())
-    return hits / gb.sum() if gb.sum() else 1.0
-
-
-def ref_ue(seg, gt, mask=None):
-    if mask is not None:
-        seg, gt = seg[mask], gt[mask]
-    seg, gt = seg.ravel(), gt.ravel()
-    total = 0
-    for g in np.unique(gt):
-        for s in np.unique(seg[gt == g]):
-            inside = np.sum((seg == s) & (gt == g))
-            total += min(inside, np.sum(seg == s) - inside)
-    return total / seg.size
-
-
-def ref_ue_achanta(seg, gt, thr=0.05):
-    seg, gt = seg.ravel(), gt.ravel()
-    total = 0
-    for g in np.unique(gt):
-        for s in np.unique(seg):
-            size = np.sum(seg == s)
-            if np.sum((seg == s) & (gt == g)) > thr * size:
-                total += size
-    return (total - seg.size) / seg.size
-
 
 labels_2d = arrays(
     np.int32, st.tuples(st.integers(1, 7), st.integers(1, 7)), elements=st.integers(0, 3)

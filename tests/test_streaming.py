@@ -5,6 +5,7 @@ import pytest
 import scipy.ndimage as ndi
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from naive import MODES, reference_box_sum, reference_extension
 from numpy.lib.stride_tricks import sliding_window_view
 
 import fastct
@@ -17,47 +18,12 @@ from fastct.streaming import (
     read_extended,
 )
 
-MODES = ["reflect", "mirror", "nearest", "constant", "wrap"]
-
 
 def box_kernel(radius):
     def kernel(data, info):
         return box_sum(data, radius)
 
     return kernel
-
-
-def reference_extension(index, n, mode):
-    """Plain-loop statement of scipy.ndimage's boundary rules (one index at a time)."""
-    out = []
-    for i in index:
-        if mode == "constant":
-            out.append(i if 0 <= i < n else -1)
-            continue
-        while not 0 <= i < n:
-            if mode == "nearest":
-                i = min(max(i, 0), n - 1)
-            elif mode == "wrap":
-                i = i % n
-            elif mode == "reflect":
-                i = -i - 1 if i < 0 else 2 * n - 1 - i
-            elif mode == "mirror":
-                if n == 1:
-                    i = 0
-                else:
-                    i = -i if i < 0 else 2 * n - 2 - i
-        out.append(i)
-    return np.array(out)
-
-
-def reference_box_sum(image, radius, mode, cval):
-    """Box sum by explicit index maps and sliding windows (float64, exact on ints)."""
-    idx = [reference_extension(range(-r, n + r), n, mode) for n, r in zip(image.shape, radius)]
-    ext = np.full([len(i) for i in idx], float(cval))
-    valid = [i >= 0 for i in idx]
-    ext[np.ix_(*valid)] = image.astype(np.float64)[np.ix_(*[i[v] for i, v in zip(idx, valid)])]
-    windows = sliding_window_view(ext, tuple(2 * r + 1 for r in radius))
-    return windows.sum(axis=tuple(range(image.ndim, 2 * image.ndim)))
 
 
 @pytest.mark.parametrize("mode", MODES)
