@@ -539,12 +539,13 @@ OPS: tuple[Op, ...] = (
         streamed=("a", "b"),
         image="a",
         out_like=_same_shape("a", np.float32),
-        checks_dtype=False,  # a plain subtraction: any dtype NumPy subtracts is accepted
         bad=(("b", np.zeros((2, 2, 2), np.float32), ValueError),),
         known={
             "out-bad": MAP_OVERLAP_OUT_TYPE,
             "bad:a-1d": "the shape error ('difference of volumes of shapes ...') names neither a nor b",
             "bad:b-0": "the shape error ('difference of volumes of shapes ...') names neither a nor b",
+            "bad:a-complex": "complex input is not refused: NumPy's ComplexWarning (imaginary part "
+            "discarded) when the block is read as float32",
         },
     ),
     Op(
@@ -621,7 +622,6 @@ OPS: tuple[Op, ...] = (
         streamed=("labels",),
         image="labels",
         out_like=_same_shape("labels", np.float32),
-        checks_dtype=False,
         bad=(("proba", np.zeros(3), ValueError),),
         known={
             "out-bad": "in memory, out is filled by out[...] = result: a wrong shape or type gives "
@@ -629,6 +629,8 @@ OPS: tuple[Op, ...] = (
             "out-read-only": "in memory, a read-only out gives NumPy's 'assignment destination is "
             "read-only', which does not name out",
             "bad:labels-1d": "labels are not checked to be 2-D or 3-D: 1-D labels are painted",
+            "bad:labels-complex": "complex labels are not refused: NumPy's ComplexWarning (imaginary "
+            "part discarded) when they are cast to int64",
         },
     ),
     Op(
