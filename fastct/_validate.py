@@ -255,16 +255,27 @@ def _volume_type() -> type:
     return Volume
 
 
-def as_input(image: Any, name: str = "image", *, allow_bool: bool = True) -> Any:
+def as_input(
+    image: Any, name: str = "image", *, allow_bool: bool = True, integer: bool = False
+) -> Any:
     """An archive Volume as it is (checked: 2-D or 3-D, real numeric), else a validated
-    in-memory image (:func:`as_image`)."""
+    in-memory image (:func:`as_image`). ``integer``: labels, an integer (or bool) dtype.
+
+    >>> as_input(np.zeros((2, 3), np.float32), "labels", integer=True)
+    Traceback (most recent call last):
+    ...
+    TypeError: labels must have an integer (or bool) dtype, got float32
+    """
     if isinstance(image, _volume_type()):
         check_ndim(image.ndim, name)
         kind = image.dtype.kind
         if kind not in "biuf" or (kind == "b" and not allow_bool):
             raise TypeError(f"{name} must have a real numeric dtype, got {image.dtype}")
-        return image
-    return as_image(image, name, allow_bool=allow_bool)
+    else:
+        image = as_image(image, name, allow_bool=allow_bool)
+    if integer and image.dtype.kind not in "biu":
+        raise TypeError(f"{name} must have an integer (or bool) dtype, got {image.dtype}")
+    return image
 
 
 def check_out(

@@ -50,6 +50,27 @@ from . import _config
 from ._validate import check_mode, check_out, per_axis
 from .volume import Volume
 
+__all__ = [
+    "BlockInfo",
+    "Scratch",
+    "Slab",
+    "block_bytes",
+    "boundary_index",
+    "choose_block_shape",
+    "iter_blocks",
+    "map_blocks",
+    "map_overlap",
+    "read_all",
+    "read_extended",
+    "read_planes",
+    "read_region",
+    "slab_planes",
+    "slabs",
+    "stream",
+    "write_all",
+    "write_region",
+]
+
 # Sentinel closing the reader/writer queues.
 _DONE = object()
 

@@ -21,9 +21,9 @@ it has none: :attr:`Op.no_out`), and its bad arguments. A contract an operation 
 not meet because of a known fastct bug is listed in :attr:`Op.known` with the reason;
 the test then runs as a *strict* xfail, so it fails loudly once the bug is fixed.
 
-The private knobs that make tiny volumes stream in many blocks are all in
-:func:`small_blocks` (and :func:`force_parallel`): volumes here are a few thousand
-voxels, far below the engine's default block budget (tens of MiB).
+Tiny volumes stream in many blocks through one public knob, the memory budget
+(:func:`small_blocks`); :func:`force_parallel` is the one private knob: volumes here
+are a few thousand voxels, far below the engine's default budget (64 MiB).
 """
 
 from __future__ import annotations
@@ -53,31 +53,17 @@ SHAPE_2D = (11, 13)
 def small_blocks(monkeypatch) -> None:
     """Make the streamed paths cut small volumes into blocks of the chunk shape.
 
-    Every setting here is private to fastct; when a refactor moves one, update it
-    here (``monkeypatch.setattr`` raises on a missing name, so nothing passes silently).
+    One public knob does it: every block and slab size derives from the memory budget,
+    and a block never shrinks below one chunk (one plane, one SLIC tile of slices).
+    ``monkeypatch`` is taken for symmetry with :func:`force_parallel`; conftest resets
+    the budget after every test.
     """
-    from fastct import streaming
-
-    real = streaming.choose_block_shape
-
-    def chunk_blocks(shape, itemsize, *, align=None, target_bytes=None):
-        # a budget of one byte: the block is the alignment (the chunk shape) itself
-        return real(shape, itemsize, align=align, target_bytes=1)
-
-    monkeypatch.setattr(streaming, "choose_block_shape", chunk_blocks)
-    # recursive Gaussian: blocks of whole 64-voxel tiles (its own block rule)
-    monkeypatch.setattr("fastct.filters._gaussian._RECURSIVE_BLOCK_BYTES", 1)
-    # SLIC: one tile of slices per slab
-    monkeypatch.setattr("fastct.segmentation._SLAB_BYTES", 1)
-    # lung mask: read and write one slice at a time
-    monkeypatch.setattr("fastct.lungs._READ_SLAB_BYTES", 1)
-    # region features / adjacency: one (chunk-aligned) plane per slab
-    monkeypatch.setattr("fastct.features.SLAB_VOXELS", 1)
+    fastct.set_memory_budget(1)
 
 
 def force_parallel(monkeypatch) -> None:
-    """Run the parallel kernels even on volumes this small (private knobs)."""
-    monkeypatch.setattr("fastct.segmentation._PARALLEL_MIN_VOXELS", 0)
+    """Run the parallel kernels even on volumes this small (private knob)."""
+    monkeypatch.setattr("fastct.segmentation._slabs._PARALLEL_MIN_VOXELS", 0)
 
 
 # -- the registry ------------------------------------------------------------------------------
@@ -202,11 +188,6 @@ def _same_shape(name, dtype=None):
 
 
 BAD_SPACING_3D = (1.0, 0.0, 1.0)
-# Known fastct bugs shared by several entries (see Op.known).
-MAP_OVERLAP_OUT_TYPE = (
-    "out=[0, 1, 2] raises AttributeError: map_overlap reads out.shape before checking its type"
-)
-
 OPS: tuple[Op, ...] = (
     Op(
         name="gaussian-exact",
@@ -305,6 +286,26 @@ OPS: tuple[Op, ...] = (
         ),
     ),
     Op(
+        name="hessian_blob",
+        api="fastct.filters.hessian_blob",
+        func=fastct.filters.hessian_blob,
+        args=lambda rng, shape: {
+            "image": _f32_image(rng, shape),
+            "scale": 1.5,
+            "mode": "nearest",
+        },
+        shapes=(SHAPE_3D, (1, 11, 13)),
+        streamed=("image",),
+        image="image",
+        out_like=_same_shape("image", np.float32),
+        bad=(
+            ("scale", -1.0, ValueError),
+            ("scale", "big", TypeError),
+            ("truncate", 0, ValueError),
+            ("mode", "nope", ValueError),
+        ),
+    ),
+    Op(
         name="slic",
         api="fastct.segmentation.slic",
         func=fastct.slic,
@@ -370,10 +371,6 @@ OPS: tuple[Op, ...] = (
             ("moving_spacing", BAD_SPACING_3D, ValueError),
             ("transform", "rigid", TypeError),
         ),
-        known={
-            "out-read-only": "a read-only ndarray out is not refused: Numba's TypingError "
-            "('Cannot modify readonly array') from the kernel",
-        },
     ),
     Op(
         name="resample-cubic-int",
@@ -389,10 +386,6 @@ OPS: tuple[Op, ...] = (
         streamed=("moving",),
         image="moving",
         out_like=lambda args: (args["shape"], np.float32),
-        known={
-            "out-read-only": "a read-only ndarray out is not refused: Numba's TypingError "
-            "('Cannot modify readonly array') from the kernel",
-        },
     ),
     Op(
         name="region_features",
@@ -462,10 +455,6 @@ OPS: tuple[Op, ...] = (
             ("spacing", BAD_SPACING_3D, ValueError),
             ("image", np.zeros((5, 5), np.int16), ValueError),
         ),
-        known={
-            "out-read-only": "a read-only ndarray out is only found when the mask is written "
-            "(after all the work): NumPy's 'assignment destination is read-only', not naming out",
-        },
     ),
     Op(
         name="threshold_lung_mask",
@@ -503,9 +492,6 @@ OPS: tuple[Op, ...] = (
             ("mode", "edge", ValueError),
             ("block_shape", (0, 4, 4), ValueError),
         ),
-        known={
-            "out-bad": MAP_OVERLAP_OUT_TYPE,
-        },
     ),
     Op(
         name="pipeline.probability_map",
@@ -520,11 +506,6 @@ OPS: tuple[Op, ...] = (
         streamed=("labels",),
         image="labels",
         out_like=_same_shape("labels", np.float32),
-        known={
-            "out-bad": MAP_OVERLAP_OUT_TYPE,
-            "bad:labels-1d": "the error names map_overlap's 'src', not 'labels'",
-            "bad:labels-complex": "complex labels are not refused: IndexError inside the block kernel",
-        },
     ),
     Op(
         name="pipeline.difference_map",
@@ -540,13 +521,6 @@ OPS: tuple[Op, ...] = (
         image="a",
         out_like=_same_shape("a", np.float32),
         bad=(("b", np.zeros((2, 2, 2), np.float32), ValueError),),
-        known={
-            "out-bad": MAP_OVERLAP_OUT_TYPE,
-            "bad:a-1d": "the shape error ('difference of volumes of shapes ...') names neither a nor b",
-            "bad:b-0": "the shape error ('difference of volumes of shapes ...') names neither a nor b",
-            "bad:a-complex": "complex input is not refused: NumPy's ComplexWarning (imaginary part "
-            "discarded) when the block is read as float32",
-        },
     ),
     Op(
         name="NoduleDetector.preprocess",
@@ -623,15 +597,6 @@ OPS: tuple[Op, ...] = (
         image="labels",
         out_like=_same_shape("labels", np.float32),
         bad=(("proba", np.zeros(3), ValueError),),
-        known={
-            "out-bad": "in memory, out is filled by out[...] = result: a wrong shape or type gives "
-            "NumPy's broadcast / indexing error, which does not name out",
-            "out-read-only": "in memory, a read-only out gives NumPy's 'assignment destination is "
-            "read-only', which does not name out",
-            "bad:labels-1d": "labels are not checked to be 2-D or 3-D: 1-D labels are painted",
-            "bad:labels-complex": "complex labels are not refused: NumPy's ComplexWarning (imaginary "
-            "part discarded) when they are cast to int64",
-        },
     ),
     Op(
         name="register",

@@ -329,6 +329,16 @@ NOT_REGISTERED = {
     "fastct.classify.NoduleDetector.predict": "the registered stages chained, in memory; "
     "about 10 s on the smallest phantom, too slow here: tests/test_classify.py",
     "fastct.streaming.read_extended": "the engine's halo reader: tests/test_streaming.py",
+    # the engine's other primitives are not operations: tests/test_engine.py checks them
+    # (gather == whole, Volume out, slabs, read-ahead, region reads and writes)
+    "fastct.streaming.map_blocks": "engine pattern: tests/test_engine.py",
+    "fastct.streaming.read_region": "engine primitive: tests/test_engine.py",
+    "fastct.streaming.write_region": "engine primitive: tests/test_engine.py",
+    "fastct.streaming.read_planes": "engine primitive: tests/test_engine.py",
+    "fastct.streaming.read_all": "engine primitive: tests/test_engine.py",
+    "fastct.streaming.write_all": "engine primitive: tests/test_engine.py",
+    "fastct.streaming.slab_planes": "engine primitive: tests/test_engine.py",
+    "fastct.streaming.Scratch.volume": "a scratch file's volume factory: tests/test_slic.py",
     "fastct.pipeline.volume_doubling_time": "'Volume' there is a nodule's, not an archive's",
 }
 PUBLIC_MODULES = (

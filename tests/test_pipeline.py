@@ -153,7 +153,7 @@ def test_probability_and_difference_maps_streamed_equal_numpy(tmp_path):
         np.testing.assert_array_equal(ar["p"].read(), ref)
         np.testing.assert_array_equal(ar["d"].read(), a - b.astype(np.float32))
     np.testing.assert_array_equal(pipeline.probability_map(labels, lut, None), ref)
-    with pytest.raises(ValueError, match="difference of volumes of shapes"):
+    with pytest.raises(ValueError, match="b must have the shape of a"):
         pipeline.difference_map(a, b[:-1], None)
 
 

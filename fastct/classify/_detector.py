@@ -21,7 +21,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
-from .._validate import as_input, check_int, check_origin, check_real, check_spacing
+from .._validate import as_input, check_int, check_origin, check_out, check_real, check_spacing
 from ..features import FeatureTable
 from ..lungs import lung_mask as _lung_mask
 from ..streaming import read_planes
@@ -516,6 +516,8 @@ class NoduleDetector(BaseEstimator):
             raise ValueError(
                 f"proba must have one value per table row ({ids.shape[0]}), got shape {proba.shape}"
             )
+        labels = as_input(labels, "labels", integer=True)
+        check_out(out, tuple(labels.shape), np.float32)
         top = int(ids.max()) if ids.size else 0
         lut = np.zeros(top + 1, np.float32)
         lut[ids] = proba

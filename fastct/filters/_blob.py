@@ -20,6 +20,7 @@ any block shape and any thread count give the same bits.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -135,15 +136,15 @@ def _hessian_blob_in_box(
 
 @docfiller
 def hessian_blob(
-    image,
-    scale,
+    image: np.ndarray | Volume,
+    scale: float,
     *,
-    spacing=None,
-    mode="reflect",
-    cval=0.0,
-    truncate=4.0,
-    out=None,
-):
+    spacing: float | Sequence[float] | None = None,
+    mode: str = "reflect",
+    cval: float = 0.0,
+    truncate: float = 4.0,
+    out: np.ndarray | Volume | None = None,
+) -> np.ndarray | Volume:
     """Scale-normalised Hessian response of bright blobs (3-D).
 
     ``scale**2 * cbrt(-det H)`` where the Hessian ``H`` of the Gaussian-smoothed

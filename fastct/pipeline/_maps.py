@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from .._validate import as_input
 from ..streaming import map_blocks, map_overlap, read_region
 from ..volume import Volume
 
@@ -24,6 +25,7 @@ def probability_map(labels: np.ndarray | Volume, lut: np.ndarray, out: Any) -> A
     >>> probability_map(lab, np.array([0, 0.5, 0.25], np.float32), None)[0].tolist()
     [[0.0, 0.5], [0.25, 0.0]]
     """
+    labels = as_input(labels, "labels", integer=True)
     lut = np.ascontiguousarray(lut, dtype=np.float32)
     n = len(lut)
 
@@ -46,8 +48,9 @@ def difference_map(a: np.ndarray | Volume, b: np.ndarray | Volume, out: Any) -> 
     >>> float(difference_map(np.ones((1, 2, 2)), np.zeros((1, 2, 2)), None).sum())
     4.0
     """
+    a, b = as_input(a, "a"), as_input(b, "b")
     if tuple(a.shape) != tuple(b.shape):
-        raise ValueError(f"difference of volumes of shapes {a.shape} and {b.shape}")
+        raise ValueError(f"b must have the shape of a {tuple(a.shape)}, got {tuple(b.shape)}")
 
     def read(start: tuple[int, ...], stop: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         box = tuple(slice(s, e) for s, e in zip(start, stop))

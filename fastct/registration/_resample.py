@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .. import _config
-from .._validate import check_origin, check_shape, check_spacing, smoothing_dtype
+from .._validate import check_origin, check_out, check_shape, check_spacing, smoothing_dtype
 from ..transforms import RigidTransform
 from ._inputs import _image_meta, _is_volume
 
@@ -108,10 +108,7 @@ def resample(
         raise ValueError(f"shape must have {ndim} values like moving, got {shape}")
     out_is_vol = _is_volume(out)
     if out is not None:
-        if not out_is_vol and not isinstance(out, np.ndarray):
-            raise TypeError(f"out must be an ndarray or Volume, got {type(out).__name__}")
-        if tuple(out.shape) != shape:
-            raise ValueError(f"out must have shape {shape}, got {tuple(out.shape)}")
+        check_out(out, shape)
         if out.dtype.kind not in "biuf":
             raise TypeError(f"out must have a real numeric dtype, got {out.dtype}")
         if out_is_vol:
