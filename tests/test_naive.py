@@ -54,21 +54,22 @@ RECURSIVE_CASES = [
 def test_recursive_gaussian_equals_fastct(shape, sigma, mode, dtype, rng):
     """fastct.gaussian(method='recursive') against the NumPy recursion.
 
-    Tolerance, relative to the largest input magnitude: float64 1e-12; float32 4
-    float32 ulps (4 * 2**-23 ~ 4.8e-7). The two differ in how they compute the same
-    quantities: fastct solves the pole scale by bisection and starts the backward pass
-    with the closed-form Triggs–Sdika matrix, the reference uses Brent's method and a
-    long constant tail (both exact to ~1e-16), and fastct sums the exact taps
-    (sigma < 2 axes) in the result dtype, the reference in float64. In float32 each
-    pass is rounded to float32 in both, so a last-bit difference before a rounding
-    becomes one float32 ulp. Measured: about 1e-15 (float64) and 1-2 ulps (float32).
+    Tolerance, relative to the largest input magnitude: float64 1e-11; float32 4
+    float32 ulps (4 * 2**-23 ~ 4.8e-7). The two compute the same quantities
+    differently: fastct solves the pole scale by bisection and starts the backward
+    pass with the closed-form Triggs–Sdika matrix, the reference uses Brent's method
+    and a long constant tail (coefficients agree to ~1e-16), and fastct sums the exact
+    taps (sigma < 2 axes) in the result dtype, the reference in float64. The recursion
+    amplifies coefficient differences as its poles approach 1 (large sigma). In
+    float32 every pass is rounded to float32 in both. Measured: float64 2e-15 for
+    sigma <= 3 and 2e-13 at sigma 8; float32 at most 0.3 ulp of the input range.
     """
     image = (rng.normal(size=shape) * 300 + 100).astype(dtype)
     got = fastct.gaussian(image, sigma, method="recursive", mode=mode, cval=-40.5)
     expected = naive.recursive_gaussian(image, sigma, mode=mode, cval=-40.5)
     assert got.dtype == expected.dtype == dtype
     scale = float(np.abs(image).max())
-    rel = 1e-12 if dtype == np.float64 else 4 * 2.0**-23
+    rel = 1e-11 if dtype == np.float64 else 4 * 2.0**-23
     np.testing.assert_allclose(got, expected, rtol=0, atol=rel * scale)
 
 
