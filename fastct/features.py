@@ -513,9 +513,13 @@ def _check_percentiles(percentiles: Any) -> tuple[list[float], list[str]]:
         p = float(p)
         if not 0.0 <= p <= 100.0:
             raise ValueError(f"percentiles must be in [0, 100], got {p}")
-        name = f"p{p:g}"
+        name = f"p{p:g}"  # 6 significant digits, as the column is named
         if name in names:
-            raise ValueError(f"percentiles contains {p:g} twice")
+            other = values[names.index(name)]
+            raise ValueError(
+                f"percentiles {other!r} and {p!r} both name the column {name!r} "
+                "(columns show 6 significant digits): give each percentile once"
+            )
         values.append(p)
         names.append(name)
     return values, names

@@ -15,6 +15,7 @@ Contents
 * Region features and the adjacency graph (scipy.ndimage, scikit-image, loops).
 * Superpixel metrics (boundary recall, under-segmentation error) as plain loops.
 * Resampling as a scipy.ndimage affine map; the FROC by brute force.
+* The Hessian by central differences (the blob filter's and the detector's reference).
 """
 
 from __future__ import annotations
@@ -515,3 +516,28 @@ def froc_brute_force(dets, truths, rates, lo=0.0, hi=math.inf):
                     fps += 1
         points.append((fps / len(dets), found / total if total else 0.0))
     return [max([s for f, s in points if f <= r] + [0.0]) for r in rates]
+
+
+def hessian_central(g, pad, spacing):
+    """``(..., 3, 3)`` Hessian of the 3-D array ``g`` by central differences, on the
+    grid ``g[pad[0]:-pad[0], ...]`` (``pad`` >= 1 voxel of real or extended data on each
+    side): ``(g[i+1] - 2 g[i] + g[i-1]) / d^2`` on the diagonal and
+    ``(g[i+1, j+1] - g[i+1, j-1] - g[i-1, j+1] + g[i-1, j-1]) / (4 d_i d_j)`` off it."""
+    n = tuple(s - 2 * p for s, p in zip(g.shape, pad))
+
+    def sh(a, b, c):
+        return g[
+            pad[0] + a : pad[0] + a + n[0],
+            pad[1] + b : pad[1] + b + n[1],
+            pad[2] + c : pad[2] + c + n[2],
+        ]
+
+    dz, dy, dx = spacing
+    hzz = (sh(1, 0, 0) - 2 * sh(0, 0, 0) + sh(-1, 0, 0)) / dz**2
+    hyy = (sh(0, 1, 0) - 2 * sh(0, 0, 0) + sh(0, -1, 0)) / dy**2
+    hxx = (sh(0, 0, 1) - 2 * sh(0, 0, 0) + sh(0, 0, -1)) / dx**2
+    hzy = (sh(1, 1, 0) - sh(1, -1, 0) - sh(-1, 1, 0) + sh(-1, -1, 0)) / (4 * dz * dy)
+    hzx = (sh(1, 0, 1) - sh(1, 0, -1) - sh(-1, 0, 1) + sh(-1, 0, -1)) / (4 * dz * dx)
+    hyx = (sh(0, 1, 1) - sh(0, 1, -1) - sh(0, -1, 1) + sh(0, -1, -1)) / (4 * dy * dx)
+    rows = [[hzz, hzy, hzx], [hzy, hyy, hyx], [hzx, hyx, hxx]]
+    return np.stack([np.stack(r, -1) for r in rows], -2)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
+from naive import hessian_central
 
 import fastct
 from fastct.filters import hessian_blob
@@ -19,30 +20,7 @@ def reference(image, scale, spacing=(1.0, 1.0, 1.0), mode="reflect", cval=0.0, t
     kw = {"constant_values": cval} if mode == "constant" else {}
     padded = np.pad(image.astype(np.float64), [(p, p) for p in pad], mode=PAD[mode], **kw)
     g = ndi.gaussian_filter(padded, sigma, truncate=truncate)
-    n = image.shape
-
-    def sh(a, b, c):
-        return g[
-            pad[0] + a : pad[0] + a + n[0],
-            pad[1] + b : pad[1] + b + n[1],
-            pad[2] + c : pad[2] + c + n[2],
-        ]
-
-    dz, dy, dx = spacing
-    hzz = (sh(1, 0, 0) - 2 * sh(0, 0, 0) + sh(-1, 0, 0)) / dz**2
-    hyy = (sh(0, 1, 0) - 2 * sh(0, 0, 0) + sh(0, -1, 0)) / dy**2
-    hxx = (sh(0, 0, 1) - 2 * sh(0, 0, 0) + sh(0, 0, -1)) / dx**2
-    hzy = (sh(1, 1, 0) - sh(1, -1, 0) - sh(-1, 1, 0) + sh(-1, -1, 0)) / (4 * dz * dy)
-    hzx = (sh(1, 0, 1) - sh(1, 0, -1) - sh(-1, 0, 1) + sh(-1, 0, -1)) / (4 * dz * dx)
-    hyx = (sh(0, 1, 1) - sh(0, 1, -1) - sh(0, -1, 1) + sh(0, -1, -1)) / (4 * dy * dx)
-    H = np.stack(
-        [
-            np.stack([hzz, hzy, hzx], -1),
-            np.stack([hzy, hyy, hyx], -1),
-            np.stack([hzx, hyx, hxx], -1),
-        ],
-        -2,
-    )
+    H = hessian_central(g, pad, spacing)
     det = np.linalg.det(H)
     trace = np.trace(H, axis1=-2, axis2=-1)
     return np.where((trace < 0) & (det < 0), np.cbrt(np.maximum(-det, 0)), 0.0) * scale**2
