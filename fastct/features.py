@@ -506,7 +506,8 @@ def _check_percentiles(percentiles: Any) -> tuple[list[float], list[str]]:
         raise TypeError(
             f"percentiles must be a sequence of numbers in [0, 100], got {percentiles!r}"
         )
-    values, names = [], []
+    values: list[float] = []
+    names: list[str] = []
     for p in np.asarray(percentiles, dtype=object).ravel().tolist():
         if isinstance(p, bool) or not isinstance(p, (numbers.Real, np.number)):
             raise TypeError(f"percentiles must contain numbers in [0, 100], got {p!r}")
