@@ -687,8 +687,8 @@ def test_read_volume_errors(tmp_path):
 def test_missing_optional_dependency(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "nibabel", None)
     monkeypatch.setitem(sys.modules, "pydicom", None)
-    with pytest.raises(ImportError, match=r"pip install fastct\[io\]"):
+    with pytest.raises(ImportError, match=r"pip install 'fastct-engine\[io\]'"):
         fio.write_nifti(tmp_path / "x.nii", np.zeros((2, 2, 2)))
     (tmp_path / "d").mkdir()
-    with pytest.raises(ImportError, match=r"pip install fastct\[io\]"):
+    with pytest.raises(ImportError, match=r"pip install 'fastct-engine\[io\]'"):
         fio.read_dicom_series(tmp_path / "d")

@@ -73,9 +73,10 @@ def test_dir_shows_the_public_api_only():
 
 def test_version_matches_the_installed_metadata():
     try:
-        installed = importlib.metadata.version("fastct")
+        # The distribution is "fastct-engine" (the import name stays fastct; see README).
+        installed = importlib.metadata.version("fastct-engine")
     except importlib.metadata.PackageNotFoundError:
-        pytest.skip("fastct is not installed (plain source checkout)")
+        pytest.skip("fastct-engine is not installed (plain source checkout)")
     assert fastct.__version__ == installed
 
 

@@ -36,7 +36,7 @@ the identity direction.
   direction, array and dtype (other tools ignore the extension; it is only used
   when it still agrees with the header's affine).
 
-pydicom and nibabel are optional (``pip install fastct[io]``) and imported only
+pydicom and nibabel are optional (``pip install "fastct-engine[io]"``) and imported only
 when a reader or writer needs them.
 """
 

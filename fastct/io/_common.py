@@ -91,7 +91,7 @@ def _require(module: str, what: str) -> Any:
         return importlib.import_module(module)
     except ImportError as exc:
         raise ImportError(
-            f"{what} needs the optional package {module!r}: pip install fastct[io]"
+            f"{what} needs the optional package {module!r}: pip install 'fastct-engine[io]'"
         ) from exc
 
 

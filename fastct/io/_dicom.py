@@ -306,7 +306,26 @@ def _sort_and_check(slices: list[_Slice], uid: str) -> tuple[list[_Slice], float
     return slices, float(mean_step), orient
 
 
+def _missing_decoder(ds: Any, exc: Exception) -> str | None:
+    """The name of the compression of ``ds`` when decoding failed only because no
+    decoder for it is installed (not because the data is damaged), else None."""
+    try:
+        tsyntax = ds.file_meta.TransferSyntaxUID
+        if not tsyntax.is_compressed:
+            return None
+    except Exception:  # noqa: BLE001 - no transfer syntax: not a decoder problem
+        return None
+    try:  # pydicom >= 3: ask the decoder registry
+        from pydicom.pixels import get_decoder
+
+        available = get_decoder(tsyntax).is_available
+    except Exception:  # noqa: BLE001 - pydicom 2.x, or a syntax without a decoder
+        available = "missing" not in str(exc).lower()  # pydicom 2.x's wording
+    return None if available else f"{tsyntax.name!r}"
+
+
 def _read_pixels(pydicom: Any, sl: _Slice) -> np.ndarray:
+    ds = None
     try:
         ds = pydicom.dcmread(str(sl.path), force=sl.force)
         if "PixelData" not in ds:
@@ -315,6 +334,13 @@ def _read_pixels(pydicom: Any, sl: _Slice) -> np.ndarray:
     except _PASS_THROUGH:
         raise
     except Exception as exc:
+        codec = _missing_decoder(ds, exc)
+        if codec is not None:
+            raise ImportError(
+                f"DICOM file {str(sl.path)!r} holds {codec} compressed pixel data and no "
+                "installed decoder reads it: pip install 'fastct-engine[io]' (pylibjpeg with "
+                "pylibjpeg-libjpeg, pylibjpeg-openjpeg and pylibjpeg-rle)"
+            ) from None
         raise ValueError(
             f"DICOM file {str(sl.path)!r} is corrupt or truncated, or its pixel data cannot be "
             f"decoded: {exc}"

@@ -216,7 +216,7 @@ def run(
             import matplotlib  # noqa: F401
         except ImportError:
             raise ImportError(
-                "the report needs matplotlib: pip install 'fastct[report]' (or report=False)"
+                "the report needs matplotlib: pip install 'fastct-engine[report]' (or report=False)"
             ) from None
     ctx = RunContext(
         scans=scans,
