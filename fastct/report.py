@@ -1,4 +1,4 @@
-"""Offline HTML reports with PNG figures (matplotlib, Agg backend).
+"""Offline HTML reports with PNG figures (matplotlib Figure objects; never pyplot).
 
 A report is a folder: ``report.html`` plus ``figures/*.png`` next to it, referenced
 by relative paths. It loads nothing from the network (no scripts, fonts or style
@@ -21,6 +21,7 @@ import html
 import io
 import math
 import os
+import sys
 from collections.abc import Sequence
 from html.parser import HTMLParser
 from pathlib import Path
@@ -50,28 +51,52 @@ figcaption { font-size: 0.9em; color: #555; }
 """
 
 
-def _pyplot():
-    import matplotlib
+class _Plotting:
+    """The few pyplot calls the report makes, on ``matplotlib.figure.Figure`` objects.
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    Figures are created directly (not through pyplot), so making a report never selects
+    a backend (a notebook's inline or widget backend stays as it was), never imports
+    pyplot and leaves no figure registered with it; ``Figure.savefig`` renders with the
+    Agg canvas whatever the backend.
+    """
 
-    return plt
+    def __init__(self) -> None:
+        from matplotlib.figure import Figure
+        from matplotlib.image import imread
+        from matplotlib.patches import Circle
+
+        self._figure = Figure
+        self.imread = imread
+        self.Circle = Circle
+
+    def subplots(
+        self, nrows: int = 1, ncols: int = 1, *, figsize: Any = None, squeeze: bool = True
+    ) -> tuple[Any, Any]:
+        fig = self._figure(figsize=figsize)
+        return fig, fig.subplots(nrows, ncols, squeeze=squeeze)
+
+
+def _pyplot() -> _Plotting:
+    """The plotting calls of the report (pyplot's names, without pyplot)."""
+    return _Plotting()
 
 
 def save_figure(fig: Any, folder: str | os.PathLike, name: str, *, dpi: int = 90) -> str:
     """Save a matplotlib figure as ``folder/figures/<name>.png``; return the relative path.
 
-    The figure is closed afterwards.
+    A figure made with pyplot is closed afterwards (pyplot's own ``close``, only when the
+    caller has imported pyplot); a plain ``Figure`` needs no closing. The global
+    matplotlib backend is never changed.
     """
-    plt = _pyplot()
     folder = Path(folder)
     (folder / "figures").mkdir(parents=True, exist_ok=True)
     rel = f"figures/{name}.png"
     try:
         fig.savefig(folder / rel, dpi=dpi, bbox_inches="tight", format="png")
     finally:
-        plt.close(fig)
+        pyplot = sys.modules.get("matplotlib.pyplot")
+        if pyplot is not None:
+            pyplot.close(fig)
     return rel
 
 

@@ -2,6 +2,9 @@
 
 import base64
 import io
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -18,7 +21,6 @@ def make_report(folder):
     ax.plot([0, 1], [1, 0])
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    plt.close(fig)
     data_uri = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
     blocks = [
         report.figure_html(src, "noise"),
@@ -114,3 +116,66 @@ def test_sample_plane_matches_scipy(tmp_path):
     idx = (pts - np.array([1.0, 0.0, -1.0])) / np.array([2.0, 1.0, 0.5])
     ref = ndi.map_coordinates(img, idx.reshape(-1, 3).T, order=1, cval=-7.0).reshape(5, 4)
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+
+
+# -- the global matplotlib state is the caller's ------------------------------------------
+def test_report_leaves_the_backend_and_pyplot_alone(tmp_path):
+    matplotlib = pytest.importorskip("matplotlib")
+    plt = pytest.importorskip("matplotlib.pyplot")  # a notebook user has pyplot imported
+    before = matplotlib.get_backend()
+    open_before = plt.get_fignums()
+    make_report(tmp_path)
+    report._timings_html(report._pyplot(), tmp_path, {"denoise": 1.5, "register": 2.0})
+    assert report.check_report(tmp_path / "report.html") == []
+    assert (tmp_path / "figures" / "timings.png").is_file()
+    assert matplotlib.get_backend() == before
+    assert plt.get_fignums() == open_before  # no figure left registered with pyplot
+
+
+def test_save_figure_closes_a_pyplot_figure(tmp_path):
+    plt = pytest.importorskip("matplotlib.pyplot")
+    fig = plt.figure()
+    report.save_figure(fig, tmp_path, "user")
+    assert fig.number not in plt.get_fignums()
+
+
+def _run_python(code: str, timeout: float) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def test_report_never_selects_a_backend_or_imports_pyplot(tmp_path):
+    pytest.importorskip("matplotlib")
+    code = f"""
+        import sys
+        import matplotlib
+        matplotlib.use("svg")  # e.g. a notebook's backend
+        sys.path.insert(0, {str(__import__("pathlib").Path(__file__).parent)!r})
+        from test_report import make_report
+        make_report({str(tmp_path)!r})
+        print(matplotlib.get_backend(), "matplotlib.pyplot" in sys.modules)
+        """
+    assert _run_python(code, timeout=120) == "svg False"
+
+
+@pytest.mark.slow
+def test_pipeline_report_keeps_a_notebook_backend(tmp_path):
+    """The whole demo (pipeline + report) in a process with pyplot on the svg backend."""
+    pytest.importorskip("matplotlib")
+    code = f"""
+        import matplotlib
+        matplotlib.use("svg")
+        import matplotlib.pyplot as plt
+        from fastct.cli import main
+        assert main(["demo", "--out", {str(tmp_path / "demo")!r}, "--size", "small",
+                     "--quiet"]) == 0
+        print(matplotlib.get_backend(), plt.get_fignums())
+        """
+    assert _run_python(code, timeout=900) == "svg []"
+    assert report.check_report(tmp_path / "demo" / "report" / "report.html") == []
