@@ -33,12 +33,13 @@ on them.
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import os
 import queue
-import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _config
+from . import _config, _log
 from ._validate import check_mode, check_out, per_axis
 from .volume import Volume
 
@@ -73,6 +74,9 @@ __all__ = [
 
 # Sentinel closing the reader/writer queues.
 _DONE = object()
+
+#: Start and end of every streamed operation (INFO), with sizes and durations.
+log = _log.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -470,7 +474,11 @@ def stream(
     automatic progress bar, as in :func:`map_overlap`.
     """
     items = list(items)
+    label = desc or "stream"
     bar = _progress_bar(len(items), desc, progress, nbytes, unit="slab")
+    log.info("%s: %d slab%s%s", label, len(items), "" if len(items) == 1 else "s",
+             f" over {_size(nbytes)}" if nbytes else "")  # fmt: skip
+    t0 = time.perf_counter()
     try:
         if not prefetch or len(items) <= 1:
             for item in items:
@@ -479,6 +487,7 @@ def stream(
                 del data
                 if bar is not None:
                     bar.update(1)
+            _log_done(label, t0, nbytes)
             return
         with ThreadPoolExecutor(1, thread_name_prefix="fastct-io") as pool:
             future = pool.submit(read, items[0])
@@ -493,24 +502,38 @@ def stream(
                         bar.update(1)
             finally:
                 future.cancel()
+        _log_done(label, t0, nbytes)
     finally:
         if bar is not None:
             bar.close()
 
 
-# -- progress ----------------------------------------------------------------------
+# -- progress and log records ------------------------------------------------------------
 def _progress_bar(
     total: int, desc: str | None, progress: bool | None, nbytes: int, unit: str = "block"
-):
-    if progress is None:
-        progress = _config.get_progress()
-        if progress is None:  # auto: long work on an interactive terminal
-            progress = sys.stderr.isatty() and nbytes > 256 * 1024**2
-    if not progress or total <= 1:
-        return None
-    from tqdm.auto import tqdm
+) -> _log.Progress | None:
+    """The progress display of one streamed operation (see :mod:`fastct._log`): a bar on
+    a terminal (automatic mode: work over 256 MiB), periodic ``fastct.progress`` log
+    records otherwise; None when progress is off or there is one step."""
+    return _log.start_progress(
+        total, desc or "fastct", progress, long=nbytes > _log.BAR_BYTES, unit=unit
+    )
 
-    return tqdm(total=total, desc=desc or "fastct", unit=unit, file=sys.stderr, leave=False)
+
+def _size(nbytes: int) -> str:
+    """``nbytes`` for people: ``12.0 MiB``."""
+    value = float(nbytes)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError  # pragma: no cover
+
+
+def _log_done(label: str, t0: float, nbytes: int) -> None:
+    dt = time.perf_counter() - t0
+    rate = f", {nbytes / 1024**2 / dt:.3g} MiB/s" if nbytes and dt > 0 else ""
+    log.info("%s: done in %.2f s%s", label, dt, rate)
 
 
 # -- the engine -----------------------------------------------------------------------
@@ -687,6 +710,13 @@ def _execute(blocks, read, func, out, progress, desc, prefetch, nbytes) -> np.nd
     """Run ``func`` over ``blocks``: ``read(i)`` gives ``(data, info)``; results go to
     ``out`` at the block's position."""
     bar = _progress_bar(len(blocks), desc, progress, nbytes)
+    label = desc or getattr(func, "__name__", "map")
+    if log.isEnabledFor(logging.INFO):
+        shape = "x".join(str(n) for n in np.shape(out))
+        core = "x".join(str(e - s) for s, e in zip(*blocks[0])) if blocks else "-"
+        log.info("%s: %s (%s) in %d block%s of %s", label, shape, _size(nbytes), len(blocks),
+                 "" if len(blocks) == 1 else "s", core)  # fmt: skip
+    t0 = time.perf_counter()
 
     def compute(data: Any, info: BlockInfo) -> np.ndarray:
         result = func(data, info)
@@ -712,6 +742,7 @@ def _execute(blocks, read, func, out, progress, desc, prefetch, nbytes) -> np.nd
     finally:
         if bar is not None:
             bar.close()
+    _log_done(label, t0, nbytes)
     return out
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import fastct
 
-from .. import _config
+from .. import _config, _log
 from . import _classify, _data, _filters, _pipeline, _registration, _supervoxels
 from ._common import (
     EXIT_INTERRUPTED,
@@ -90,9 +90,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_USAGE
         if args.threads is not None:
             _config.set_num_threads(args.threads)
-        if args.quiet:
-            _config.set_progress(False)
-        return int(args.func(args) or 0)
+        if args.quiet and args.verbose:
+            raise UsageError("--quiet and --verbose cannot be combined")
+        verbosity = "quiet" if args.quiet else "verbose" if args.verbose else "default"
+        previous_progress = _config.get_progress()
+        if verbosity != "default":
+            _config.set_progress(verbosity == "verbose")
+        try:
+            with _log.cli_logging(verbosity):
+                return int(args.func(args) or 0)
+        finally:
+            _config.set_progress(previous_progress)
     except KeyboardInterrupt:
         print("fastct: interrupted; no output was written", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -199,5 +199,18 @@ def _common_options(defaults: bool) -> argparse.ArgumentParser:
         metavar="Z,Y,X",
         help="chunk shape of new volumes (default about 64^3)",
     )
-    g.add_argument("--quiet", "-q", action="store_true", help="no progress bars or summaries")
+    g.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        help="warnings and errors only: no progress, no summaries",
+    )
+    g.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="log every stage (sizes, durations) and the progress of all streamed work on "
+        "stderr (default: a progress bar for long work on a terminal, one-line progress "
+        "records every 10 s for work over 10 s otherwise)",
+    )
     return common

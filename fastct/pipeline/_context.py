@@ -90,13 +90,12 @@ class Clock:
         self.timings: dict[str, float] = {}
         self.callback = progress if callable(progress) else None
         self.bar = None
-        if progress is None:
-            from .._config import get_progress
+        from .. import _log
 
-            progress = get_progress()
-            if progress is None:
-                progress = sys.stderr.isatty()
-        if progress is True:
+        # A bar on a terminal; elsewhere (CI logs, nohup) one fastct.progress record per stage.
+        mode = _log.progress_mode(progress if progress in (None, True) else False)
+        self.log = _log.progress_logger if mode == "log" else _log.get_logger(__name__)
+        if mode == "bar":
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=n_steps, desc="pipeline", unit="stage", file=sys.stderr)
@@ -115,6 +114,7 @@ class Clock:
             self.bar.update(1)
         if self.callback is not None:
             self.callback(label, dt)
+        self.log.info("pipeline: %s done in %.1f s", label, dt)
 
     def ordered(self, names: Sequence[str]) -> dict[str, float]:
         """The timings of the stages that ran, in the order of ``names``."""

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _log
 from .._validate import check_positive_int
 from ..transforms import RigidTransform
 from ._inputs import (
@@ -28,6 +29,8 @@ from ._optimise import _optimise, _rotation_search, _translation_search
 TRANSFORMS = ("rigid", "similarity")
 METRICS = ("mse", "ncc", "mi")
 INITS = ("auto", "geometry", "moments", "none")
+
+log = _log.get_logger(__name__)
 
 
 @dataclass
@@ -413,6 +416,9 @@ def register(
             elapsed_s=time.perf_counter() - t_level,
         )
         level_info.append(info)
+        log.info("register: level %d of %d (shrink %s): %d iterations, %s %.6g, %.2f s",
+                 li + 1, len(levels_f), factors, info["iterations"], metric, value,
+                 info["elapsed_s"])  # fmt: skip
         del level
 
     return Registration(
