@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -221,13 +222,18 @@ def _run_cli(*args, env_extra=None):
 def test_cli_subprocess_progress_records_on_a_pipe(small_archive, tmp_path):
     """A fresh ``python -m fastct.cli`` with stderr on a pipe: --verbose logs the stages and
     the progress (small memory budget: many blocks), --quiet logs nothing."""
-    budget = {"FASTCT_MEMORY_BUDGET": str(24 * 24 * 4 * 4)}  # about 2 planes per block
-    proc = _run_cli(*_gaussian_args(small_archive, tmp_path, "v.h5", "--verbose"), env_extra=budget)
+    # Output chunks of 4 planes and a budget of about 4 planes: 6 blocks.
+    budget = {"FASTCT_MEMORY_BUDGET": str(24 * 24 * 4 * 4)}
+    args = _gaussian_args(small_archive, tmp_path, "v.h5", "--verbose", "--chunks", "4,24,24")
+    proc = _run_cli(*args, env_extra=budget)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stderr.splitlines()
-    assert all(line.startswith("fastct: ") for line in lines), lines
-    assert any(" gaussian: 24x24x24 " in line and "blocks of" in line for line in lines)
-    assert any(" gaussian: 100% (" in line for line in lines), lines
+    assert all(re.match(r"fastct: \d\d:\d\d:\d\d ", line) for line in lines), lines
+    assert any(
+        line.endswith(" gaussian: 24x24x24 (54.0 KiB) in 6 blocks of 4x24x24") for line in lines
+    ), lines
+    assert any(" gaussian: 50% (3/6 blocks, " in line for line in lines), lines
+    assert any(" gaussian: 100% (6/6 blocks, " in line for line in lines), lines
     assert "%" not in proc.stdout  # records go to stderr only
 
     proc = _run_cli(*_gaussian_args(small_archive, tmp_path, "q.h5", "--quiet"), env_extra=budget)
