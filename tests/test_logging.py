@@ -264,3 +264,22 @@ def test_library_prints_nothing_without_logging_configured(tmp_path):
     assert proc.stdout == ""
     # The library's NullHandler keeps logging's last-resort handler quiet too.
     assert proc.stderr == ""
+
+
+def test_pipeline_stages_are_progress_records_off_a_terminal(caplog, not_a_terminal):
+    from fastct.pipeline._context import Clock
+
+    caplog.set_level(logging.INFO, logger="fastct")
+    clock = Clock(None, 2)
+    with clock.stage("denoise"):
+        pass
+    clock.close()
+    assert [m.split(" in ")[0] for m in _records(caplog, "fastct.progress")] == [
+        "pipeline: denoise done"
+    ]
+    caplog.clear()
+    clock = Clock(False, 2)  # progress off: an ordinary INFO record, no progress record
+    with clock.stage("register"):
+        pass
+    assert _records(caplog, "fastct.progress") == []
+    assert any(m.startswith("pipeline: register done") for m in caplog.messages)
