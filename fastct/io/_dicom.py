@@ -555,7 +555,8 @@ def read_dicom_series(
         geometry (orientation, size, pixel spacing, uneven or duplicate slice
         positions, tilted stack), or a corrupt/truncated file (named).
     ImportError
-        pydicom is not installed.
+        pydicom is not installed, or no decoder for compressed pixel data (JPEG,
+        JPEG-LS, JPEG 2000, RLE) is: both come with the ``io`` extra.
 
     Examples
     --------
