@@ -319,6 +319,14 @@ def add_commands(command: AddCommand) -> None:
         "import",
         cmd_import,
         "import a DICOM series folder, NIfTI file or .npy into an archive",
+        description="Import a DICOM series, a NIfTI file or a NumPy .npy file as a volume of "
+        "an archive (created if missing). A folder is a DICOM series (--series-uid picks one "
+        "when the folder holds several, --recursive searches sub-folders); slices are sorted "
+        "along the slice normal and checked for consistent size, orientation and spacing, "
+        "and CT values are rescaled to Hounsfield units (int16, units HU). .nii/.nii.gz/.hdr "
+        "is NIfTI (--volume-index for 4-D files); .npy has no geometry (--spacing, "
+        "--origin). Spacing, origin and direction are converted to the archive's "
+        "conventions. An option that does not apply to the input is an error.",
         example="fastct import ct.nii.gz study.h5:/scans/case01/image --compression gzip",
     )
     p.add_argument("input", type=volume_spec, metavar="INPUT",
@@ -336,6 +344,10 @@ def add_commands(command: AddCommand) -> None:
         "export",
         cmd_export,
         "write a volume to NIfTI (geometry kept) or .npy (voxels only)",
+        description="Write a volume (FILE.h5:/path, or any volume input) to NIfTI (.nii or "
+        ".nii.gz; the geometry becomes a RAS affine that nibabel and ITK read back to the "
+        "same physical positions) or to .npy (voxels only). The format follows OUT's "
+        "extension; the volume is read into memory.",
         example="fastct export study.h5:/scans/case01/image case01.nii.gz",
     )
     add_volume(p, "source", "SRC")
