@@ -106,7 +106,7 @@ def add_commands(command: AddCommand) -> None:
         "median",
         cmd_median,
         "median filter (scipy.ndimage semantics), same dtype",
-        "fastct median study.h5:/scans/a/image study.h5:/scans/a/median --size 3",
+        "fastct median study.h5:/scans/case01/image study.h5:/scans/case01/median --size 3",
     )
     add_per_axis(p, "--size", "K", int_list, default=(3,),
                  help="window size, one or one per axis")  # fmt: skip
