@@ -189,7 +189,7 @@ def add_commands(command: AddCommand) -> None:
         f"from seed+{SMALL_SEED_OFFSET} whose nodules are {SMALL_DIAMETER_RANGE[0]}-"
         f"{SMALL_DIAMETER_RANGE[1]} mm). With --archive: on /scans/<id>/image with "
         "/scans/<id>/labels/nodules (and optional labels/lungs).",
-        example="fastct train --out detector.skops --phantoms 2 --small-phantoms 0 --size tiny",
+        example="fastct train --out detector.skops --phantoms 1 --small-phantoms 0 --size small",
     )
     p.add_argument("--out", required=True, metavar="MODEL", help="model file to write (required)")
     p.add_argument("--phantoms", type=positive_int, default=DEFAULT_PHANTOMS, metavar="N",
