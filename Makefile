@@ -56,6 +56,7 @@ format: $(VENV)/.stamp-test
 
 # Warnings are errors (-W); --keep-going reports all of them before failing.
 docs: $(VENV)/.stamp-docs
+	$(PY) docs/_ext/cli_reference.py
 	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
 clean:

@@ -70,6 +70,8 @@ def test_import_info_export_round_trip(tmp_path, capsys):
     assert "/scans/x/image: 3 x 4 x 5 int16" in out and "spacing 2 x 1 x 1" in out
     assert main(["export", f"{archive}:/scans/x/image", str(tmp_path / "back.npy")]) == 0
     assert np.array_equal(np.load(tmp_path / "back.npy"), data)
+    # .npy keeps the voxels only: a note on stderr says the spacing was not stored.
+    assert "voxels only" in capsys.readouterr().err
     # Re-import without --overwrite is refused, with one line and status 2.
     assert main(["import", str(npy), f"{archive}:/scans/x/image"]) == 2
     err = capsys.readouterr().err

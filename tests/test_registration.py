@@ -326,7 +326,7 @@ def test_cli_register(tmp_path, capsys):
     rc = main(["register", f"{src}:/b", f"{src}:/f", "--output-transform", str(bad),
               "--step-tolerance", "-1"])  # fmt: skip
     assert rc == 2 and not bad.exists()
-    assert "step_tolerance" in capsys.readouterr().err
+    assert "--step-tolerance" in capsys.readouterr().err  # the flag, not the parameter
     rc = main(["register", f"{src}:/b", f"{src}:/f", "--output-transform", str(bad),
               "--metric", "ncc", "--translation-search", "0", "--step-tolerance", "0.05"])  # fmt: skip
     assert rc == 0 and bad.exists()

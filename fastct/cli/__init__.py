@@ -1,6 +1,7 @@
-"""The ``fastct`` command line.
+"""The ``fastct`` command line (also ``python -m fastct``).
 
-Volumes are named ``FILE.h5:/path/in/file``. Bad input prints one line
+Volumes are named ``FILE.h5:/path/in/file`` (streamed block by block) or are NIfTI files,
+DICOM folders (inputs) or ``.npy`` files (read into memory). Bad input prints one line
 ``fastct: error: ...`` on stderr and exits with status 2; Ctrl-C exits with 130.
 Outputs are published atomically: an interrupted command leaves every file as it was.
 
@@ -33,6 +34,7 @@ from ._common import (
     int_triple,
     positive_int,
     volume_spec,
+    with_flag_names,
 )
 
 __all__ = [
@@ -56,18 +58,31 @@ def build_parser() -> argparse.ArgumentParser:
     common = _common_options(defaults=False)
     parser = _Parser(
         prog="fastct",
-        description="Compiled-kernel engine for 3-D medical volumes in HDF5 archives. "
-        "Volumes are named FILE.h5:/path/in/file.",
+        description="Compiled-kernel engine for 3-D medical volumes. A volume argument is "
+        "FILE.h5:/path/in/file (an archive volume, streamed block by block), a NIfTI file "
+        "(.nii, .nii.gz), a DICOM folder (inputs only) or a .npy file (with --spacing); "
+        "files that are not archives are read into memory. The output format follows the "
+        "destination's name and the geometry (spacing, origin, direction) travels with the "
+        "data.",
         parents=[_common_options(defaults=True)],
     )
     parser.add_argument("--version", action="version", version=f"fastct {fastct.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def command(
-        name: str, func: Callable[[argparse.Namespace], int], help_text: str, **kwargs: Any
+        name: str,
+        func: Callable[[argparse.Namespace], int],
+        help_text: str,
+        *,
+        example: str | None = None,
+        **kwargs: Any,
     ) -> argparse.ArgumentParser:
+        kwargs.setdefault("description", help_text[:1].upper() + help_text[1:] + ".")
+        if example is not None:
+            kwargs["epilog"] = f"example:\n  $ {example}"
         p = sub.add_parser(name, parents=[common], help=help_text, **kwargs)
-        p.set_defaults(func=func)
+        p.set_defaults(func=with_flag_names(func, p))
+        p.example = example  # type: ignore[attr-defined] # docs/cli.rst shows it
         return p
 
     # Each command family lives in its own module; each exposes

@@ -1,4 +1,4 @@
-"""``python -m fastct.cli``: the ``fastct`` command."""
+"""``python -m fastct.cli`` (also ``python -m fastct``): the ``fastct`` command."""
 
 import sys
 

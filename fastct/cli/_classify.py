@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
 
 from ._common import (
     AddCommand,
+    _npy_geometry,
     _say,
+    add_npy_geometry,
     check_new_file,
+    check_npy_options,
+    check_output,
     csv_out,
+    open_sink,
+    open_source,
     positive_int,
     read_mask,
-    volume_at,
+    supported_kwargs,
     volume_spec,
 )
 
@@ -125,7 +132,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_detect(args: argparse.Namespace) -> int:
     import numpy as np
 
-    import fastct
     from fastct._atomic import atomic_path
     from fastct.classify import default_detector, load_detector
 
@@ -134,20 +140,24 @@ def cmd_detect(args: argparse.Namespace) -> int:
     det = default_detector() if args.model is None else load_detector(args.model)
     if args.threshold is not None:
         det.set_params(threshold=args.threshold)
-    with fastct.open(args.image[0]) as ar:
-        vol = volume_at(ar, args.image)
-        image, spacing, origin = vol.read(), vol.spacing, vol.origin
-    lung = read_mask(args.lung_mask)
-    res = det.predict(image, spacing=spacing, lung_mask=lung, origin=origin)
+    check_npy_options(args, args.image, args.lung_mask)
     if args.probability_map is not None:
-        ppath, pname = args.probability_map
-        with fastct.open(ppath, "a") as ar:
-            if pname in ar:
-                raise FileExistsError(f"{ppath}:{pname} already exists")
-            pm = ar.create_volume(
-                pname, data=res.probability_map.astype(np.float32), chunks=args.chunks
-            )
-            pm.spacing, pm.origin = spacing, origin
+        check_output(args.probability_map, args, "--probability-map")
+    with open_source(args.image, **_npy_geometry(args), what="IMAGE") as src:
+        image = np.asarray(src.read())
+        src = dataclasses.replace(src, data=image)  # outlives the archive
+    lung = read_mask(args.lung_mask, args)
+    res = det.predict(
+        image,
+        lung_mask=lung,
+        **supported_kwargs(
+            det.predict, spacing=src.spacing, origin=src.origin, direction=src.direction
+        ),
+    )
+    if args.probability_map is not None:
+        with open_sink(args.probability_map, args, src, np.float32,
+                       what="--probability-map") as pm:  # fmt: skip
+            pm[...] = res.probability_map.astype(np.float32)
     fields = ["id", "center_z_mm", "center_y_mm", "center_x_mm", "diameter_mm", "volume_mm3",
               "probability", "n_regions"]  # fmt: skip
     with atomic_path(out, overwrite=True) as tmp:
@@ -179,10 +189,12 @@ def add_commands(command: AddCommand) -> None:
         f"from seed+{SMALL_SEED_OFFSET} whose nodules are {SMALL_DIAMETER_RANGE[0]}-"
         f"{SMALL_DIAMETER_RANGE[1]} mm). With --archive: on /scans/<id>/image with "
         "/scans/<id>/labels/nodules (and optional labels/lungs).",
+        example="fastct train --out detector.skops --phantoms 1 --small-phantoms 0 --size small",
     )
-    p.add_argument("--out", required=True, metavar="MODEL", help="model file to write")
-    p.add_argument("--phantoms", type=positive_int, default=DEFAULT_PHANTOMS, metavar="N")
-    p.add_argument("--size", default=DEFAULT_SIZE, help="phantom preset (default medium)")
+    p.add_argument("--out", required=True, metavar="MODEL", help="model file to write (required)")
+    p.add_argument("--phantoms", type=positive_int, default=DEFAULT_PHANTOMS, metavar="N",
+                   help="standard phantoms to train on")  # fmt: skip
+    p.add_argument("--size", default=DEFAULT_SIZE, help="phantom preset")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="first phantom seed")
     p.add_argument("--nodules", type=positive_int, default=DEFAULT_NODULES, metavar="N",
                    help="nodules per phantom")  # fmt: skip
@@ -193,23 +205,28 @@ def add_commands(command: AddCommand) -> None:
                    help=f"detection threshold stored in the model (default {DEFAULT_THRESHOLD})")  # fmt: skip
     p.add_argument("--archive", type=Path, default=None, help="train on this archive instead")
     p.add_argument("--scans", default=None, help="comma-separated scan ids (default all)")
-    p.add_argument("--n-segments-per-litre", type=float, default=12000.0)
-    p.add_argument("--compactness", type=float, default=0.05)
-    p.add_argument("--random-state", type=int, default=0)
+    p.add_argument("--n-segments-per-litre", type=float, default=12000.0,
+                   help="SLIC supervoxels per litre of lung")  # fmt: skip
+    p.add_argument("--compactness", type=float, default=0.05, help="SLIC compactness")
+    p.add_argument("--random-state", type=int, default=0, help="seed of the classifier")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model file")
 
     p = command(
         "detect",
         cmd_detect,
         "detect nodules in a CT volume (CSV of candidates, optional probability map)",
+        example="fastct detect ct.nii.gz --out nodules.csv --probability-map p.nii.gz",
     )
-    p.add_argument("image", type=volume_spec, metavar="IMAGE", help="FILE.h5:/scans/x/image")
+    p.add_argument("image", type=volume_spec, metavar="IMAGE",
+                   help="CT volume in HU: FILE.h5:/path, NIfTI, DICOM folder or .npy")  # fmt: skip
     p.add_argument("--model", default=None, help="model file (default: the shipped model)")
-    p.add_argument("--out", required=True, metavar="CSV", help="detections CSV to write")
+    p.add_argument("--out", required=True, metavar="CSV", help="detections CSV to write (required)")
     p.add_argument("--probability-map", type=volume_spec, default=None, metavar="DST",
-                   help="also write the voxel probability map to FILE.h5:/path")  # fmt: skip
-    p.add_argument("--lung-mask", type=volume_spec, default=None, metavar="SRC",
+                   help="also write the voxel probability map (FILE.h5:/path, NIfTI or .npy)")  # fmt: skip
+    p.add_argument("--lung-mask", type=volume_spec, default=None, metavar="MASK",
                    help="lung mask volume (default: threshold-based mask)")  # fmt: skip
+    add_npy_geometry(p)
     p.add_argument("--threshold", type=float, default=None,
                    help="candidate threshold (default: the model's)")  # fmt: skip
-    p.add_argument("--overwrite", action="store_true", help="replace an existing CSV")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing CSV and probability map")  # fmt: skip

@@ -136,12 +136,19 @@ def add_commands(command: AddCommand) -> None:
         "longitudinal nodule pipeline on a baseline and a follow-up scan",
         description="Denoise, enhance, lung mask, supervoxels, features, detector, "
         "registration, difference map, nodule matching and growth table; results into "
-        "ARCHIVE under /results/RUN/ and report.html into --out.",
+        "ARCHIVE under /results/RUN/ and report.html into --out. The scans are groups "
+        "/scans/<id> of one archive holding image (and optional labels/lungs); import NIfTI "
+        "or DICOM scans first with 'fastct import'.",
+        example="fastct pipeline phantom.h5 --baseline /scans/phantom/baseline "
+        "--followup /scans/phantom/followup --out report",
     )
     p.add_argument("archive", type=Path, metavar="ARCHIVE.h5")
-    p.add_argument("--baseline", required=True, metavar="/scans/a", help="baseline scan")
-    p.add_argument("--followup", required=True, metavar="/scans/b", help="follow-up scan")
-    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="report folder")
+    p.add_argument("--baseline", required=True, metavar="/scans/a",
+                   help="baseline scan group (required)")  # fmt: skip
+    p.add_argument("--followup", required=True, metavar="/scans/b",
+                   help="follow-up scan group (required)")  # fmt: skip
+    p.add_argument("--out", required=True, type=Path, metavar="DIR",
+                   help="report folder (required)")  # fmt: skip
     _add_model(p)
     add_transform_kind(p)
     p.add_argument("--run", metavar="NAME", help="results group name (default: DIR's name)")
@@ -160,12 +167,11 @@ def add_commands(command: AddCommand) -> None:
         description="Builds a phantom baseline/follow-up pair with ground truth, runs the "
         "pipeline with the shipped detector, prints the nodules found against the truth, the "
         "registration error and the stage timings, and writes DIR/report/report.html.",
+        example="fastct demo --out demo-out --size tiny",
     )
-    p.add_argument("--out", default="demo-out", help="output folder (default demo-out)")
-    p.add_argument(
-        "--size", default="medium", help="phantom preset: tiny, small, medium (default), large"
-    )
-    p.add_argument("--seed", type=int, default=0, help="phantom seed (default 0)")
+    p.add_argument("--out", default="demo-out", help="output folder")
+    p.add_argument("--size", default="medium", help="phantom preset: tiny, small, medium, large")
+    p.add_argument("--seed", type=int, default=0, help="phantom seed")
     add_transform_kind(p)
     _add_model(p)
     p.add_argument(
@@ -173,7 +179,7 @@ def add_commands(command: AddCommand) -> None:
         type=_positive_float,
         default=90.0,
         metavar="D",
-        help="assumed days between the phantom scans, for doubling times (default 90)",
+        help="assumed days between the phantom scans, for doubling times",
     )
     p.add_argument(
         "--overwrite",
