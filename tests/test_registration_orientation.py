@@ -418,8 +418,14 @@ def test_tfm_resample_matches_simpleitk(tmp_path):
     path = tmp_path / "motion.tfm"
     MOTION.save(path)
     ref = sitk.GetArrayFromImage(
-        sitk.Resample(to_sitk(moving), to_sitk(fixed), sitk.ReadTransform(str(path)),
-                      sitk.sitkLinear, -5000.0, sitk.sitkFloat32)  # fmt: skip
+        sitk.Resample(
+            to_sitk(moving),
+            to_sitk(fixed),
+            sitk.ReadTransform(str(path)),
+            sitk.sitkLinear,
+            -5000.0,
+            sitk.sitkFloat32,
+        )  # fmt: skip
     )
     out = fastct.resample(moving.array, MOTION, **fixed.grid(), **moving.kw("moving"), order=1,
                           cval=-5000.0)  # fmt: skip

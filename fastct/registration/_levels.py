@@ -227,7 +227,6 @@ class _Level:
         sums = a * ((g_f - fbar * g_1) - b * (g_m - mbar * g_1))
         return value, coef @ sums, count
 
-
     def _affine(self, a3, off3, center3):
         """(ia, ioff, wo): the moving continuous index ``u = ia @ p_k + ioff`` of a local
         fixed point and the offset ``wo`` of the centred mapped point in the moving
