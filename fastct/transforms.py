@@ -32,9 +32,11 @@ DICOM-derived images). :meth:`RigidTransform.save` writes ``VersorRigid3DTransfo
 ``SimpleITK.ReadTransform`` maps ``p[::-1]`` to ``q[::-1]``; :func:`load_transform`
 reads those plus ``Euler3DTransform``, ``AffineTransform`` (when rigid or similar),
 ``TranslationTransform``, ``IdentityTransform`` and ``CompositeTransform`` chains of
-them. fastct ignores image ``direction`` cosines in registration, so a transform that
-is meant to be used with images of non-identity direction must be composed with it
-by the caller.
+them. Transforms act on physical points, so they do not depend on how an image is
+stored: :func:`fastct.register` and :func:`fastct.resample` honour image ``direction``
+cosines (``physical = origin + direction @ (index * spacing)``, ITK's convention), and
+a ``.tfm`` written from a registration of oriented images (RAS, LAS, permuted or oblique)
+is what SimpleITK and 3D Slicer use with those images.
 """
 
 from __future__ import annotations

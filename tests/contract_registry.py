@@ -147,6 +147,18 @@ def _transform(ndim):
     )  # fmt: skip
 
 
+def _oblique(ndim):
+    """A rotated (oblique) direction matrix."""
+    a = 0.3
+    r2 = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    if ndim == 2:
+        return r2
+    out = np.eye(3)
+    out[1:, 1:] = r2
+    b = 0.2
+    return out @ np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
+
+
 @functools.lru_cache(maxsize=8)
 def _phantom(shape):
     from fastct.datasets import chest_phantom
@@ -371,6 +383,25 @@ OPS: tuple[Op, ...] = (
             ("moving_spacing", BAD_SPACING_3D, ValueError),
             ("transform", "rigid", TypeError),
         ),
+    ),
+    Op(
+        name="resample-oriented",
+        api="fastct.registration.resample",
+        func=fastct.resample,
+        args=lambda rng, shape: {
+            "moving": _f32_image(rng, shape),
+            "transform": _transform(len(shape)),
+            "shape": shape,
+            "origin": (3.0, -4.0, 2.0)[-len(shape) :],
+            "direction": _oblique(len(shape)),
+            "moving_origin": (14.0, 6.0, 12.0) if len(shape) == 3 else (6.0, 12.0),
+            "moving_direction": np.eye(len(shape))[::-1] * -1.0,  # flipped and permuted
+        },
+        shapes=(SHAPE_3D, SHAPE_2D),
+        streamed=("moving",),
+        image="moving",
+        out_like=lambda args: (args["shape"], np.float32),
+        bad=(("moving_direction", np.ones((3, 3)), ValueError),),
     ),
     Op(
         name="resample-cubic-int",

@@ -10,6 +10,14 @@ value ``m_i`` and its analytic gradient ``g_i`` (per mm). Samples mapping outsid
 moving grid extended by half a voxel are skipped (ITK's buffer test); within that half
 voxel the nearest edge value is used.
 
+Image directions: the kernels work on axis-aligned "local" grids. ``p_i`` is the fixed
+sample's local point; the caller (``fastct.registration._levels._Level``) composes the
+fixed and moving direction cosines into ``ia``/``ioff`` (local fixed point -> moving
+continuous index) and ``wo`` (the centred point ``w`` expressed in the moving image's
+local frame), so ``g`` and ``w`` below are local-frame vectors; the caller rotates the
+accumulated numbers back to physical space (``w x g`` picks up ``det`` of the moving
+direction).
+
 Gradient bookkeeping: for a rigid or similarity transform every parameter ``k`` moves
 the mapped point by ``dq/dtheta_k = a_k x w + s_k w + e_k`` with ``w = A (p - c)`` (the
 centred point after rotation and scale; ``w = q - (off + A c)``, three multiply-adds

@@ -50,8 +50,17 @@ How :func:`register` works
   samples ignored) and optimises the two best-scoring shifts that beat the start as
   extra starts; the best end point continues to the finer levels.
 
-Image ``direction`` cosines are ignored (assumed identity): registration and
-resampling work with ``origin + index * spacing``.
+Image geometry follows ITK: voxel ``i`` lies at ``origin + direction @ (i * spacing)``
+(LPS, ``(z, y, x)`` components, one direction column per array axis; see
+:mod:`fastct._geometry`). ``fixed_direction``/``moving_direction`` (``register``) and
+``direction``/``moving_direction`` (``resample``) default to the identity, or to a
+Volume's ``direction`` attribute. The kernels work on axis-aligned "local" grids: the
+directions are composed into the affine map from a fixed sample to the moving continuous
+index, and the metric gradient, accumulated in the moving image's local frame, is
+rotated back to physical space. Initialisation, parameter scales, step limits and the
+searches use physical points (the translation search spans the fixed image's physical
+extent along each axis). Flips and permutations are exact; the transform (and its
+``.tfm``) is the one SimpleITK uses with the same images.
 """
 
 from __future__ import annotations

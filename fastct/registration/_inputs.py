@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from .._validate import as_image, check_origin, check_spacing
+from .._geometry import Geometry
+from .._validate import as_image
 
 
 def _is_volume(x: Any) -> bool:
@@ -26,21 +27,31 @@ def _choice(value: Any, name: str, options: tuple[str, ...]) -> str:
     return value
 
 
-def _image_meta(image: Any, name: str, spacing: Any, origin: Any):
-    """(array, spacing, origin) of an ndarray or Volume; spacing/origin validated."""
+def _image_meta(image: Any, name: str, spacing: Any, origin: Any, direction: Any = None):
+    """(array, Geometry) of an ndarray or Volume; a Volume's ``spacing``, ``origin`` and
+    ``direction`` attributes are the defaults. Errors name ``{name}_spacing`` etc."""
     if _is_volume(image):
         ndim = image.ndim
         if spacing is None:
             spacing = image.spacing
         if origin is None:
             origin = image.origin
+        if direction is None:
+            direction = image.direction
         array = image
     else:
         array = as_image(image, name)
         ndim = array.ndim
-    sp = check_spacing(spacing, ndim, f"{name}_spacing")
-    org = check_origin(origin, ndim, f"{name}_origin")
-    return array, sp, org
+    return array, Geometry.of(ndim, spacing, origin, direction, name=name)
+
+
+def _direction3(d: np.ndarray) -> np.ndarray:
+    """A direction matrix embedded in 3-D (2-D: identity on the dummy axis 0)."""
+    if d.shape == (3, 3):
+        return np.ascontiguousarray(d, dtype=np.float64)
+    out = np.eye(3)
+    out[1:, 1:] = d
+    return out
 
 
 def _load_float32(array: Any, name: str) -> np.ndarray:

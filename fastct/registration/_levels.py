@@ -38,9 +38,18 @@ def _level_factors(f: Any, spacing: tuple, ndim: int, level: int) -> tuple[int, 
 
 
 def _shrink(
-    image: np.ndarray, spacing: tuple, origin: tuple, factors: tuple, sigma_mm: float
-) -> tuple[np.ndarray, tuple, tuple]:
-    """Smooth (sigma in mm, axes of length 1 skipped) then subsample by ``factors``."""
+    image: np.ndarray,
+    spacing: tuple,
+    origin: tuple,
+    factors: tuple,
+    sigma_mm: float,
+    direction: np.ndarray | None = None,
+) -> tuple[np.ndarray, tuple, tuple, tuple]:
+    """Smooth (sigma in mm, axes of length 1 skipped) then subsample by ``factors``.
+
+    The level keeps the image's ``direction``; its origin is the physical point of the
+    first kept voxel, ``origin + direction @ (offset * spacing)``.
+    """
     from ..filters import gaussian
 
     if sigma_mm > 0:
@@ -50,7 +59,11 @@ def _shrink(
     sl = tuple(slice(o, None, f) for o, f in zip(offs, factors))
     out = np.ascontiguousarray(image[sl], dtype=np.float32)
     new_sp = tuple(s * f for s, f in zip(spacing, factors))
-    new_org = tuple(o + k * s for o, k, s in zip(origin, offs, spacing))
+    if direction is None or not any(offs):
+        new_org = tuple(o + k * s for o, k, s in zip(origin, offs, spacing))
+    else:
+        shift = np.asarray(direction) @ (np.asarray(offs, dtype=float) * np.asarray(spacing))
+        new_org = tuple(float(v) for v in np.asarray(origin, dtype=float) + shift)
     return out, new_sp, new_org, sl
 
 
@@ -65,14 +78,35 @@ def _default_pyramid(fixed_shape: tuple, spacing: tuple) -> tuple[tuple, tuple]:
 
 # -- metric evaluation on one level ------------------------------------------------------------
 class _Level:
+    """The metric on one pyramid level.
+
+    Geometry: a fixed sample at voxel ``i`` is handed to the kernels as the "local"
+    point ``p_k = forig + i * fsp`` (axis-aligned); its physical point is ``p = forig +
+    fdir @ (p_k - forig)``. The moving continuous index of a physical point ``q`` is
+    ``u = mdir^T (q - morig) / msp``. :meth:`evaluate` composes both directions with the
+    transform into the affine map ``u = ia @ p_k + ioff`` the kernels use, gives them
+    the centred mapped point in the moving local frame (``mdir^T w``) and rotates the
+    accumulated gradient numbers back to physical space (the kernels' per-mm gradient
+    is ``mdir^T`` of the physical one; a cross product picks up ``det(mdir)``).
+    ``fdir``/``mdir`` are 3x3 (2-D embedded), None for the identity.
+    """
+
     def __init__(self, fixed, fsp, forig, mask, moving, msp, morig, metric, bins, sampling,
-                 max_samples, rng, index):  # fmt: skip
+                 max_samples, rng, index, fdir=None, mdir=None):  # fmt: skip
         self.fixed = fixed
         self.fsp = np.asarray(fsp, dtype=float)
         self.forig = np.asarray(forig, dtype=float)
         self.moving = moving
         self.msp = np.asarray(msp, dtype=float)
         self.morig = np.asarray(morig, dtype=float)
+        eye = np.eye(3)
+        self.fdir = None if fdir is None or np.array_equal(fdir, eye) else np.asarray(fdir, float)
+        self.mdir = None if mdir is None or np.array_equal(mdir, eye) else np.asarray(mdir, float)
+        if self.mdir is not None:
+            # physical 7-vector (w x g, g, g . w) = rot7 @ local 7-vector
+            self.rot7 = np.eye(7)
+            self.rot7[:3, :3] = np.linalg.det(self.mdir) * self.mdir
+            self.rot7[3:6, 3:6] = self.mdir
         self.metric = metric
         self.bins = bins
         self.fshape = np.asarray(fixed.shape, dtype=np.int64)
@@ -146,10 +180,7 @@ class _Level:
         from .._kernels import registration as k
 
         args = (self.pts, self.n, self.use_all, self.fshape, self.fsp, self.forig)
-        # moving continuous index u = ia @ p + ioff; centred mapped point w = u * msp + wo
-        ia = np.ascontiguousarray(a3 * self.rsp[:, None])
-        ioff = np.ascontiguousarray((off3 - self.morig) * self.rsp)
-        wo = np.ascontiguousarray(self.morig - off3 - a3 @ center3)
+        ia, ioff, wo = self._affine(a3, off3, center3)
         geo = (ia, ioff, self.rsp, self.msp, wo, self.moving)
         if self.metric == "mi":
             with _threads(self.nblocks):
@@ -166,7 +197,7 @@ class _Level:
             with np.errstate(divide="ignore", invalid="ignore"):
                 logratio = np.where(p > 0, np.log(p / pm[None, :]), 0.0)
                 mi = float(np.sum(np.where(p > 0, p * (logratio - np.log(pf)[:, None]), 0.0)))
-            sums = logratio.reshape(-1) @ dsum.reshape(-1, k.N_V)
+            sums = self._physical(logratio.reshape(-1) @ dsum.reshape(-1, k.N_V))
             return -mi, coef @ sums / (total * self.mbs), count
         with _threads(self.nblocks):
             k.stats_pass(self.fvals, *args, *geo, _BLOCK, self.acc)
@@ -175,9 +206,9 @@ class _Level:
         if count < _MIN_OVERLAP:
             return (np.inf if self.metric == "mse" else 0.0), np.zeros(len(coef)), count
         n_stats, n_v = k.N_STATS, k.N_V
-        g_f = s[n_stats : n_stats + n_v]
-        g_m = s[n_stats + n_v : n_stats + 2 * n_v]
-        g_1 = s[n_stats + 2 * n_v :]
+        g_f = self._physical(s[n_stats : n_stats + n_v])
+        g_m = self._physical(s[n_stats + n_v : n_stats + 2 * n_v])
+        g_1 = self._physical(s[n_stats + 2 * n_v :])
         n = s[0]
         if self.metric == "mse":
             value = s[6] / n
@@ -195,6 +226,26 @@ class _Level:
         b = cfm / vm
         sums = a * ((g_f - fbar * g_1) - b * (g_m - mbar * g_1))
         return value, coef @ sums, count
+
+    def _affine(self, a3, off3, center3):
+        """(ia, ioff, wo): the moving continuous index ``u = ia @ p_k + ioff`` of a local
+        fixed point and the offset ``wo`` of the centred mapped point in the moving
+        local frame, ``mdir^T A (p - c) = u * msp + wo`` (see the class notes)."""
+        a = a3 if self.fdir is None else a3 @ self.fdir
+        off = off3 if self.fdir is None else off3 + a3 @ (self.forig - self.fdir @ self.forig)
+        wo = self.morig - off3 - a3 @ center3
+        rel = off - self.morig
+        if self.mdir is not None:
+            a = self.mdir.T @ a
+            rel = self.mdir.T @ rel
+            wo = self.mdir.T @ wo
+        ia = np.ascontiguousarray(a * self.rsp[:, None])
+        ioff = np.ascontiguousarray(rel * self.rsp)
+        return ia, ioff, np.ascontiguousarray(wo)
+
+    def _physical(self, v: np.ndarray) -> np.ndarray:
+        """The kernels' gradient numbers (moving local frame) in physical space."""
+        return v if self.mdir is None else self.rot7 @ v
 
 
 def _expand_parzen(hpow: np.ndarray, dpow: np.ndarray, bins: int):

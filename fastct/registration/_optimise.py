@@ -15,9 +15,13 @@ _MAX_STEP_VOXELS = 4.0  # no optimiser step moves the fixed corners further (lev
 _KEEP_OVERLAP = 0.2  # a step may not lose more than 80% of the level's starting overlap
 
 
-def _corners(shape, sp, org) -> np.ndarray:
+def _corners(shape, sp, org, direction=None) -> np.ndarray:
+    """Physical points (8, 3) of the corner voxels of a 3-D (embedded) grid."""
     idx = np.array(np.meshgrid(*[[0, n - 1] for n in shape], indexing="ij")).reshape(3, -1).T
-    return np.asarray(org) + idx * np.asarray(sp)
+    scaled = idx * np.asarray(sp)
+    if direction is not None:
+        scaled = scaled @ np.asarray(direction, dtype=float).T
+    return np.asarray(org) + scaled
 
 
 def _param_scales(model: _Model, theta, corners) -> np.ndarray:
@@ -55,7 +59,7 @@ def _lbfgs_direction(g: np.ndarray, memory: list, gamma0: float) -> np.ndarray:
 
 
 def _optimise(model, theta0, evaluate, ff, fsp, forig, v0, g0, count0, max_iter, ftol, gtol,
-              step_tol, metric, memory=None):  # fmt: skip
+              step_tol, metric, memory=None, fdir=None):  # fmt: skip
     """L-BFGS in parameters scaled to mm of corner shift, about one evaluation per iteration.
 
     Each iteration tries the quasi-Newton step (the first one, without curvature
@@ -69,7 +73,7 @@ def _optimise(model, theta0, evaluate, ff, fsp, forig, v0, g0, count0, max_iter,
     or after ``max_iter`` iterations. ``memory`` (the (s, y) pairs of the previous
     level) seeds the inverse Hessian: the scaled parameters mean the same on every level.
     """
-    corners = _corners(ff.shape, fsp, forig)
+    corners = _corners(ff.shape, fsp, forig, fdir)
     scales = _param_scales(model, theta0, corners)
     voxel = float(min(s for s, n in zip(fsp, ff.shape) if n > 1) if max(ff.shape) > 1 else 1.0)
     max_step = _MAX_STEP_VOXELS * voxel
@@ -175,7 +179,7 @@ _SEARCH_KEEP = 0.5  # grid points must keep this fraction of the start's valid s
 
 
 def _translation_search(model, theta, level, max_shift3, seed, ff, fsp, forig, mm, msp, morig,
-                        metric, bins, mask) -> list[np.ndarray]:  # fmt: skip
+                        metric, bins, mask, fdir=None, mdir=None) -> list[np.ndarray]:  # fmt: skip
     """Extra starts from a coarse exhaustive translation search on the coarsest level.
 
     Shifts of ``linspace(-1, 1, _SEARCH_STEPS) * max_shift`` per axis (343 in 3-D) are
@@ -187,7 +191,8 @@ def _translation_search(model, theta, level, max_shift3, seed, ff, fsp, forig, m
     """
     if level.n > _SEARCH_SAMPLES:
         level = _Level(ff, fsp, forig, mask, mm, msp, morig, metric, bins, _SEARCH_SAMPLES,
-                       _SEARCH_SAMPLES, np.random.default_rng([seed, 1 << 20]), 0)  # fmt: skip
+                       _SEARCH_SAMPLES, np.random.default_rng([seed, 1 << 20]), 0, fdir,
+                       mdir)  # fmt: skip
     ndim = model.ndim
     coef = np.zeros((model.n, 7))
 

@@ -16,6 +16,7 @@ from ._inputs import (
     _as3,
     _check_sampling,
     _choice,
+    _direction3,
     _image_meta,
     _is_volume,
     _load_float32,
@@ -80,19 +81,42 @@ class Registration:
         )
 
 
-def _center_of_mass(img: np.ndarray, sp: np.ndarray, org: np.ndarray, mask=None) -> np.ndarray:
+def _physical3(index: np.ndarray, sp: np.ndarray, org: np.ndarray, d3: np.ndarray) -> np.ndarray:
+    """Physical point of a continuous 3-D (embedded) index: ``org + d3 @ (index * sp)``."""
+    return org + d3 @ (np.asarray(index, dtype=float) * sp)
+
+
+def _center_of_mass(img: np.ndarray, sp: np.ndarray, org: np.ndarray, d3: np.ndarray,
+                    mask=None) -> np.ndarray:  # fmt: skip
+    """Physical intensity centre of mass (intensities minus their minimum)."""
     w = img.astype(np.float64) - float(img.min())
     if mask is not None:
         w = w * mask
     total = w.sum()
     if total <= 0:
-        return org + (np.asarray(img.shape) - 1) / 2.0 * sp
+        return _physical3((np.asarray(img.shape) - 1) / 2.0, sp, org, d3)
     com = []
     for ax in range(3):
         other = tuple(i for i in range(3) if i != ax)
         prof = w.sum(axis=other)
         com.append(float(prof @ np.arange(img.shape[ax])) / total)
-    return org + np.asarray(com) * sp
+    return _physical3(np.asarray(com), sp, org, d3)
+
+
+def _moving_factors(fac3, fsp3, fdir3, mshape3, msp3, mdir3) -> tuple[int, ...]:
+    """Shrink factors of the moving image matching the fixed level's spacing: along
+    moving axis ``a`` the target spacing is the fixed level's spacing in that physical
+    direction (the fixed axis it maps to for flips and permutations)."""
+    target = np.asarray(fac3, dtype=float) * fsp3
+    c = fdir3.T @ mdir3  # c[b, a]: moving axis a's direction on fixed axis b
+    out = []
+    for a in range(3):
+        if mshape3[a] == 1:
+            out.append(1)
+            continue
+        t = float(np.sqrt(((c[:, a] * target) ** 2).sum()))
+        out.append(max(1, int(round(t / msp3[a]))))
+    return tuple(out)
 
 
 def register(
@@ -105,6 +129,8 @@ def register(
     moving_spacing: Any = None,
     fixed_origin: Any = None,
     moving_origin: Any = None,
+    fixed_direction: Any = None,
+    moving_direction: Any = None,
     fixed_mask: Any = None,
     initial_transform: RigidTransform | None = None,
     init: str = "auto",
@@ -126,8 +152,9 @@ def register(
     Parameters
     ----------
     fixed, moving : ndarray or Volume
-        2-D ``(y, x)`` or 3-D ``(z, y, x)`` images of the same dimension; shapes and
-        spacings may differ. Volumes take spacing and origin from their attributes.
+        2-D ``(y, x)`` or 3-D ``(z, y, x)`` images of the same dimension; shapes,
+        spacings and orientations may differ. Volumes take spacing, origin and direction
+        from their attributes.
     transform : {'rigid', 'similarity'}
         Rotation + translation, or with an isotropic scale as well.
     metric : {'mi', 'ncc', 'mse'}
@@ -135,6 +162,11 @@ def register(
         squared difference (see the module notes).
     fixed_spacing, moving_spacing, fixed_origin, moving_origin : sequence of float, optional
         Voxel size (mm) and position of voxel 0; default 1 and 0 (or the Volume's).
+    fixed_direction, moving_direction : (ndim, ndim) array_like, optional
+        Direction cosines (one orthonormal column per array axis, ITK's convention:
+        ``physical = origin + direction @ (index * spacing)``, LPS, ``(z, y, x)``
+        components); default the identity (or the Volume's ``direction``). Flips,
+        permutations and oblique directions are handled exactly.
     fixed_mask : array_like of bool, optional
         Fixed voxels to sample (same shape as ``fixed``).
     initial_transform : RigidTransform or SimilarityTransform, optional
@@ -215,8 +247,9 @@ def register(
         if rotation_search > 180:
             raise ValueError(f"rotation_search must be at most 180 degrees, got {rotation_search}")
 
-    farr, fsp, forig = _image_meta(fixed, "fixed", fixed_spacing, fixed_origin)
-    marr, msp, morig = _image_meta(moving, "moving", moving_spacing, moving_origin)
+    farr, fgeo = _image_meta(fixed, "fixed", fixed_spacing, fixed_origin, fixed_direction)
+    marr, mgeo = _image_meta(moving, "moving", moving_spacing, moving_origin, moving_direction)
+    fsp, forig, msp, morig = fgeo.spacing, fgeo.origin, mgeo.spacing, mgeo.origin
     if farr.ndim != marr.ndim:
         raise ValueError(
             f"fixed and moving must have the same dimension, got {farr.ndim}-D fixed and "
@@ -294,12 +327,13 @@ def register(
 
     fsp3, forig3 = _pad3(fsp, 1.0), _pad3(forig, 0.0)
     msp3, morig3 = _pad3(msp, 1.0), _pad3(morig, 0.0)
+    fdir3, mdir3 = _direction3(fgeo.direction), _direction3(mgeo.direction)
     f3, m3 = _as3(fimg), _as3(mimg)
     mask3 = None if mask is None else _as3(mask)
 
-    # initialisation
-    fcenter = forig3 + (np.asarray(f3.shape) - 1) / 2.0 * fsp3
-    mcenter = morig3 + (np.asarray(m3.shape) - 1) / 2.0 * msp3
+    # initialisation (physical points)
+    fcenter = _physical3((np.asarray(f3.shape) - 1) / 2.0, fsp3, forig3, fdir3)
+    mcenter = _physical3((np.asarray(m3.shape) - 1) / 2.0, msp3, morig3, mdir3)
     center3 = fcenter
     trans3 = np.zeros(3)
     candidates: list[np.ndarray] = []
@@ -307,8 +341,8 @@ def register(
         if init == "geometry":
             trans3 = mcenter - fcenter
         elif init in ("moments", "auto"):
-            center3 = _center_of_mass(f3, fsp3, forig3, mask3)
-            trans3 = _center_of_mass(m3, msp3, morig3) - center3
+            center3 = _center_of_mass(f3, fsp3, forig3, fdir3, mask3)
+            trans3 = _center_of_mass(m3, msp3, morig3, mdir3) - center3
             if init == "auto":  # the better of the two at the coarsest level
                 candidates = [mcenter - fcenter]
     center = center3[3 - ndim :]
@@ -331,15 +365,12 @@ def register(
     for li, (factors, sigma) in enumerate(zip(levels_f, smoothing_sigmas)):
         t_level = time.perf_counter()
         fac3 = (1, *factors) if ndim == 2 else factors
-        ff, fsp_l, forig_l, fsl = _shrink(f3, tuple(fsp3), tuple(forig3), fac3, sigma)
-        target = [f * s for f, s in zip(fac3, fsp3)]
-        mfac = tuple(
-            1 if m3.shape[a] == 1 else max(1, int(round(target[a] / msp3[a]))) for a in range(3)
-        )
-        mm, msp_l, morig_l, _ = _shrink(m3, tuple(msp3), tuple(morig3), mfac, sigma)
+        ff, fsp_l, forig_l, fsl = _shrink(f3, tuple(fsp3), tuple(forig3), fac3, sigma, fdir3)
+        mfac = _moving_factors(fac3, fsp3, fdir3, m3.shape, msp3, mdir3)
+        mm, msp_l, morig_l, _ = _shrink(m3, tuple(msp3), tuple(morig3), mfac, sigma, mdir3)
         lmask = None if mask3 is None else np.ascontiguousarray(mask3[fsl])
         level = _Level(ff, fsp_l, forig_l, lmask, mm, msp_l, morig_l, metric, bins, sampling,
-                       max_samples, rng_levels[li], li)  # fmt: skip
+                       max_samples, rng_levels[li], li, fdir3, mdir3)  # fmt: skip
         if level.constant[0] or level.constant[1]:
             which = "fixed" if level.constant[0] else "moving"
             raise ValueError(
@@ -377,10 +408,11 @@ def register(
             starts[0] = (theta, v0, g0, count0)
         n_search = 0
         if li == 0 and translation_search:
-            extent = np.asarray(f3.shape, dtype=float) * fsp3
+            # the fixed image's physical extent along each (z, y, x) axis
+            extent = np.abs(fdir3) @ (np.asarray(f3.shape, dtype=float) * fsp3)
             found, n_search = _translation_search(
                 model, theta, level, translation_search * extent, seed, ff, fsp_l, forig_l,
-                mm, msp_l, morig_l, metric, bins, lmask)  # fmt: skip
+                mm, msp_l, morig_l, metric, bins, lmask, fdir3, mdir3)  # fmt: skip
             for th in found:
                 v, g, count = evaluate(th)
                 starts.append((th, v, g, count))
@@ -393,7 +425,7 @@ def register(
         for theta_s, v_s, g_s, count_s in starts:
             out = _optimise(model, theta_s, evaluate, ff, fsp_l, forig_l, v_s, g_s, count_s,
                             max_iterations, tolerance, gradient_tolerance, step_tol, metric,
-                            memory)  # fmt: skip
+                            memory, fdir3)  # fmt: skip
             total_iter += out[1]["iterations"]
             n_evals += out[1]["evaluations"]
             if best is None or out[1]["metric_value"] < best[1]["metric_value"]:

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 from .. import _config
-from .._validate import check_origin, check_out, check_shape, check_spacing, smoothing_dtype
+from .._geometry import Geometry
+from .._validate import check_out, check_shape, smoothing_dtype
 from ..transforms import RigidTransform
 from ._inputs import _image_meta, _is_volume
 
@@ -44,16 +45,21 @@ def resample(
     shape: Any,
     spacing: Any = None,
     origin: Any = None,
+    direction: Any = None,
     moving_spacing: Any = None,
     moving_origin: Any = None,
+    moving_direction: Any = None,
     order: int = 1,
     cval: float = 0.0,
     out: Any = None,
 ) -> Any:
-    """Warp ``moving`` onto a grid: ``output[i] = moving at transform.apply(origin + i * spacing)``.
+    """Warp ``moving`` onto a grid: ``output[i] = moving at transform.apply(p_i)`` with
+    ``p_i = origin + direction @ (i * spacing)``.
 
     With the transform from :func:`register` and the fixed image's grid this gives the
-    moving image aligned with the fixed one.
+    moving image aligned with the fixed one. The moving image is sampled at the
+    continuous index ``moving_direction^T (q - moving_origin) / moving_spacing`` of each
+    mapped point ``q`` (ITK's convention, as ``SimpleITK.Resample``).
 
     Parameters
     ----------
@@ -67,8 +73,13 @@ def resample(
         Output shape.
     spacing, origin : sequence of float, optional
         Output grid; default the ``out`` Volume's, else 1 mm and 0.
+    direction : (ndim, ndim) array_like, optional
+        Output grid's direction cosines (one column per array axis); default the ``out``
+        Volume's ``direction``, else the identity.
     moving_spacing, moving_origin : sequence of float, optional
         Moving grid; default the Volume's, else 1 mm and 0.
+    moving_direction : (ndim, ndim) array_like, optional
+        Moving grid's direction cosines; default the Volume's, else the identity.
     order : {0, 1, 3}
         Nearest, linear or cubic B-spline interpolation (scipy.ndimage's).
     cval : float
@@ -101,7 +112,8 @@ def resample(
         raise ValueError(f"order must be 0, 1 or 3, got {order!r}")
     if isinstance(cval, bool) or not isinstance(cval, (numbers.Real, np.number)):
         raise TypeError(f"cval must be a real number, got {type(cval).__name__}")
-    marr, msp, morig = _image_meta(moving, "moving", moving_spacing, moving_origin)
+    marr, mgeo = _image_meta(moving, "moving", moving_spacing, moving_origin, moving_direction)
+    msp, morig = mgeo.spacing, mgeo.origin
     ndim = marr.ndim
     shape = check_shape(shape, "shape")
     if len(shape) != ndim:
@@ -114,16 +126,30 @@ def resample(
         if out_is_vol:
             spacing = out.spacing if spacing is None else spacing
             origin = out.origin if origin is None else origin
-    sp = np.asarray(check_spacing(spacing, ndim), dtype=float)
-    org = np.asarray(check_origin(origin, ndim), dtype=float)
+            direction = out.direction if direction is None else direction
+    ogeo = Geometry.of(ndim, spacing, origin, direction)
+    sp = np.asarray(ogeo.spacing, dtype=float)
+    org = np.asarray(ogeo.origin, dtype=float)
     lin, off = _as_transform(transform, ndim)
 
-    # output index -> moving continuous index, embedded in 3-D
-    mat = (lin * sp[None, :]) / np.asarray(msp)[:, None]
-    vec = (lin @ org + off - np.asarray(morig)) / np.asarray(msp)
+    # output index -> physical (output direction) -> moving physical (transform) ->
+    # moving continuous index (moving direction), embedded in 3-D
+    lin_d = lin
+    if not ogeo.is_identity:
+        lin_d = lin @ ogeo.direction
+    rel = lin @ org + off - np.asarray(morig)
+    if not mgeo.is_identity:
+        lin_d = mgeo.direction.T @ lin_d
+        rel = mgeo.direction.T @ rel
+    mat = (lin_d * sp[None, :]) / np.asarray(msp)[:, None]
+    vec = rel / np.asarray(msp)
     mat3, vec3 = np.zeros((3, 3)), np.zeros(3)
     mat3[3 - ndim :, 3 - ndim :] = mat
     vec3[3 - ndim :] = vec
+    # Values within round-off of an integer (grids that coincide up to flips and
+    # permutations: origins moved by (n - 1) * spacing) are made exact, so that such
+    # a grid gives the moving voxels exactly, edge voxels included.
+    mat3, vec3 = _snap(mat3), _snap(vec3)
     mshape3 = np.asarray((1,) * (3 - ndim) + tuple(marr.shape), dtype=np.int64)
 
     in_dtype = np.dtype(marr.dtype)
@@ -194,6 +220,14 @@ def resample(
     # blocks of about half the memory budget at 8 bytes per output voxel
     return map_blocks(kernel, shape, read, out=out, out_dtype=res_dtype, itemsize=8,
                       desc="resample")  # fmt: skip
+
+
+_SNAP = 1e-9  # index units
+
+
+def _snap(a: np.ndarray) -> np.ndarray:
+    r = np.rint(a)
+    return np.where(np.abs(a - r) <= _SNAP * np.maximum(1.0, np.abs(a)), r, a)
 
 
 def _source_region(marr, mat3, vec3, start3, bshape3, mshape3, ndim):
