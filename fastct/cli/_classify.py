@@ -136,9 +136,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
         det.set_params(threshold=args.threshold)
     with fastct.open(args.image[0]) as ar:
         vol = volume_at(ar, args.image)
-        image, spacing, origin = vol.read(), vol.spacing, vol.origin
+        image, spacing, origin, direction = vol.read(), vol.spacing, vol.origin, vol.direction
     lung = read_mask(args.lung_mask)
-    res = det.predict(image, spacing=spacing, lung_mask=lung, origin=origin)
+    res = det.predict(image, spacing=spacing, lung_mask=lung, origin=origin, direction=direction)
     if args.probability_map is not None:
         ppath, pname = args.probability_map
         with fastct.open(ppath, "a") as ar:
