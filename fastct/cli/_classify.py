@@ -144,10 +144,14 @@ def cmd_detect(args: argparse.Namespace) -> int:
         with fastct.open(ppath, "a") as ar:
             if pname in ar:
                 raise FileExistsError(f"{ppath}:{pname} already exists")
-            pm = ar.create_volume(
-                pname, data=res.probability_map.astype(np.float32), chunks=args.chunks
+            ar.create_volume(
+                pname,
+                data=res.probability_map.astype(np.float32),
+                chunks=args.chunks,
+                spacing=spacing,
+                origin=origin,
+                direction=direction,
             )
-            pm.spacing, pm.origin = spacing, origin
     fields = ["id", "center_z_mm", "center_y_mm", "center_x_mm", "diameter_mm", "volume_mm3",
               "probability", "n_regions"]  # fmt: skip
     with atomic_path(out, overwrite=True) as tmp:
