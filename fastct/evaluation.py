@@ -40,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from ._geometry import index_to_physical
+
 __all__ = [
     "FROCResult",
     "MatchResult",
@@ -537,12 +539,15 @@ def registration_error_mm(
     shape: Sequence[int],
     spacing: Sequence[float],
     origin: Sequence[float] | None = None,
+    direction: Any = None,
 ) -> float:
     """Largest distance over the grid's corners between ``apply(p)`` and ``M p``.
 
     ``apply`` maps (N, 3) physical points (e.g. ``Registration.transform.apply``),
     ``true_matrix`` is the true 4 x 4 homogeneous transform, and the grid is given by
-    its ``shape``, ``spacing`` (mm) and ``origin`` (mm, default 0).
+    its ``shape``, ``spacing`` (mm), ``origin`` (mm, default 0) and ``direction``
+    (default the identity): its corners are the physical points ``origin + direction
+    @ (index * spacing)``.
 
     Examples
     --------
@@ -558,7 +563,7 @@ def registration_error_mm(
         [[0 if not bit else n - 1 for bit, n in zip(bits, shape)] for bits in np.ndindex(2, 2, 2)],
         dtype=float,
     )
-    points = origin_a + corners * spacing_a
+    points = index_to_physical(corners, spacing_a, origin_a, direction)
     m = np.asarray(true_matrix, dtype=float)
     truth = points @ m[:3, :3].T + m[:3, 3]
     got = np.asarray(apply(points), dtype=float)
@@ -574,6 +579,7 @@ def truth_summary(
     shape: Sequence[int],
     spacing: Sequence[float],
     origin: Sequence[float] | None = None,
+    direction: Any = None,
 ) -> dict[str, Any]:
     """A registered scan pair against its ground truth (``PipelineResult.truth``).
 
@@ -585,7 +591,7 @@ def truth_summary(
     truths : mapping of str to list of dict
         Per scan name, the truth nodules (``id``, ``center_mm``, ``diameter_mm``); a
         scan missing here has none.
-    apply, true_matrix, shape, spacing, origin
+    apply, true_matrix, shape, spacing, origin, direction
         The registration's point mapping, the true transform and the fixed grid, as
         in :func:`registration_error_mm`.
 
@@ -597,7 +603,7 @@ def truth_summary(
         :data:`MIN_TRUTH_DIAMETER_MM`), or None with ``froc_error`` saying why it could
         not be computed.
     """
-    err = registration_error_mm(apply, true_matrix, shape, spacing, origin)
+    err = registration_error_mm(apply, true_matrix, shape, spacing, origin, direction)
     info: dict[str, Any] = {"registration_error_mm": err}
     scans = list(detections)
     per_scan = {name: truths.get(name, []) for name in scans}

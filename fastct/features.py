@@ -28,16 +28,24 @@ All intensity statistics are computed in float64 over the region's voxels.
     ``scipy.stats.skew(v, bias=True)`` and ``scipy.stats.kurtosis(v, fisher=True,
     bias=True)``; NaN for a (numerically) constant region, as scipy.
 ``centroid_z_mm``, ``centroid_y_mm``, ``centroid_x_mm``
-    Mean physical position ``origin + index * spacing`` (origin defaults to 0 or to
-    the labels volume's origin).
+    Mean physical position of the voxels, ``origin + direction @ (index * spacing)``
+    (ITK's convention, :mod:`fastct._geometry`): a physical point in the LPS frame,
+    components in ``(z, y, x)`` order, the same for every storage order (RAS, LPS,
+    permuted, oblique) of one scan. ``origin`` defaults to 0 and ``direction`` to the
+    identity, or to the input volumes' own. The ``z``/``y``/``x`` in the names are the
+    physical components, not array axes.
 ``bbox_min_*``, ``bbox_max_*``
-    Index bounding box per axis; ``min`` inclusive, ``max`` exclusive (one past the
-    last index), like ``skimage.measure.regionprops(...).bbox`` and the slices of
+    Index bounding box per *array axis* (``z``, ``y``, ``x`` = axes 0, 1, 2 whatever
+    the direction); ``min`` inclusive, ``max`` exclusive (one past the last index),
+    like ``skimage.measure.regionprops(...).bbox`` and the slices of
     ``scipy.ndimage.find_objects``.
 ``inertia_eig_0 .. _2``
     Eigenvalues (descending, clipped at 0) of the inertia tensor of the region's
     voxel centres in physical units, per unit mass, i.e.
-    ``regionprops(labels, spacing=spacing).inertia_tensor_eigvals``.
+    ``regionprops(labels, spacing=spacing).inertia_tensor_eigvals``. Eigenvalues do
+    not change under a rotation, so they (and ``elongation``, ``flatness``) do not
+    depend on ``direction``; ``surface_mm2`` and ``gradient_mean`` are computed along
+    the array axes, which ``direction`` only rotates, so they do not either.
 ``elongation``, ``flatness``
     Pyradiomics shape definitions from the eigenvalues ``l1 >= l2 >= l3`` of the
     covariance matrix of the physical voxel positions: ``sqrt(l2 / l1)`` and
@@ -91,7 +99,8 @@ import numpy as np
 
 from . import _config
 from ._atomic import atomic_path
-from ._validate import as_array, check_ndim, check_origin, check_positive_int, check_spacing
+from ._geometry import Geometry
+from ._validate import as_array, check_ndim, check_positive_int
 from .streaming import Slab, read_planes, slab_planes, slabs, stream
 from .volume import Volume
 
@@ -276,20 +285,31 @@ def _label_dtype(dtype: np.dtype) -> np.dtype:
 
 
 def _physical(
-    spacing: Any, origin: Any, sources: Iterable[_Source], ndim: int
-) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """spacing / origin: given, else from the Volume inputs (which must agree), else 1 / 0."""
+    spacing: Any, origin: Any, sources: Iterable[_Source], ndim: int, direction: Any = None
+) -> Geometry:
+    """spacing / origin / direction: given, else from the Volume inputs (which must
+    agree), else 1 / 0 / identity."""
     vols = [s.data for s in sources if s.is_volume]
     if spacing is None and vols:
         spacing = _agreed(vols, "spacing")
     if origin is None and vols:
         origin = _agreed(vols, "origin")
-    return check_spacing(spacing, ndim, "spacing"), check_origin(origin, ndim, "origin")
+    if direction is None and vols:
+        found = _agreed(vols, "direction")
+        direction = None if found is None else np.asarray(found, dtype=float).reshape(ndim, ndim)
+    return Geometry.of(ndim, spacing, origin, direction)
 
 
-def _agreed(vols: Sequence[Volume], attr: str) -> tuple[float, ...]:
-    """The ``spacing`` or ``origin`` all the input volumes share."""
-    found = {tuple(getattr(v, attr)) for v in vols}
+def _agreed(vols: Sequence[Volume], attr: str) -> Any:
+    """The ``spacing``, ``origin`` or ``direction`` all the input volumes share."""
+
+    def key(v: Volume) -> Any:
+        value = getattr(v, attr)
+        if value is None:  # direction: None is the identity
+            value = np.eye(v.ndim)
+        return tuple(np.asarray(value, dtype=float).ravel().tolist())
+
+    found = {key(v) for v in vols}
     if len(found) > 1:
         raise ValueError(
             f"{attr}: the input volumes disagree ({sorted(found)}); pass {attr}= explicitly"
@@ -551,6 +571,7 @@ def region_features(
     *,
     spacing: Sequence[float] | float | None = None,
     origin: Sequence[float] | None = None,
+    direction: Any = None,
     properties: Sequence[str] | None = None,
     percentiles: Sequence[float] | None = (10, 50, 90),
     block_planes: int | None = None,
@@ -569,6 +590,10 @@ def region_features(
     origin : sequence of float, optional
         Physical position of voxel 0 (for the centroids). Default: the volumes'
         origin, else 0.
+    direction : (ndim, ndim) array_like, optional
+        Direction cosines, one column per array axis (ITK's convention, LPS frame,
+        ``(z, y, x)`` components): centroids are ``origin + direction @ (index *
+        spacing)``. Default: the volumes' direction, else the identity.
     properties : sequence of str, optional
         Subset of :data:`PROPERTIES` to compute (``label`` is always included);
         default all. Leaving out ``percentiles``, ``std``/``skewness``/``kurtosis``,
@@ -618,7 +643,8 @@ def region_features(
             f"and image {isrc.shape}"
         )
     ndim = lsrc.ndim
-    spacing_t, origin_t = _physical(spacing, origin, (lsrc, isrc), ndim)
+    geom = _physical(spacing, origin, (lsrc, isrc), ndim, direction)
+    spacing_t = geom.spacing
     props = _check_properties(properties, ndim)
     pvals, pnames = _check_percentiles(percentiles)
     if "percentiles" not in props:
@@ -703,7 +729,7 @@ def region_features(
         adjacency = pairs.reduce(_face_area(spacing3))
         del pairs
     return _assemble(
-        lab_info, acc_i, acc_f, acc_c, pct, pnames, props, spacing3, origin_t, ndim,
+        lab_info, acc_i, acc_f, acc_c, pct, pnames, props, spacing3, geom, ndim,
         cov_ev, adjacency, mean,
     )  # fmt: skip
 
@@ -718,7 +744,7 @@ def _covariance_eigvals(acc_i: np.ndarray, spacing3: np.ndarray, ndim: int) -> n
 
 
 def _assemble(
-    lab_info, acc_i, acc_f, acc_c, pct, pnames, props, spacing3, origin_t, ndim, cov_ev,
+    lab_info, acc_i, acc_f, acc_c, pct, pnames, props, spacing3, geom, ndim, cov_ev,
     adjacency, mean,
 ) -> FeatureTable:  # fmt: skip
     count = acc_i[:, 0]
@@ -748,9 +774,13 @@ def _assemble(
         if "kurtosis" in props:
             cols["kurtosis"] = np.where(zero, np.nan, m4 / m2**2.0 - 3.0)
         if "centroid" in props:
-            for name, a, o in zip(names, axes, origin_t):
-                idx = acc_i[:, 1 + a] + acc_i[:, 4 + a] / cnt
-                cols[f"centroid_{name}_mm"] = o + idx * spacing3[a]
+            idx = np.column_stack([acc_i[:, 1 + a] + acc_i[:, 4 + a] / cnt for a in axes])
+            if geom.is_identity:  # bit-for-bit the axis-aligned formula
+                phys = np.asarray(geom.origin) + idx * np.asarray(geom.spacing)
+            else:
+                phys = geom.index_to_physical(idx)
+            for k, name in enumerate(names):
+                cols[f"centroid_{name}_mm"] = np.ascontiguousarray(phys[:, k])
         if "bbox" in props:
             for name, a in zip(names, axes):
                 cols[f"bbox_min_{name}"] = acc_i[:, 13 + a].copy()
@@ -801,7 +831,8 @@ def _assemble(
     meta = {
         "ndim": ndim,
         "spacing": tuple(float(spacing3[a]) for a in axes),
-        "origin": tuple(origin_t),
+        "origin": tuple(geom.origin),
+        "direction": geom.direction.copy(),
         "percentiles": tuple(float(p[1:]) for p in pnames),
     }
     return FeatureTable(cols, meta)
@@ -850,7 +881,7 @@ def region_adjacency(
             f"include_background must be True or False, got {type(include_background).__name__}"
         )
     ndim = lsrc.ndim
-    spacing_t, _ = _physical(spacing, None, (lsrc,), ndim)
+    spacing_t = _physical(spacing, None, (lsrc,), ndim).spacing
     planes = _slab_planes(lsrc, (), block_planes)
     nz = lsrc.shape3[0]
     skip_axis = 1 if ndim == 2 else -1

@@ -51,6 +51,22 @@ back on when it is given no lung mask (:mod:`fastct.classify`), at full resoluti
 It keeps the main airways and does no closing, so nodules attached to the chest
 wall may be cut off. Peak memory is the bool mask plus an int32 label map of the
 full grid.
+
+Orientation
+-----------
+Both methods rely on anatomy: *axial slices* (hole filling, the trachea's
+cross-section) are the planes of the scan's superior-inferior axis, and the air
+around the body touches the anterior-posterior and left-right faces. Every step is
+symmetric under a flip of an axis (both z ends are searched for the trachea, the
+"central" test is symmetric in x), so only the order of the axes matters. The mask is
+computed on the scan's *LPS-ordered view* (array axes transposed so that axis 0 is
+the superior-inferior, 1 the anterior-posterior and 2 the left-right axis), taken from
+``direction`` (default: the Volume's own): exact for any axis-aligned storage (LPS,
+RAS, LAS, PIR ...), and for an oblique scan its closest axis-aligned order (a tilt of
+a few degrees is harmless; a strongly oblique scan should be resampled first). A
+transposed scan is read into memory (the LPS view of a Volume whose axis 0 is not
+the superior-inferior axis cannot be streamed in slabs); the mask is returned in the
+scan's own array order.
 """
 
 from __future__ import annotations
@@ -62,7 +78,15 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from . import _config
-from ._validate import as_image, check_choice, check_flag, check_out, check_real, check_spacing
+from ._validate import (
+    as_image,
+    check_choice,
+    check_direction,
+    check_flag,
+    check_out,
+    check_real,
+    check_spacing,
+)
 from .streaming import Slab, read_planes, slabs, stream, write_region
 from .volume import Volume
 
@@ -93,6 +117,17 @@ def _check_image(image: Any) -> np.ndarray | Volume:
     if arr.ndim != 3:
         raise ValueError(f"image must be 3-D (z, y, x), got {arr.ndim}-D with shape {arr.shape}")
     return arr
+
+
+def _axial_order(direction: np.ndarray | None) -> tuple[int, ...]:
+    """Array axes in (superior-inferior, anterior-posterior, left-right) order, from
+    the direction (its closest signed permutation when oblique)."""
+    if direction is None:
+        return (0, 1, 2)
+    from ._orient import closest_signed_permutation
+
+    d = closest_signed_permutation(direction)
+    return tuple(int(np.flatnonzero(d[c])[0]) for c in range(3))
 
 
 def working_factors(spacing: tuple[float, ...], working_mm: float) -> tuple[int, ...]:
@@ -347,6 +382,7 @@ def lung_mask(
     closing_mm: float = 5.0,
     working_mm: float = 1.5,
     min_lung_fraction: float = 0.1,
+    direction: Any = None,
     out: np.ndarray | Volume | None = None,
 ) -> np.ndarray | Volume:
     """Segment the lungs of a chest CT in Hounsfield units.
@@ -386,6 +422,12 @@ def lung_mask(
     min_lung_fraction : float
         *anatomical*: the second largest component is kept as the other lung only if
         it holds at least this fraction of the largest.
+    direction : (3, 3) array_like, optional
+        Direction cosines of the scan (ITK's convention, one column per array axis);
+        default the Volume's direction, else the identity (axis 0 superior-inferior).
+        Only the order of the axes is used: the mask is computed with axis 0 along
+        the patient's superior-inferior axis (see *Orientation* in the module
+        documentation).
     out : ndarray or Volume, optional
         Where to write the mask (bool or uint8 ndarray / Volume of the image's
         shape), slab by slab. Default: a new bool array.
@@ -435,8 +477,30 @@ def lung_mask(
     closing_mm = check_real(closing_mm, "closing_mm", lo=0)
     working_mm = check_real(working_mm, "working_mm", lo=0, lo_open=True)
     min_lung_fraction = check_real(min_lung_fraction, "min_lung_fraction", lo=0, hi=1)
+    if direction is None and isinstance(image, Volume):
+        direction = image.direction
+    direction = check_direction(direction, 3)
     shape = tuple(image.shape)
     check_out(out, shape, dtypes=(bool, np.uint8), what="the image's shape")
+    perm = _axial_order(direction)
+    if perm != (0, 1, 2):
+        # anatomy needs axis 0 superior-inferior: compute on the transposed scan
+        from .streaming import read_all
+
+        arr = read_all(image) if isinstance(image, Volume) else np.asarray(image)
+        mask = lung_mask(
+            np.ascontiguousarray(np.transpose(arr, perm)),
+            method=method,
+            spacing=tuple(spacing[a] for a in perm),
+            threshold=threshold,
+            airway_threshold=airway_threshold,
+            remove_airways=remove_airways,
+            closing_mm=closing_mm,
+            working_mm=working_mm,
+            min_lung_fraction=min_lung_fraction,
+        )
+        back = np.ascontiguousarray(np.transpose(mask, np.argsort(perm)))
+        return _upsample_into(back, (1, 1, 1), shape, out)
 
     if method == "threshold":
         mask = _threshold_mask(_air_mask(image, threshold), spacing)

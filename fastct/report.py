@@ -290,10 +290,9 @@ def _sample_plane(vol: Any, points_mm: np.ndarray, cval: float = -1000.0) -> np.
     """Trilinear samples of ``vol`` at physical points (..., 3), reading only their box."""
     from scipy import ndimage as ndi
 
-    spacing = np.asarray(vol.spacing)
-    origin = np.asarray(vol.origin)
-    idx = (points_mm - origin) / spacing
-    flat = idx.reshape(-1, 3)
+    from ._geometry import physical_to_index
+
+    flat = physical_to_index(points_mm.reshape(-1, 3), vol.spacing, vol.origin, vol.direction)
     lo = np.maximum(np.floor(flat.min(axis=0)).astype(int) - 1, 0)
     hi = np.minimum(np.ceil(flat.max(axis=0)).astype(int) + 2, np.asarray(vol.shape))
     if np.any(hi <= lo):
@@ -307,19 +306,26 @@ def _sample_plane(vol: Any, points_mm: np.ndarray, cval: float = -1000.0) -> np.
     return out.reshape(points_mm.shape[:-1]).astype(np.float32)
 
 
-def _plane_points(shape, spacing, origin, axis: int, index: int) -> np.ndarray:
+def _plane_points(shape, spacing, origin, axis: int, index: int, direction=None) -> np.ndarray:
+    """Physical points (``origin + direction @ (index * spacing)``) of one index plane."""
+    from ._geometry import index_to_physical
+
     grids = [np.arange(n) for n in shape]
     grids[axis] = np.array([index])
-    mesh = np.meshgrid(*grids, indexing="ij")
-    pts = np.stack([origin[a] + mesh[a] * spacing[a] for a in range(3)], axis=-1)
+    mesh = np.stack(np.meshgrid(*grids, indexing="ij"), axis=-1)
+    pts = index_to_physical(mesh, spacing, origin, direction)
     return np.squeeze(pts, axis=axis)
 
 
-def _focus(result: Any, shape: tuple[int, ...], spacing, origin) -> tuple[int, int, int]:
+def _focus(result: Any, shape: tuple[int, ...], spacing, origin, direction=None):
+    """Voxel index (of the baseline grid) to centre the figures on."""
+    from ._geometry import physical_to_index
+
     dets = result.detections["baseline"] or result.detections["followup"]
     if dets:
         best = max(dets, key=lambda d: (d["diameter_mm"], d["probability"]))
-        idx = np.rint((np.asarray(best["center_mm"]) - origin) / spacing).astype(int)
+        idx = np.rint(physical_to_index(best["center_mm"], spacing, origin, direction))
+        idx = idx.astype(int)
         return tuple(int(np.clip(i, 0, n - 1)) for i, n in zip(idx, shape))
     return tuple(n // 2 for n in shape)
 
@@ -341,7 +347,8 @@ def pipeline_report(folder: str | os.PathLike, result: Any, ar: Any, root: str, 
     registered = ar[f"{root}/followup_registered"]
     diff = ar[f"{root}/difference"]
     shape, spacing, origin = b_img.shape, np.asarray(b_img.spacing), np.asarray(b_img.origin)
-    z, y, _ = _focus(result, shape, spacing, origin)
+    b_dir = b_img.direction
+    z, y, _ = _focus(result, shape, spacing, origin, b_dir)
     ax_aspect = spacing[1] / spacing[2]
     co_aspect = spacing[0] / spacing[2]
     blocks: list[str] = [_summary_html(result)]
@@ -359,7 +366,7 @@ def pipeline_report(folder: str | os.PathLike, result: Any, ar: Any, root: str, 
         figure_html(
             save_figure(fig, folder, "preprocessing"),
             "Baseline: raw, denoised (detector preprocessing) and enhanced (unsharp mask); "
-            "lung window.",
+            "lung window." + _orientation_note(b_dir),
         )
     )
 
@@ -393,8 +400,8 @@ def pipeline_report(folder: str | os.PathLike, result: Any, ar: Any, root: str, 
     # 4. registration checkerboards before and after.
     fixed_ax = np.asarray(base["denoised"][z], dtype=np.float32)
     fixed_co = np.asarray(base["denoised"][:, y, :], dtype=np.float32)
-    before_ax = _sample_plane(f_img, _plane_points(shape, spacing, origin, 0, z))
-    before_co = _sample_plane(f_img, _plane_points(shape, spacing, origin, 1, y))
+    before_ax = _sample_plane(f_img, _plane_points(shape, spacing, origin, 0, z, b_dir))
+    before_co = _sample_plane(f_img, _plane_points(shape, spacing, origin, 1, y, b_dir))
     after_ax, after_co = _planes(registered, z, y)
     fig, axes = plt.subplots(2, 2, figsize=(11, 10))
     _show(axes[0, 0], _checkerboard(fixed_ax, before_ax), ax_aspect, "before registration, axial")
@@ -503,12 +510,27 @@ def pipeline_report(folder: str | os.PathLike, result: Any, ar: Any, root: str, 
     return write_html(folder, f"fastct longitudinal report: run {result.run_name}", blocks)
 
 
+def _orientation_note(direction: Any) -> str:
+    """Caption note for a baseline not stored LPS: the figures show array planes."""
+    from ._geometry import orientation_code
+
+    code = orientation_code(direction)
+    if code == "LPS":
+        return ""
+    return (
+        f" The baseline is stored {code}: 'axial' and 'coronal' are the planes of array "
+        "axes 0 and 1 as stored; positions (mm) are physical LPS points."
+    )
+
+
 def _attr(ar: Any, name: str, key: str) -> str:
     value = ar.get_attrs(name)[key]
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _detections_figure(plt, folder: Path, tp: str, image, prob, dets) -> str:
+    from ._geometry import physical_to_index
+
     spacing, origin = np.asarray(image.spacing), np.asarray(image.origin)
     aspect = spacing[1] / spacing[2]
     shown = sorted(dets, key=lambda d: -d["probability"])[:8]
@@ -524,8 +546,8 @@ def _detections_figure(plt, folder: Path, tp: str, image, prob, dets) -> str:
         ax.set_axis_off()
     for k, d in enumerate(shown):
         ax = axes.ravel()[k]
-        idx = np.rint((np.asarray(d["center_mm"]) - origin) / spacing).astype(int)
-        idx = np.clip(idx, 0, np.asarray(image.shape) - 1)
+        idx = np.rint(physical_to_index(d["center_mm"], spacing, origin, image.direction))
+        idx = np.clip(idx.astype(int), 0, np.asarray(image.shape) - 1)
         half = int(max(20, 2.5 * d["diameter_mm"] / spacing[2]))
         ys = slice(max(0, idx[1] - half), min(image.shape[1], idx[1] + half))
         xs = slice(max(0, idx[2] - half), min(image.shape[2], idx[2] + half))

@@ -21,7 +21,17 @@ import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
-from .._validate import as_input, check_int, check_origin, check_out, check_real, check_spacing
+from .._geometry import index_to_physical, physical_to_index
+from .._orient import lps_view
+from .._validate import (
+    as_input,
+    check_direction,
+    check_int,
+    check_origin,
+    check_out,
+    check_real,
+    check_spacing,
+)
 from ..features import FeatureTable
 from ..lungs import lung_mask as _lung_mask
 from ..streaming import read_planes
@@ -53,6 +63,9 @@ class Case:
         Physical position of voxel 0 (default the Volume's, else 0).
     name : str
         For messages.
+    direction : (3, 3) array_like, optional
+        Direction cosines (default the Volume's, else the identity); see
+        :meth:`NoduleDetector.predict` for how orientation is handled.
     """
 
     image: Any
@@ -61,6 +74,7 @@ class Case:
     lung_mask: Any = None
     origin: Any = None
     name: str = ""
+    direction: Any = None
 
 
 @dataclass(frozen=True)
@@ -70,7 +84,9 @@ class Detection:
     Attributes
     ----------
     center_mm : tuple of float
-        ``(z, y, x)`` physical centre (probability x volume weighted).
+        ``(z, y, x)`` physical centre (probability x volume weighted): a point in the
+        LPS frame, ``origin + direction @ (index * spacing)``, the same whatever the
+        storage order of the scan.
     diameter_mm : float
         Equivalent-sphere diameter of ``volume_mm3``.
     volume_mm3 : float
@@ -172,6 +188,28 @@ def _spacing3(spacing: Any, image: Any) -> tuple[float, float, float]:
     return check_spacing(spacing, 3, "spacing")
 
 
+def _origin_direction(origin: Any, direction: Any, *images: Any) -> tuple[Any, Any]:
+    """``origin`` / ``direction``: given, else the first Volume's among ``images``."""
+    for img in images:
+        if isinstance(img, Volume):
+            if origin is None:
+                origin = img.origin
+            if direction is None:
+                direction = img.direction
+            break
+    return check_origin(origin, 3, "origin"), check_direction(direction, 3, "direction")
+
+
+def _lps(image_shape: Any, sp: Any, org: Any, direction: Any):
+    """The LPS view of an axis-aligned, non-LPS scan (else None: run as stored)."""
+    if direction is None:
+        return None
+    view = lps_view(image_shape, sp, org, direction)
+    if view is None or view.is_identity:
+        return None
+    return view
+
+
 def _mask_count(mask: Any) -> int:
     if isinstance(mask, Volume):
         total = 0
@@ -183,7 +221,7 @@ def _mask_count(mask: Any) -> int:
 
 
 def threshold_lung_mask(
-    image: Any, *, spacing: Any = None, threshold: float = -400.0
+    image: Any, *, spacing: Any = None, threshold: float = -400.0, direction: Any = None
 ) -> np.ndarray:
     """The lung mask the detector makes when it is given none (air components).
 
@@ -195,7 +233,8 @@ def threshold_lung_mask(
     (lungs and main airways); holes of every axial slice are then filled so that
     vessels and nodules inside the lungs are included. Nodules attached to the chest
     wall may be cut off: pass a proper lung mask (e.g. :func:`fastct.lungs.lung_mask`'s
-    default ``method="anatomical"``) when you have one.
+    default ``method="anatomical"``) when you have one. ``direction`` (default the
+    Volume's) tells which array axis is the superior-inferior one.
 
     Examples
     --------
@@ -208,7 +247,9 @@ def threshold_lung_mask(
     """
     image = _check_image(image)
     sp = _spacing3(spacing, image)
-    return _lung_mask(image, spacing=sp, threshold=threshold, method="threshold")
+    return _lung_mask(
+        image, spacing=sp, threshold=threshold, method="threshold", direction=direction
+    )
 
 
 class NoduleDetector(BaseEstimator):
@@ -347,19 +388,28 @@ class NoduleDetector(BaseEstimator):
             return map_overlap(lambda d, i: d, image, out=out)
         return median(image, size=int(self.median_size), out=out)
 
-    def segment(self, image: Any, *, spacing: Any = None, lung_mask: Any = None, out: Any = None):
+    def segment(
+        self,
+        image: Any,
+        *,
+        spacing: Any = None,
+        lung_mask: Any = None,
+        out: Any = None,
+        direction: Any = None,
+    ):
         """SLIC supervoxels inside the lung mask: int32 labels (0 outside).
 
         ``n_segments`` is ``n_segments_per_litre`` times the mask volume in litres.
         Integer images are segmented as float32 (exact for 16-bit CT), streamed
         through a scratch file when ``image`` is a Volume. ``lung_mask=None`` uses
-        :func:`fastct.lungs.lung_mask` with ``method="threshold"`` (in memory).
+        :func:`fastct.lungs.lung_mask` with ``method="threshold"`` (in memory), which
+        reads the scan's orientation from ``direction`` (default the Volume's).
         """
         self._check_params()
         image = _check_image(image)
         sp = _spacing3(spacing, image)
         if lung_mask is None:
-            lung_mask = _lung_mask(image, spacing=sp, method="threshold")
+            lung_mask = _lung_mask(image, spacing=sp, method="threshold", direction=direction)
         lung_mask = _check_labels(lung_mask, image.shape, "lung_mask")
         n_mask = _mask_count(lung_mask)
         if n_mask == 0:
@@ -391,7 +441,13 @@ class NoduleDetector(BaseEstimator):
             scratch.close()
 
     def region_table(
-        self, labels: Any, image: Any, *, spacing: Any = None, origin: Any = None
+        self,
+        labels: Any,
+        image: Any,
+        *,
+        spacing: Any = None,
+        origin: Any = None,
+        direction: Any = None,
     ) -> FeatureTable:
         """Features of every supervoxel (columns: :meth:`feature_names` plus ``label``,
         ``count``, centroids and bounding boxes).
@@ -399,17 +455,16 @@ class NoduleDetector(BaseEstimator):
         ``image`` should be the :meth:`preprocess` output. ``table.meta["adjacency"]``
         holds the ``(n_edges, 2)`` label pairs of adjacent supervoxels (used by
         :meth:`detect`). The features are described in :mod:`fastct.classify._regions`.
+        The centroids are physical points, ``origin + direction @ (index * spacing)``
+        (``origin`` and ``direction`` default to the labels' or the image's Volume
+        attributes, else 0 and the identity); no feature depends on ``direction``.
         """
         self._check_params()
         image = _check_image(image)
         labels = _check_labels(labels, image.shape, "labels")
         sp = _spacing3(spacing, image)
-        if origin is None:
-            origin = labels.origin if isinstance(labels, Volume) else None
-            if origin is None and isinstance(image, Volume):
-                origin = image.origin
-        org = check_origin(origin, 3, "origin")
-        return _regions.region_table(labels, image, sp, org, self._scales())
+        org, d = _origin_direction(origin, direction, labels, image)
+        return _regions.region_table(labels, image, sp, org, self._scales(), d)
 
     def predict_regions(self, table: Any) -> np.ndarray:
         """Nodule probability for every row of ``table`` (float64)."""
@@ -435,14 +490,17 @@ class NoduleDetector(BaseEstimator):
         spacing: Any = None,
         origin: Any = None,
         threshold: float | None = None,
+        direction: Any = None,
     ) -> list[Detection]:
         """Candidate nodules from supervoxel probabilities (highest probability first).
 
         Adjacent supervoxels with ``proba >= threshold`` (default ``self.threshold``)
         are grouped; adjacency comes from ``table.meta["adjacency"]`` when
         :meth:`region_table` made the table, else from ``labels`` (else every
-        supervoxel stands alone). ``origin`` shifts the centres when it differs from
-        the one the table was computed with.
+        supervoxel stands alone). The centres are the table's physical centroids;
+        ``origin`` / ``direction`` (when given and different from the ones in
+        ``table.meta``) re-place them: the centroids' voxel positions on the table's
+        grid are mapped to physical points with the new origin and direction.
         """
         from scipy.sparse import coo_matrix
         from scipy.sparse.csgraph import connected_components
@@ -461,8 +519,17 @@ class NoduleDetector(BaseEstimator):
             )
         cent = np.column_stack([np.asarray(table[f"centroid_{a}_mm"], float) for a in "zyx"])
         meta = getattr(table, "meta", {}) or {}
-        if origin is not None and "origin" in meta:
-            cent = cent + (np.asarray(check_origin(origin, 3)) - np.asarray(meta["origin"]))
+        if (origin is not None or direction is not None) and "origin" in meta:
+            old_o = np.asarray(meta["origin"], dtype=float)
+            old_d = np.eye(3) if meta.get("direction") is None else np.asarray(meta["direction"])
+            new_o = old_o if origin is None else np.asarray(check_origin(origin, 3))
+            new_d = old_d if direction is None else check_direction(direction, 3)
+            if np.allclose(new_d, old_d, rtol=0, atol=1e-9) or "spacing" not in meta:
+                cent = cent + (new_o - old_o)
+            else:
+                sp_t = np.asarray(meta["spacing"], dtype=float)
+                idx = physical_to_index(cent, sp_t, old_o, old_d)
+                cent = index_to_physical(idx, sp_t, new_o, new_d)
         vol = np.asarray(table["volume_mm3"], dtype=np.float64)
         sel = np.flatnonzero(proba >= thr)
         if sel.size == 0:
@@ -538,9 +605,26 @@ class NoduleDetector(BaseEstimator):
         return res
 
     def predict(
-        self, image: Any, *, spacing: Any = None, lung_mask: Any = None, origin: Any = None
+        self,
+        image: Any,
+        *,
+        spacing: Any = None,
+        lung_mask: Any = None,
+        origin: Any = None,
+        direction: Any = None,
     ) -> DetectionResult:
         """All stages in memory: labels, table, probabilities, map and detections.
+
+        Orientation: ``origin`` and ``direction`` (default the Volume's, else 0 and
+        the identity) place the detections in physical space (LPS, ``(z, y, x)``
+        components, ``origin + direction @ (index * spacing)``). A scan stored in
+        any axis-aligned order (RAS, LAS, PIR ...) is run on its LPS-ordered view
+        (an exact transpose/flip of the array), so the same scan gives the same
+        detections whatever its storage order; ``labels``, ``probability_map`` and
+        ``lung_mask`` come back in the scan's own array order, while the ``table``
+        (bounding boxes, ``meta``) describes the LPS view. An oblique scan is run as
+        stored (its centres still physical, the lung mask using the closest
+        axis-aligned order).
 
         Examples
         --------
@@ -553,16 +637,35 @@ class NoduleDetector(BaseEstimator):
         check_is_fitted(self, "classifier_")
         image = _check_image(image)
         sp = _spacing3(spacing, image)
-        if origin is None and isinstance(image, Volume):
-            origin = image.origin
+        org, d = _origin_direction(origin, direction, image)
         img = _in_memory(image)
+        if lung_mask is not None:
+            lung_mask = _in_memory(_check_labels(lung_mask, img.shape, "lung_mask")) > 0
+        view = _lps(img.shape, sp, org, d)
+        if view is None:
+            return self._predict(img, sp, lung_mask, org, d)
+        res = self._predict(
+            np.ascontiguousarray(view.to_lps(img)),
+            view.spacing,
+            None if lung_mask is None else np.ascontiguousarray(view.to_lps(lung_mask)),
+            view.origin,
+            None,
+        )
+
+        def back(a: Any) -> Any:
+            return None if a is None else np.ascontiguousarray(view.from_lps(a))
+
+        res.labels = back(res.labels)
+        res.probability_map = back(res.probability_map)
+        res.lung_mask = back(res.lung_mask)
+        return res
+
+    def _predict(self, img, sp, lung_mask, origin, direction) -> DetectionResult:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         if lung_mask is None:
-            lung_mask = _lung_mask(img, spacing=sp, method="threshold")
+            lung_mask = _lung_mask(img, spacing=sp, method="threshold", direction=direction)
             timings["lung_mask"] = time.perf_counter() - t0
-        else:
-            lung_mask = _in_memory(_check_labels(lung_mask, img.shape, "lung_mask")) > 0
         t = time.perf_counter()
         pre = self.preprocess(img, spacing=sp)
         timings["preprocess"] = time.perf_counter() - t
@@ -570,7 +673,7 @@ class NoduleDetector(BaseEstimator):
         labels = self.segment(pre, spacing=sp, lung_mask=lung_mask)
         timings["segment"] = time.perf_counter() - t
         t = time.perf_counter()
-        table = self.region_table(labels, pre, spacing=sp, origin=origin)
+        table = self.region_table(labels, pre, spacing=sp, origin=origin, direction=direction)
         timings["features"] = time.perf_counter() - t
         t = time.perf_counter()
         proba = self.predict_regions(table)
@@ -594,13 +697,20 @@ class NoduleDetector(BaseEstimator):
             else case.nodule_mask
         )
         nod = _check_labels(nod, image.shape, "nodule_mask")
+        org, d = _origin_direction(case.origin, case.direction, image)
         img = _in_memory(image)
         lung = case.lung_mask
         if lung is not None:
             lung = _in_memory(_check_labels(lung, image.shape, "lung_mask")) > 0
+        view = _lps(img.shape, sp, org, d)
+        if view is not None:  # train on the LPS view, as predict runs
+            img = np.ascontiguousarray(view.to_lps(img))
+            nod = np.ascontiguousarray(view.to_lps(np.asarray(nod)))
+            lung = None if lung is None else np.ascontiguousarray(view.to_lps(lung))
+            sp, org, d = view.spacing, view.origin, None
         pre = self.preprocess(img, spacing=sp)
-        labels = self.segment(pre, spacing=sp, lung_mask=lung)
-        table = self.region_table(labels, pre, spacing=sp, origin=case.origin)
+        labels = self.segment(pre, spacing=sp, lung_mask=lung, direction=d)
+        table = self.region_table(labels, pre, spacing=sp, origin=org, direction=d)
         ids = table["label"]
         inside = np.bincount(labels.ravel(), weights=(nod > 0).ravel(), minlength=ids.max() + 1)
         overlap = inside[ids] / np.asarray(table["count"], dtype=np.float64)
@@ -608,7 +718,8 @@ class NoduleDetector(BaseEstimator):
 
     def fit(self, cases: Iterable[Any], y: Any = None) -> NoduleDetector:
         """Train on cases: dicts or :class:`Case` records with ``image``, ``spacing``,
-        ``nodule_mask`` and optionally ``lung_mask`` / ``origin`` / ``name``.
+        ``nodule_mask`` and optionally ``lung_mask`` / ``origin`` / ``direction`` /
+        ``name``.
 
         Volumes are read into memory one case at a time.
         """
@@ -679,7 +790,8 @@ def _as_case(case: Any) -> Case:
     if isinstance(case, Case):
         return case
     if isinstance(case, Mapping):
-        unknown = set(case) - {"image", "spacing", "nodule_mask", "lung_mask", "origin", "name"}
+        keys = {"image", "spacing", "nodule_mask", "lung_mask", "origin", "name", "direction"}
+        unknown = set(case) - keys
         if unknown:
             raise ValueError(f"case has unknown keys {sorted(unknown)}")
         if "image" not in case:
@@ -688,5 +800,6 @@ def _as_case(case: Any) -> Case:
             image=case["image"], spacing=case.get("spacing"),
             nodule_mask=case.get("nodule_mask"), lung_mask=case.get("lung_mask"),
             origin=case.get("origin"), name=str(case.get("name", "")),
+            direction=case.get("direction"),
         )  # fmt: skip
     raise TypeError(f"each case must be a Case or a dict, got {type(case).__name__}")

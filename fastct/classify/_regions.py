@@ -85,12 +85,18 @@ def region_table(
     spacing: tuple[float, float, float],
     origin: tuple[float, float, float],
     scales: tuple[float, ...],
+    direction: np.ndarray | None = None,
 ) -> FeatureTable:
-    """The detector's features of every supervoxel of ``labels`` (checked inputs)."""
+    """The detector's features of every supervoxel of ``labels`` (checked inputs).
+
+    The centroids are physical points (``origin + direction @ (index * spacing)``);
+    every other feature is invariant to ``direction``.
+    """
     from ..features import region_adjacency, region_features
 
-    sp, org = spacing, origin
-    base = region_features(labels, image, spacing=sp, origin=org)
+    sp = spacing
+    org = {"origin": origin, "direction": np.eye(3) if direction is None else direction}
+    base = region_features(labels, image, spacing=sp, **org)
     cols: dict[str, np.ndarray] = dict(base)
     ids = base["label"]
     n = ids.shape[0]
@@ -130,7 +136,7 @@ def region_table(
     comp_vol, comp_ext = _bright_components(labels, image, sp)
     for name, img in (("bright_component_log_mm3", comp_vol),
                       ("bright_component_extent_mm", comp_ext)):  # fmt: skip
-        t = region_features(labels, img, spacing=sp, origin=org, properties=["max"],
+        t = region_features(labels, img, spacing=sp, **org, properties=["max"],
                             percentiles=())  # fmt: skip
         cols[name] = t["max"]
     del comp_vol, comp_ext
@@ -155,7 +161,7 @@ def _blob_columns(
     labels: np.ndarray | Volume,
     image: np.ndarray | Volume,
     sp: tuple[float, ...],
-    org: tuple[float, ...],
+    org: dict[str, Any],
     scales: tuple[float, ...],
 ) -> None:
     """Add ``blob_<s>mm_mean`` / ``_max``: the Hessian blob response (float32, edges
@@ -181,7 +187,7 @@ def _blob_columns(
             else:
                 resp = _hessian_blob_in_box(np.asarray(image), box, s, sp, dtype=np.float32)
             t = region_features(
-                labels, resp, spacing=sp, origin=org, properties=["mean", "max"], percentiles=()
+                labels, resp, spacing=sp, **org, properties=["mean", "max"], percentiles=()
             )
             cols[f"blob_{s:g}mm_mean"] = t["mean"]
             cols[f"blob_{s:g}mm_max"] = t["max"]

@@ -22,7 +22,9 @@ _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 def scan_volume(ar: Archive, name: Any, param: str) -> Volume:
     """The scan ``name`` of ``ar`` (a volume, or a group holding an ``image``
-    volume), checked to be a 3-D axis-aligned CT scan in HU of plausible spacing."""
+    volume), checked to be a 3-D CT scan in HU of plausible spacing. Any orientation
+    is accepted (LPS, RAS, LAS, permuted, oblique): every stage works in physical
+    points, ``origin + direction @ (index * spacing)``."""
     if not isinstance(name, str) or not name.strip("/"):
         raise ValueError(f"{param} must name a scan in the archive like '/scans/a', got {name!r}")
     path = "/" + name.strip("/")
@@ -55,11 +57,6 @@ def scan_volume(ar: Archive, name: Any, param: str) -> Volume:
         raise ValueError(f"{param} {node.name!r} must be a CT scan, got modality {node.modality!r}")
     if node.units is not None and node.units.upper() != "HU":
         raise ValueError(f"{param} {node.name!r} must be in HU, got units {node.units!r}")
-    if node.direction is not None and not np.allclose(node.direction, np.eye(3), atol=1e-6):
-        raise ValueError(
-            f"{param} {node.name!r} has an oblique direction matrix; resample it to an "
-            "axis-aligned grid first"
-        )
     return node
 
 

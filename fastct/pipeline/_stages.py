@@ -66,15 +66,27 @@ class Stage:
 
 # -- helpers -------------------------------------------------------------------------------
 def _derived(ar: Archive, name: str, like: Volume, dtype: Any) -> Volume:
-    """A volume on ``like``'s grid holding a label/mask/probability (no modality, units)."""
+    """A volume on ``like``'s grid (spacing, origin, direction) holding a
+    label/mask/probability (no modality, units)."""
     return ar.create_volume(
         name,
         shape=like.shape,
         dtype=dtype,
         spacing=like.spacing,
         origin=like.origin,
+        direction=like.direction,
         chunks=like.chunks,
     )
+
+
+def _directions(**named: Any) -> dict[str, Any]:
+    """The direction keywords of ``register`` / ``resample`` for the scans that have a
+    non-identity direction (an LPS scan needs none, so runs on LPS data call the
+    registration exactly as before)."""
+    ds = {k: np.eye(3) if d is None else np.asarray(d, dtype=float) for k, d in named.items()}
+    if all(np.allclose(d, np.eye(3), rtol=0, atol=1e-12) for d in ds.values()):
+        return {}
+    return ds  # both, so that neither side falls back to another default
 
 
 def _detection_dict(d: Any) -> dict[str, Any]:
@@ -145,7 +157,11 @@ def _features(ctx: RunContext, tp: str) -> None:
     v = ctx.volumes[tp]
     image = v["image"]
     ctx.tables[tp] = ctx.detector.region_table(
-        v["supervoxels"], v["denoised"], spacing=image.spacing, origin=image.origin
+        v["supervoxels"],
+        v["denoised"],
+        spacing=image.spacing,
+        origin=image.origin,
+        direction=image.direction,
     )
 
 
@@ -156,7 +172,12 @@ def _detect(ctx: RunContext, tp: str) -> None:
     v["probability"] = _derived(ctx.archive, f"{ctx.group(tp)}/probability", image, np.float32)
     probability_map(v["supervoxels"], table_lut(table, proba), v["probability"])
     found = det.detect(
-        table, proba, labels=v["supervoxels"], spacing=image.spacing, origin=image.origin
+        table,
+        proba,
+        labels=v["supervoxels"],
+        spacing=image.spacing,
+        origin=image.origin,
+        direction=image.direction,
     )
     ctx.detections[tp] = [_detection_dict(d) for d in found]
 
@@ -184,6 +205,7 @@ def _register(ctx: RunContext) -> None:
         moving_spacing=f_img.spacing,
         fixed_origin=b_img.origin,
         moving_origin=f_img.origin,
+        **_directions(fixed_direction=b_img.direction, moving_direction=f_img.direction),
     )
     matrix = np.asarray(reg.transform.matrix, dtype=float)
     scale = float(abs(np.linalg.det(matrix[:3, :3])) ** (1.0 / 3.0))
@@ -217,6 +239,7 @@ def _resample(ctx: RunContext) -> None:
         origin=b_img.origin,
         moving_spacing=f_img.spacing,
         moving_origin=f_img.origin,
+        **_directions(direction=b_img.direction, moving_direction=f_img.direction),
         order=1,
         cval=-1000.0,
         out=ctx.registered,
@@ -265,6 +288,7 @@ def _evaluate(ctx: RunContext) -> None:
         shape=b_img.shape,
         spacing=b_img.spacing,
         origin=b_img.origin,
+        direction=b_img.direction,
     )
 
 
