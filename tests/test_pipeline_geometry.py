@@ -1,13 +1,7 @@
 """The pipeline in physical space: scans in any orientation are accepted, the derived
 volumes keep the scan's direction, the registration/resampling calls get the scans'
 directions, truth comparison and report figures map mm through the direction.
-
-``test_pipeline_with_reoriented_followup`` needs ``fastct.register(...,
-fixed_direction=, moving_direction=)`` (branch geo-reg): it is skipped until that is
-merged.
 """
-
-import inspect
 
 import numpy as np
 import pytest
@@ -22,7 +16,6 @@ from fastct.pipeline import _stages
 from fastct.pipeline._inputs import scan_volume
 
 OBLIQUE = Rotation.from_euler("zyx", [12.0, -5.0, 20.0], degrees=True).as_matrix()
-HAS_DIRECTION_REGISTER = "fixed_direction" in inspect.signature(fastct.register).parameters
 
 
 @pytest.mark.parametrize(
@@ -129,7 +122,6 @@ def _write_pair(path, pair, follow_code):
 
 
 @pytest.mark.slow  # two detector runs, a registration and a report on 'small' phantoms
-@pytest.mark.skipif(not HAS_DIRECTION_REGISTER, reason="needs register(fixed_direction=) (geo-reg)")
 @pytest.mark.parametrize("code", ["RAS", "PIR"])
 def test_pipeline_with_reoriented_followup(tmp_path, code):
     """A follow-up stored flipped (RAS) or transposed (PIR) is registered, matched and

@@ -22,7 +22,6 @@ from ._common import (
     open_source,
     positive_int,
     read_mask,
-    supported_kwargs,
     volume_spec,
 )
 
@@ -150,9 +149,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
     res = det.predict(
         image,
         lung_mask=lung,
-        **supported_kwargs(
-            det.predict, spacing=src.spacing, origin=src.origin, direction=src.direction
-        ),
+        spacing=src.spacing,
+        origin=src.origin,
+        direction=src.direction,
     )
     if args.probability_map is not None:
         with open_sink(args.probability_map, args, src, np.float32,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import inspect
 import re
 import sys
 import time
@@ -300,20 +299,6 @@ class Source:
     def geometry(self) -> dict[str, Any]:
         """``spacing``, ``origin`` and ``direction`` as keyword arguments."""
         return {"spacing": self.spacing, "origin": self.origin, "direction": self.direction}
-
-
-def accepts(func: Any, name: str) -> bool:
-    """Whether ``func`` takes the keyword argument ``name`` (features that other parts of
-    fastct add, such as direction cosines, are passed only where they exist)."""
-    try:
-        return name in inspect.signature(func).parameters
-    except (TypeError, ValueError):  # pragma: no cover - builtins
-        return False
-
-
-def supported_kwargs(func: Any, **kwargs: Any) -> dict[str, Any]:
-    """``kwargs`` less the names ``func`` does not take and those whose value is None."""
-    return {k: v for k, v in kwargs.items() if v is not None and accepts(func, k)}
 
 
 def _zarr_error(ref: VolumeRef) -> ValueError:

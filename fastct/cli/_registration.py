@@ -24,7 +24,6 @@ from ._common import (
     open_source,
     positive_int,
     read_mask,
-    supported_kwargs,
 )
 
 
@@ -74,8 +73,8 @@ def cmd_register(args: argparse.Namespace) -> int:
     ):
         # Archive volumes carry their geometry (direction included); arrays read from
         # files get it as keyword arguments, direction where this fastct takes it.
-        kwargs.update(_geometry_kwargs(register, fixed, "fixed_"))
-        kwargs.update(_geometry_kwargs(register, moving, "moving_"))
+        kwargs.update(_geometry_kwargs(fixed, "fixed_"))
+        kwargs.update(_geometry_kwargs(moving, "moving_"))
         reg = register(
             fixed.data if fixed.streamed else fixed.read(),
             moving.data if moving.streamed else moving.read(),
@@ -92,12 +91,11 @@ def cmd_register(args: argparse.Namespace) -> int:
             dtype = moving.dtype if args.order == 0 else np.dtype(np.float32)
             with open_sink(args.resampled, args, fixed, dtype, what="--resampled") as out:
                 streamed = isinstance(out, fastct.Volume) and moving.streamed
-                grid = supported_kwargs(
-                    resample,
-                    spacing=fixed.spacing,
-                    origin=fixed.origin,
-                    direction=fixed.direction,
-                )
+                grid = {
+                    "spacing": fixed.spacing,
+                    "origin": fixed.origin,
+                    "direction": fixed.direction,
+                }
                 resample(
                     moving.data if streamed else moving.read(),
                     reg.transform,
@@ -106,7 +104,7 @@ def cmd_register(args: argparse.Namespace) -> int:
                     cval=args.cval,
                     out=out,
                     **grid,
-                    **({} if streamed else _geometry_kwargs(resample, moving, "moving_",
+                    **({} if streamed else _geometry_kwargs(moving, "moving_",
                                                             force=True)),
                 )  # fmt: skip
             lines.append(f"  resampled moving -> {args.resampled}")
@@ -116,20 +114,17 @@ def cmd_register(args: argparse.Namespace) -> int:
     return 0
 
 
-def _geometry_kwargs(func: Any, src: Any, prefix: str, force: bool = False) -> dict[str, Any]:
-    """``fixed_spacing=``, ``fixed_origin=`` (and ``fixed_direction=`` where ``func``
-    takes it) for a source read into memory; nothing for an archive Volume, which
+def _geometry_kwargs(src: Any, prefix: str, force: bool = False) -> dict[str, Any]:
+    """``fixed_spacing=``, ``fixed_origin=`` and ``fixed_direction=`` for a source read
+    into memory; nothing for an archive Volume, which
     carries its own geometry (unless ``force``)."""
     if src.streamed and not force:
         return {}
-    return supported_kwargs(
-        func,
-        **{
-            f"{prefix}spacing": src.spacing,
-            f"{prefix}origin": src.origin,
-            f"{prefix}direction": src.direction,
-        },
-    )
+    return {
+        f"{prefix}spacing": src.spacing,
+        f"{prefix}origin": src.origin,
+        f"{prefix}direction": src.direction,
+    }
 
 
 def _sampling(text: str) -> Any:

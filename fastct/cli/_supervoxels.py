@@ -28,7 +28,6 @@ from ._common import (
     float_list,
     open_source,
     positive_int,
-    supported_kwargs,
 )
 
 
@@ -83,14 +82,7 @@ def cmd_features(args: argparse.Namespace) -> int:
         lab = labels.data if streamed else labels.read()
         img = image.data if streamed else image.read()
         spacing = labels.spacing if args.spacing is None else args.spacing
-        kwargs.update(
-            supported_kwargs(
-                features.region_features,
-                spacing=spacing,
-                origin=labels.origin,
-                direction=labels.direction,
-            )
-        )
+        kwargs.update(spacing=spacing, origin=labels.origin, direction=labels.direction)
         table = features.region_features(lab, img, **kwargs)
     table.to_csv(out)
     _say(

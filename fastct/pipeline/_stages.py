@@ -79,16 +79,6 @@ def _derived(ar: Archive, name: str, like: Volume, dtype: Any) -> Volume:
     )
 
 
-def _directions(**named: Any) -> dict[str, Any]:
-    """The direction keywords of ``register`` / ``resample`` for the scans that have a
-    non-identity direction (an LPS scan needs none, so runs on LPS data call the
-    registration exactly as before)."""
-    ds = {k: np.eye(3) if d is None else np.asarray(d, dtype=float) for k, d in named.items()}
-    if all(np.allclose(d, np.eye(3), rtol=0, atol=1e-12) for d in ds.values()):
-        return {}
-    return ds  # both, so that neither side falls back to another default
-
-
 def _detection_dict(d: Any) -> dict[str, Any]:
     get = d.get if isinstance(d, dict) else lambda k: getattr(d, k)
     return {
@@ -205,7 +195,8 @@ def _register(ctx: RunContext) -> None:
         moving_spacing=f_img.spacing,
         fixed_origin=b_img.origin,
         moving_origin=f_img.origin,
-        **_directions(fixed_direction=b_img.direction, moving_direction=f_img.direction),
+        fixed_direction=b_img.direction,
+        moving_direction=f_img.direction,
     )
     matrix = np.asarray(reg.transform.matrix, dtype=float)
     scale = float(abs(np.linalg.det(matrix[:3, :3])) ** (1.0 / 3.0))
@@ -239,7 +230,8 @@ def _resample(ctx: RunContext) -> None:
         origin=b_img.origin,
         moving_spacing=f_img.spacing,
         moving_origin=f_img.origin,
-        **_directions(direction=b_img.direction, moving_direction=f_img.direction),
+        direction=b_img.direction,
+        moving_direction=f_img.direction,
         order=1,
         cval=-1000.0,
         out=ctx.registered,
