@@ -32,15 +32,6 @@ def test_scans_in_any_orientation_are_accepted(tmp_path, direction):
         np.testing.assert_allclose(vol.direction, direction)
 
 
-def test_direction_keywords_only_when_needed():
-    assert _stages._directions(fixed_direction=None, moving_direction=np.eye(3)) == {}
-    ras = direction_from_code("RAS")
-    kw = _stages._directions(fixed_direction=None, moving_direction=ras)
-    assert set(kw) == {"fixed_direction", "moving_direction"}
-    np.testing.assert_array_equal(kw["fixed_direction"], np.eye(3))
-    np.testing.assert_array_equal(kw["moving_direction"], ras)
-
-
 def test_derived_volumes_keep_the_direction(tmp_path):
     with fastct.open(tmp_path / "s.h5", "w") as ar:
         like = ar.create_volume(
