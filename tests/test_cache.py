@@ -1,0 +1,291 @@
+"""The on-disk kernel cache: every kernel cached, and the known hazards of Numba's cache.
+
+Every case runs fresh processes with a private cache folder (``NUMBA_CACHE_DIR`` under
+``tmp_path``), so the user's own cache is never read or written. The kernel is the
+streaming engine's box sum (``parallel=True``, quick to compile); the warm-up check uses
+the public Gaussian.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from fastct import _config
+
+# Prints "<misses> <hits> <sha256 of the result>" for box sums at the given fastct thread
+# counts (all in one process); every result must be the same bytes.
+_BOX = textwrap.dedent(
+    """
+    import hashlib, sys
+    import numpy as np, fastct
+    from fastct._kernels.box import box_sum, box_sum_3d
+    data = np.random.default_rng(0).random((9, 10, 11))
+    digests = set()
+    for n in sys.argv[1:] or ["1"]:
+        fastct.set_num_threads(int(n))
+        with fastct._config.kernel_threads():
+            digests.add(hashlib.sha256(box_sum(data, (1, 2, 1)).tobytes()).hexdigest())
+    assert len(digests) == 1, digests
+    s = box_sum_3d.stats
+    print(s.cache_misses.total(), s.cache_hits.total(), digests.pop())
+    """
+)
+
+
+def _env(cache: Path | str, **extra: str) -> dict[str, str]:
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
+    env.pop("NUMBA_DISABLE_JIT", None)
+    env.pop("FASTCT_NUM_THREADS", None)
+    env.update(extra)
+    return env
+
+
+def _box(cache: Path | str, *threads: str, **extra: str) -> tuple[int, int, str, str]:
+    """Run the box sum in a fresh process: (compiled, loaded, digest, stderr)."""
+    r = subprocess.run(
+        [sys.executable, "-c", _BOX, *threads],
+        env=_env(cache, **extra),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    misses, hits, digest = r.stdout.split()
+    return int(misses), int(hits), digest, r.stderr
+
+
+def _index_files(cache: Path) -> list[Path]:
+    found = sorted(cache.rglob("box.box_sum_3d-*.nbi"))
+    assert found, f"no index file under {cache}"
+    return found
+
+
+# -- every kernel is cached -------------------------------------------------------------
+def test_every_profile_caches_on_disk():
+    assert all(profile["cache"] is True for profile in _config.PROFILES.values())
+
+
+def test_every_kernel_has_the_guarded_cache():
+    import importlib
+    import pkgutil
+
+    from numba.core.registry import CPUDispatcher
+
+    import fastct._kernels as kernels
+
+    seen = 0
+    for info in pkgutil.iter_modules(kernels.__path__):
+        module = importlib.import_module(f"fastct._kernels.{info.name}")
+        for name, obj in vars(module).items():
+            if isinstance(obj, CPUDispatcher) and obj.py_func.__module__ == module.__name__:
+                seen += 1
+                assert type(obj._cache).__name__ == "GuardedFunctionCache", name
+    assert seen > 50
+
+
+def test_second_process_loads_instead_of_compiling(tmp_path):
+    compiled, loaded, first, _ = _box(tmp_path / "cache")
+    assert (compiled, loaded) == (1, 0)
+    compiled, loaded, again, _ = _box(tmp_path / "cache")
+    assert (compiled, loaded) == (0, 1)
+    assert again == first
+
+
+# -- (a) thread counts ------------------------------------------------------------------
+def test_cached_parallel_kernel_across_thread_counts(tmp_path):
+    # cached parallel kernels have crashed elsewhere when the thread count changed:
+    # within a process (2 -> 1 -> 2) and between processes (Numba started with 1 or 2
+    # threads, fastct's count 1 or 2), writing and loading the same cache
+    cache = tmp_path / "cache"
+    runs = [
+        ({"NUMBA_NUM_THREADS": "2"}, ("2", "1", "2")),
+        ({"NUMBA_NUM_THREADS": "1"}, ("1",)),
+        ({"NUMBA_NUM_THREADS": "2"}, ("1", "2")),
+        ({"NUMBA_NUM_THREADS": "1", "FASTCT_NUM_THREADS": "2"}, ()),
+        ({"NUMBA_NUM_THREADS": "2", "FASTCT_NUM_THREADS": "1"}, ()),
+    ]
+    results = []
+    for extra, threads in runs:
+        compiled, loaded, digest, _ = _box(cache, *threads, **extra)
+        results.append(digest)
+        assert (compiled, loaded) == ((1, 0) if len(results) == 1 else (0, 1)), extra
+    assert len(set(results)) == 1
+
+
+# -- (b) concurrent first compiles ------------------------------------------------------
+def test_two_processes_compiling_the_same_cache_at_once(tmp_path):
+    cache = tmp_path / "cache"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _BOX, "2"],
+            env=_env(cache, NUMBA_NUM_THREADS="2"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-3000:]
+        outs.append(out.split())
+    assert len({digest for _, _, digest in outs}) == 1
+    # whatever order they wrote in, the cache they left is whole
+    compiled, loaded, digest, err = _box(cache)
+    assert (compiled, loaded, digest) == (0, 1, outs[0][2])
+    assert "Numba cache" not in err
+
+
+# -- (c) read-only, missing and unusable cache folders ----------------------------------
+def test_missing_cache_folder_is_created(tmp_path):
+    cache = tmp_path / "not" / "yet" / "there"
+    assert _box(cache)[:2] == (1, 0)
+    assert _box(cache)[:2] == (0, 1)
+
+
+def test_no_writable_cache_folder_anywhere_still_works(tmp_path):
+    # Numba raises "cannot cache function ...: no locator available" at decoration time
+    # when no cache folder is writable (here: NUMBA_CACHE_DIR lies below a regular file
+    # and no other locator is allowed); fastct compiles in each process instead.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    only_user_dir = {"NUMBA_CACHE_LOCATOR_CLASSES": "UserProvidedCacheLocator"}
+    compiled, loaded, digest, err = _box(blocker / "cache", **only_user_dir)
+    assert (compiled, loaded) == (1, 0)
+    assert "Numba cache set-up failed" in err and "compiled instead" in err
+    assert err.count("Numba cache") == 1  # one line, not one per kernel
+    assert _box(tmp_path / "ok")[2] == digest
+
+
+def test_read_only_cache_folder_still_works(tmp_path):
+    cache = tmp_path / "cache"
+    _, _, digest, _ = _box(cache)
+    for path in [cache, *cache.rglob("*")]:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    try:
+        try:
+            (cache / "probe").write_text("")
+        except OSError:
+            pass
+        else:
+            pytest.skip("this user writes to read-only folders (root): cannot test")
+        # Numba uses a cache folder only if it can write to it: a read-only one is
+        # passed over (here no other is allowed), and the kernel is compiled
+        only_user_dir = {"NUMBA_CACHE_LOCATOR_CLASSES": "UserProvidedCacheLocator"}
+        compiled, loaded, again, err = _box(cache, **only_user_dir)
+        assert (compiled, loaded, again) == (1, 0, digest)
+        assert "compiled instead" in err
+    finally:
+        for path in [cache, *cache.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+# -- (d) another Numba version, damaged files -------------------------------------------
+def test_cache_of_another_numba_version_is_recompiled(tmp_path):
+    cache = tmp_path / "cache"
+    _, _, digest, _ = _box(cache)
+    for index in _index_files(cache):
+        with index.open("rb") as f:
+            version = pickle.load(f)
+            rest = f.read()
+        assert isinstance(version, str)  # the index starts with Numba's version
+        index.write_bytes(pickle.dumps("0.0.1") + rest)
+    compiled, loaded, again, err = _box(cache)
+    assert (compiled, loaded, again) == (1, 0, digest)
+    assert "Numba cache" not in err  # Numba itself handles this case
+    assert _box(cache)[:2] == (0, 1)  # and rewrote the index
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["truncated index", "garbage index", "truncated data", "garbage data", "empty data"],
+)
+def test_damaged_cache_files_are_recompiled(tmp_path, damage):
+    # plain Numba raises UnpicklingError here, in every later process
+    cache = tmp_path / "cache"
+    _, _, digest, _ = _box(cache)
+    kind, what = damage.split()
+    suffix = ".nbi" if what == "index" else ".nbc"
+    files = sorted(cache.rglob(f"box.box_sum_3d-*{suffix}"))
+    assert files
+    for path in files:
+        data = path.read_bytes()
+        new = {"truncated": data[: len(data) // 2], "garbage": b"\x80garbage", "empty": b""}
+        path.write_bytes(new[kind])
+    compiled, loaded, again, err = _box(cache)
+    assert (compiled, loaded, again) == (1, 0, digest)
+    assert "Numba cache load failed for box_sum_3d" in err
+    compiled, loaded, again, err = _box(cache)
+    assert (compiled, loaded, again) == (0, 1, digest)
+    assert "Numba cache" not in err
+
+
+# -- warm-up ----------------------------------------------------------------------------
+_GAUSS = textwrap.dedent(
+    """
+    import numpy as np, fastct
+    from fastct._kernels import gaussian as g
+    img = np.random.default_rng(0).random((6, 7, 8)).astype(np.float32)
+    fastct.gaussian(img, 1.0)
+    fastct.gaussian(img.astype(np.int16), 1.0, method="recursive")
+    ds = [d for d in vars(g).values() if hasattr(d, "stats")]
+    print(sum(d.stats.cache_misses.total() for d in ds), sum(d.stats.cache_hits.total() for d in ds))
+    """
+)
+
+
+@pytest.mark.slow
+def test_after_warmup_a_new_process_compiles_nothing(tmp_path):
+    env = _env(tmp_path / "cache")
+    warm = "import fastct; s, = fastct.warmup(['gaussian']); print(s.compiled, s.loaded)"
+    r = subprocess.run(
+        [sys.executable, "-c", warm], env=env, capture_output=True, text=True, timeout=900
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    compiled, loaded = map(int, r.stdout.split())
+    assert compiled > 0 and loaded == 0
+    r = subprocess.run(
+        [sys.executable, "-c", _GAUSS], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    misses, hits = map(int, r.stdout.split())
+    assert misses == 0 and hits > 0
+    # a second warm-up loads everything and compiles nothing
+    r = subprocess.run(
+        [sys.executable, "-m", "fastct.cli", "warmup", "gaussian"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "   0 compiled" in r.stderr, r.stderr
+
+
+def test_warmup_rejects_unknown_steps():
+    import fastct
+
+    with pytest.raises(ValueError, match="steps must be among"):
+        fastct.warmup(["gaussain"])
+    with pytest.raises(TypeError, match="steps must be an iterable"):
+        fastct.warmup("gaussian")
+    with pytest.raises(TypeError, match="verbose"):
+        fastct.warmup([], verbose=1)
+
+
+def test_warmup_command_lists_its_steps(capsys):
+    from fastct import cli
+
+    assert cli.main(["warmup", "--list"]) == 0
+    steps = capsys.readouterr().out.split()
+    assert steps[0] == "gaussian" and "pipeline" in steps
+    assert cli.main(["warmup", "nonsense"]) == 2
+    assert "steps must be among" in capsys.readouterr().err
