@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -67,6 +68,21 @@ def _index_files(cache: Path) -> list[Path]:
     return found
 
 
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory):
+    """A cache holding the box sum, written by a process that created its folder and
+    ran at 2 then 1 threads: (folder, digest). Tests copy it."""
+    cache = tmp_path_factory.mktemp("filled") / "not" / "yet" / "there"
+    compiled, loaded, digest, err = _box(cache, "2", "1", NUMBA_NUM_THREADS="2")
+    assert (compiled, loaded) == (1, 0)
+    assert "Numba cache" not in err
+    return cache, digest
+
+
+def _copy(filled, tmp_path) -> Path:
+    return Path(shutil.copytree(filled[0], tmp_path / "cache"))
+
+
 # -- every kernel is cached -------------------------------------------------------------
 def test_every_profile_caches_on_disk():
     assert all(profile["cache"] is True for profile in _config.PROFILES.values())
@@ -90,36 +106,32 @@ def test_every_kernel_has_the_guarded_cache():
     assert seen > 50
 
 
-def test_second_process_loads_instead_of_compiling(tmp_path):
-    compiled, loaded, first, _ = _box(tmp_path / "cache")
-    assert (compiled, loaded) == (1, 0)
-    compiled, loaded, again, _ = _box(tmp_path / "cache")
-    assert (compiled, loaded) == (0, 1)
-    assert again == first
+def test_second_process_loads_instead_of_compiling(filled):
+    # (the missing cache folder was created by the first process)
+    compiled, loaded, again, _ = _box(filled[0])
+    assert (compiled, loaded, again) == (0, 1, filled[1])
 
 
 # -- (a) thread counts ------------------------------------------------------------------
-def test_cached_parallel_kernel_across_thread_counts(tmp_path):
+def test_cached_parallel_kernel_across_thread_counts(filled, tmp_path):
     # cached parallel kernels have crashed elsewhere when the thread count changed:
     # within a process (2 -> 1 -> 2) and between processes (Numba started with 1 or 2
-    # threads, fastct's count 1 or 2), writing and loading the same cache
-    cache = tmp_path / "cache"
+    # threads, fastct's count 1 or 2), loading a cache written at 2 then 1 threads
+    cache = _copy(filled, tmp_path)
     runs = [
-        ({"NUMBA_NUM_THREADS": "2"}, ("2", "1", "2")),
         ({"NUMBA_NUM_THREADS": "1"}, ("1",)),
+        ({"NUMBA_NUM_THREADS": "2"}, ("2", "1", "2")),
         ({"NUMBA_NUM_THREADS": "2"}, ("1", "2")),
         ({"NUMBA_NUM_THREADS": "1", "FASTCT_NUM_THREADS": "2"}, ()),
         ({"NUMBA_NUM_THREADS": "2", "FASTCT_NUM_THREADS": "1"}, ()),
     ]
-    results = []
     for extra, threads in runs:
         compiled, loaded, digest, _ = _box(cache, *threads, **extra)
-        results.append(digest)
-        assert (compiled, loaded) == ((1, 0) if len(results) == 1 else (0, 1)), extra
-    assert len(set(results)) == 1
+        assert (compiled, loaded, digest) == (0, 1, filled[1]), extra
 
 
 # -- (b) concurrent first compiles ------------------------------------------------------
+@pytest.mark.slow  # three compiles at once: ~40 s on a loaded 2-core machine
 def test_two_processes_compiling_the_same_cache_at_once(tmp_path):
     cache = tmp_path / "cache"
     procs = [
@@ -145,13 +157,7 @@ def test_two_processes_compiling_the_same_cache_at_once(tmp_path):
 
 
 # -- (c) read-only, missing and unusable cache folders ----------------------------------
-def test_missing_cache_folder_is_created(tmp_path):
-    cache = tmp_path / "not" / "yet" / "there"
-    assert _box(cache)[:2] == (1, 0)
-    assert _box(cache)[:2] == (0, 1)
-
-
-def test_no_writable_cache_folder_anywhere_still_works(tmp_path):
+def test_no_writable_cache_folder_anywhere_still_works(filled, tmp_path):
     # Numba raises "cannot cache function ...: no locator available" at decoration time
     # when no cache folder is writable (here: NUMBA_CACHE_DIR lies below a regular file
     # and no other locator is allowed); fastct compiles in each process instead.
@@ -162,12 +168,12 @@ def test_no_writable_cache_folder_anywhere_still_works(tmp_path):
     assert (compiled, loaded) == (1, 0)
     assert "Numba cache set-up failed" in err and "compiled instead" in err
     assert err.count("Numba cache") == 1  # one line, not one per kernel
-    assert _box(tmp_path / "ok")[2] == digest
+    assert digest == filled[1]
 
 
-def test_read_only_cache_folder_still_works(tmp_path):
-    cache = tmp_path / "cache"
-    _, _, digest, _ = _box(cache)
+def test_read_only_cache_folder_still_works(filled, tmp_path):
+    cache = _copy(filled, tmp_path)
+    digest = filled[1]
     for path in [cache, *cache.rglob("*")]:
         path.chmod(0o555 if path.is_dir() else 0o444)
     try:
@@ -189,9 +195,9 @@ def test_read_only_cache_folder_still_works(tmp_path):
 
 
 # -- (d) another Numba version, damaged files -------------------------------------------
-def test_cache_of_another_numba_version_is_recompiled(tmp_path):
-    cache = tmp_path / "cache"
-    _, _, digest, _ = _box(cache)
+def test_cache_of_another_numba_version_is_recompiled(filled, tmp_path):
+    cache = _copy(filled, tmp_path)
+    digest = filled[1]
     for index in _index_files(cache):
         with index.open("rb") as f:
             version = pickle.load(f)
@@ -206,12 +212,12 @@ def test_cache_of_another_numba_version_is_recompiled(tmp_path):
 
 @pytest.mark.parametrize(
     "damage",
-    ["truncated index", "garbage index", "truncated data", "garbage data", "empty data"],
+    ["truncated index", "garbage data", "empty data"],
 )
-def test_damaged_cache_files_are_recompiled(tmp_path, damage):
-    # plain Numba raises UnpicklingError here, in every later process
-    cache = tmp_path / "cache"
-    _, _, digest, _ = _box(cache)
+def test_damaged_cache_files_are_recompiled(filled, tmp_path, damage):
+    # plain Numba raises UnpicklingError (or EOFError) here, in every later process
+    cache = _copy(filled, tmp_path)
+    digest = filled[1]
     kind, what = damage.split()
     suffix = ".nbi" if what == "index" else ".nbc"
     files = sorted(cache.rglob(f"box.box_sum_3d-*{suffix}"))
@@ -235,7 +241,7 @@ _GAUSS = textwrap.dedent(
     from fastct._kernels import gaussian as g
     img = np.random.default_rng(0).random((6, 7, 8)).astype(np.float32)
     fastct.gaussian(img, 1.0)
-    fastct.gaussian(img.astype(np.int16), 1.0, method="recursive")
+    fastct.gaussian(img.astype(np.int16), 3.0, method="recursive")
     ds = [d for d in vars(g).values() if hasattr(d, "stats")]
     print(sum(d.stats.cache_misses.total() for d in ds), sum(d.stats.cache_hits.total() for d in ds))
     """
