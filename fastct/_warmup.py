@@ -51,7 +51,7 @@ def _images(dtypes: Iterable[Any], shapes: Iterable[tuple[int, ...]]) -> list[np
     return out
 
 
-_SHAPES = ((5, 6, 7), (6, 7))  # 3-D and 2-D: the kernels see different layouts
+_SHAPES = ((16, 17, 18), (17, 18))  # 3-D and 2-D; big enough for every code path
 _REAL = (np.float32, np.float64)
 _ALL = (np.float32, np.float64, np.int16, np.uint16, np.int32, np.uint8, np.bool_)
 
@@ -69,10 +69,13 @@ def _gaussian() -> None:
 def _median() -> None:
     import fastct
 
+    # the window size and the value range pick the algorithm (selection network,
+    # sliding histogram, quickselect) and the keys' dtype
     for img in _images(_ALL, _SHAPES):
-        fastct.median(img, 3)  # selection network
-        fastct.median(img, 7)  # histogram (small value range)
-        fastct.median(img * 1000 if img.dtype.kind == "f" else img, 7)  # quickselect
+        wide = img * 3000 if img.dtype.kind == "f" else img
+        for size in (3, 5, 7, 9):
+            fastct.median(img, size)
+            fastct.median(wide, size)
         fastct.median(img, footprint=np.ones((3,) * img.ndim, bool))
 
 
