@@ -30,16 +30,24 @@ Why:
   compiling it again (a one-off command spent seconds compiling: ``fastct gaussian``
   on a tiny volume about 8 s, a registration about 12 s). A cached kernel is the same
   machine code as a freshly compiled one (same LLVM module, same options), so results
-  do not change by a bit. Numba keeps the cache next to the module
-  (``fastct/_kernels/__pycache__``) or, where that folder is not writable, in the
-  user-wide cache (``NUMBA_CACHE_DIR`` if set). ``fastct.warmup()`` (CLI ``fastct
-  warmup``) fills it ahead of use. The hazards (cached ``parallel=True`` kernels with
-  the thread count changing within and between processes, two processes compiling
-  the same cache at once, read-only or missing cache folders, a cache written by
-  another Numba version or corrupted) are tested in ``tests/test_cache.py``. Numba
-  checks a cache against the modification time of the kernel's own source file only:
-  a kernel calling a kernel of another module would keep stale machine code after the
-  callee's file changes, so kernels call helpers of their own module only.
+  do not change by a bit. Numba keeps the cache in ``NUMBA_CACHE_DIR`` if that is
+  set, else next to the module (``fastct/_kernels/__pycache__``), else, where that
+  folder is not writable, in the user-wide cache (``~/.cache/numba``); with no
+  writable folder at all the kernel is compiled in each process (see
+  :func:`_enable_cache`). ``fastct.warmup()`` (CLI ``fastct warmup``) fills the cache
+  ahead of use. The hazards (cached ``parallel=True`` kernels with the thread count
+  changing within and between processes, two processes compiling the same cache at
+  once, read-only, missing or unusable cache folders, a cache written by another Numba
+  version, damaged cache files) are tested in ``tests/test_cache.py``.
+
+  What can and cannot be cached: Numba keys a cache entry by the kernel's source file
+  (a hash of its content), its bytecode, the argument types and, for a closure, the
+  pickled values of its free variables, so SLIC's ``row_pair`` kernels, built by a
+  factory per row length, are cached like the others. Kernels must not take
+  functions as arguments or build kernels from run-time values that cannot be
+  pickled. A cache is checked against the kernel's own source file only: a kernel
+  calling a kernel of another module would keep stale machine code after the
+  callee's file changed, so kernels call helpers of their own module only.
 
 Numba is imported only when a kernel module is, never by ``import fastct``.
 """

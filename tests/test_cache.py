@@ -106,6 +106,20 @@ def test_every_kernel_has_the_guarded_cache():
     assert seen > 50
 
 
+def test_kernels_call_no_kernel_of_another_module():
+    # Numba checks a cache against the kernel's own source file only: machine code
+    # inlined or linked from another module's kernel would go stale when that changes
+    import re
+
+    import fastct._kernels as kernels
+
+    own_imports = re.compile(r"\s*(from\s+\.|from\s+fastct\b|import\s+fastct\b)")
+    for path in Path(kernels.__file__).parent.glob("*.py"):
+        for line in path.read_text().splitlines():
+            if own_imports.match(line):
+                assert "_config import" in line, f"{path.name}: {line}"
+
+
 def test_second_process_loads_instead_of_compiling(filled):
     # (the missing cache folder was created by the first process)
     compiled, loaded, again, _ = _box(filled[0])
