@@ -145,7 +145,6 @@ def test_cached_parallel_kernel_across_thread_counts(filled, tmp_path):
 
 
 # -- (b) concurrent first compiles ------------------------------------------------------
-@pytest.mark.slow  # three compiles at once: ~40 s on a loaded 2-core machine
 def test_two_processes_compiling_the_same_cache_at_once(tmp_path):
     cache = tmp_path / "cache"
     procs = [
