@@ -47,7 +47,9 @@ Why:
   functions as arguments or build kernels from run-time values that cannot be
   pickled. A cache is checked against the kernel's own source file only: a kernel
   calling a kernel of another module would keep stale machine code after the
-  callee's file changed, so kernels call helpers of their own module only.
+  callee's file changed, so kernels call helpers of their own module only. The
+  compile options, which live here and not in the kernel's file, are part of every
+  cache entry's key (a changed profile recompiles).
 
 Numba is imported only when a kernel module is, never by ``import fastct``.
 """
@@ -179,6 +181,12 @@ def _guarded_cache() -> Any:
                 except Exception as exc:
                     _report_cache_problem("save", self._py_func.__qualname__, exc)
 
+            def _index_key(self, sig: Any, codegen: Any) -> Any:
+                # Numba keys an entry by the kernel's own source and bytecode; the
+                # compile options come from this module, so they join the key: a
+                # changed profile recompiles instead of loading stale machine code.
+                return (*super()._index_key(sig, codegen), self.fastct_options)
+
         _guarded_cache_class = GuardedFunctionCache
     return _guarded_cache_class
 
@@ -192,9 +200,12 @@ def _enable_cache(dispatcher: Any) -> None:
     the kernel is compiled in each process instead.
     """
     try:
-        dispatcher._cache = _guarded_cache()(dispatcher.py_func)
+        cache = _guarded_cache()(dispatcher.py_func)
     except RuntimeError as exc:  # "cannot cache function ...: no locator available"
         _report_cache_problem("set-up", dispatcher.py_func.__qualname__, exc)
+        return
+    cache.fastct_options = repr(sorted(dispatcher.targetoptions.items()))
+    dispatcher._cache = cache
 
 
 _ENV_THREADS = "FASTCT_NUM_THREADS"

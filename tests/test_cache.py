@@ -126,6 +126,49 @@ def test_second_process_loads_instead_of_compiling(filled):
     assert (compiled, loaded, again) == (0, 1, filled[1])
 
 
+_OPTIONS = textwrap.dedent(
+    """
+    import sys
+    from types import MappingProxyType
+    from fastct import _config
+    if sys.argv[1] == "fastmath":  # another profile, as if _config.py had been edited
+        _config.PROFILES = MappingProxyType(
+            {"exact": {"nogil": True, "cache": True, "fastmath": True}}
+        )
+    sys.path.insert(0, sys.argv[2])
+    from tiny_kernel import twice
+    twice(1.5)
+    print(twice.stats.cache_misses.total(), twice.stats.cache_hits.total())
+    """
+)
+
+
+def test_changed_compile_options_are_recompiled(tmp_path):
+    # the options come from fastct/_config.py, not from the kernel's own file, whose
+    # content is all Numba checks a cache against: they are part of the entry's key
+    (tmp_path / "tiny_kernel.py").write_text(
+        "from fastct._config import kernel\n\n\n"
+        '@kernel("exact")\ndef twice(x):\n    return 2.0 * x\n'
+    )
+
+    def run(profile):
+        r = subprocess.run(
+            [sys.executable, "-c", _OPTIONS, profile, str(tmp_path)],
+            env=_env(tmp_path / "cache"),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert r.returncode == 0, r.stderr[-3000:]
+        return tuple(map(int, r.stdout.split()))
+
+    assert run("exact") == (1, 0)
+    assert run("exact") == (0, 1)
+    assert run("fastmath") == (1, 0)  # not the machine code compiled without fastmath
+    assert run("fastmath") == (0, 1)
+    assert run("exact") == (0, 1)
+
+
 # -- (a) thread counts ------------------------------------------------------------------
 def test_cached_parallel_kernel_across_thread_counts(filled, tmp_path):
     # cached parallel kernels have crashed elsewhere when the thread count changed:
