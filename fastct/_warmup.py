@@ -128,12 +128,25 @@ def _features() -> None:
 
 
 def _pipeline() -> None:
-    from fastct import cli
+    import fastct
+    from fastct import datasets, pipeline
 
+    # what only the longitudinal pipeline uses (phantom rendering, lung mask, detector
+    # features...), on the smallest phantom pair
+    pair = datasets.phantom_pair("tiny", seed=0)
     with tempfile.TemporaryDirectory(prefix="fastct-warmup-") as tmp:
-        status = cli.main(["demo", "--size", "tiny", "--out", str(Path(tmp) / "demo"), "--quiet"])
-        if status != 0:
-            raise RuntimeError(f"the demo pipeline failed with status {status}")
+        path = Path(tmp) / "warmup.h5"
+        with fastct.open(path, "w") as ar:
+            for tag, scan in (("a", pair.baseline), ("b", pair.followup)):
+                ar.create_volume(
+                    f"/scans/{tag}/image",
+                    scan.image,
+                    spacing=scan.spacing,
+                    origin=scan.origin,
+                    modality="CT",
+                    units="HU",
+                )
+        pipeline.run(path, "/scans/a", "/scans/b", out_dir=Path(tmp) / "out", report=False)
 
 
 #: The warm-up steps, in order: name -> function running the public API on tiny inputs.
