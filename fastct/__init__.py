@@ -44,6 +44,7 @@ _LAZY = {
     "RigidTransform": "transforms",
     "SimilarityTransform": "transforms",
     "load_transform": "transforms",
+    "warmup": "_warmup",
 }
 _SUBMODULES = {
     "volume",

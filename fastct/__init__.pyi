@@ -26,6 +26,7 @@ from ._config import get_num_threads as get_num_threads
 from ._config import set_memory_budget as set_memory_budget
 from ._config import set_num_threads as set_num_threads
 from ._config import set_progress as set_progress
+from ._warmup import warmup as warmup
 from .features import FeatureTable as FeatureTable
 from .features import RegionAdjacency as RegionAdjacency
 from .features import region_adjacency as region_adjacency
@@ -72,4 +73,5 @@ __all__ = [
     "resample",
     "slic",
     "unsharp_mask",
+    "warmup",
 ]

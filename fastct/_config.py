@@ -8,14 +8,13 @@ itself, so these decisions are made here, once. A kernel only adds what belongs 
 own code: ``parallel=True`` when it has a ``prange`` loop, ``inline=True`` for a small
 helper that Numba inlines into its callers (``inline="always"``).
 
-==================  =====  =====  ========  =================================================
-profile             nogil  cache  fastmath  kernels
-==================  =====  =====  ========  =================================================
-``exact``           yes    no     off       Gaussian, median, features, registration,
-                                            resample, phantom, box sum
-``cached``          yes    yes    off       SLIC (``slic``, ``slic_connectivity``)
-``cached_objmode``  no     yes    off       SLIC's ``_cpu_clock`` (an ``objmode`` block)
-==================  =====  =====  ========  =================================================
+===========  =====  =====  ========  ===========================================================
+profile      nogil  cache  fastmath  kernels
+===========  =====  =====  ========  ===========================================================
+``exact``    yes    yes    off       every kernel: Gaussian, median, features, registration,
+                                     resample, phantom, box sum, SLIC, SLIC connectivity
+``objmode``  no     yes    off       SLIC's ``_cpu_clock`` (an ``objmode`` block)
+===========  =====  =====  ========  ===========================================================
 
 Why:
 
@@ -27,11 +26,30 @@ Why:
 - ``nogil``: kernels release the GIL, so Dask workers and user threads run them
   concurrently. The one exception holds a ``numba.objmode`` block (Python code, which
   needs the GIL; Numba warns when such a function asks for ``nogil``).
-- ``cache``: off by default, because cached ``parallel=True`` kernels have crashed in
-  other projects when the thread count changed between runs. The SLIC kernels are
-  cached: they take about 10 s to compile, and their cache is tested with thread counts
-  changing within and between processes
-  (``tests/test_slic.py::test_cache_survives_thread_count_changes``).
+- ``cache``: on everywhere, so a new process loads machine code from disk instead of
+  compiling it again (a one-off command spent seconds compiling: ``fastct gaussian``
+  on a tiny volume about 8 s, a registration about 12 s). A cached kernel is the same
+  machine code as a freshly compiled one (same LLVM module, same options), so results
+  do not change by a bit. Numba keeps the cache in ``NUMBA_CACHE_DIR`` if that is
+  set, else next to the module (``fastct/_kernels/__pycache__``), else, where that
+  folder is not writable, in the user-wide cache (``~/.cache/numba``); with no
+  writable folder at all the kernel is compiled in each process (see
+  :func:`_enable_cache`). ``fastct.warmup()`` (CLI ``fastct warmup``) fills the cache
+  ahead of use. The hazards (cached ``parallel=True`` kernels with the thread count
+  changing within and between processes, two processes compiling the same cache at
+  once, read-only, missing or unusable cache folders, a cache written by another Numba
+  version, damaged cache files) are tested in ``tests/test_cache.py``.
+
+  What can and cannot be cached: Numba keys a cache entry by the kernel's source file
+  (a hash of its content), its bytecode, the argument types and, for a closure, the
+  pickled values of its free variables, so SLIC's ``row_pair`` kernels, built by a
+  factory per row length, are cached like the others. Kernels must not take
+  functions as arguments or build kernels from run-time values that cannot be
+  pickled. A cache is checked against the kernel's own source file only: a kernel
+  calling a kernel of another module would keep stale machine code after the
+  callee's file changed, so kernels call helpers of their own module only. The
+  compile options, which live here and not in the kernel's file, are part of every
+  cache entry's key (a changed profile recompiles).
 
 Numba is imported only when a kernel module is, never by ``import fastct``.
 """
@@ -39,6 +57,7 @@ Numba is imported only when a kernel module is, never by ``import fastct``.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
@@ -47,9 +66,8 @@ from typing import Any
 # name -> numba.njit options; see the module docstring for why each is what it is.
 PROFILES: Mapping[str, Mapping[str, bool]] = MappingProxyType(
     {
-        "exact": MappingProxyType({"nogil": True, "cache": False, "fastmath": False}),
-        "cached": MappingProxyType({"nogil": True, "cache": True, "fastmath": False}),
-        "cached_objmode": MappingProxyType({"nogil": False, "cache": True, "fastmath": False}),
+        "exact": MappingProxyType({"nogil": True, "cache": True, "fastmath": False}),
+        "objmode": MappingProxyType({"nogil": False, "cache": True, "fastmath": False}),
     }
 )
 
@@ -66,13 +84,13 @@ def compile_options(
     --------
     >>> from fastct._config import compile_options
     >>> compile_options("exact", parallel=True)
-    {'nogil': True, 'cache': False, 'fastmath': False, 'parallel': True}
-    >>> compile_options("cached", inline=True)
+    {'nogil': True, 'cache': True, 'fastmath': False, 'parallel': True}
+    >>> compile_options("exact", inline=True)
     {'nogil': True, 'cache': True, 'fastmath': False, 'inline': 'always'}
     >>> compile_options("fast")
     Traceback (most recent call last):
     ...
-    ValueError: profile must be one of 'cached', 'cached_objmode', 'exact', got 'fast'
+    ValueError: profile must be one of 'exact', 'objmode', got 'fast'
     """
     if profile not in PROFILES:
         names = ", ".join(repr(name) for name in sorted(PROFILES))
@@ -94,10 +112,100 @@ def kernel(
 
         @kernel("exact", parallel=True)
         def box_sum_3d(data, rz, ry, rx, out): ...
+
+    A cached profile gets Numba's on-disk cache through :func:`_enable_cache`, which
+    never lets the cache break a kernel: no writable cache folder, an unreadable or
+    corrupt cache file, or a failed save only cost a compilation.
     """
     import numba
 
-    return numba.njit(**compile_options(profile, parallel=parallel, inline=inline))
+    options = compile_options(profile, parallel=parallel, inline=inline)
+    cache = options.pop("cache")
+
+    def decorate(func: Callable[..., Any]) -> Any:
+        dispatcher = numba.njit(**options)(func)
+        if cache:
+            _enable_cache(dispatcher)
+        return dispatcher
+
+    return decorate
+
+
+# -- on-disk cache ----------------------------------------------------------------------
+_log = logging.getLogger("fastct")
+_cache_problem_reported = False
+_guarded_cache_class: Any = None
+
+
+def _report_cache_problem(what: str, name: str, exc: BaseException) -> None:
+    """Log a cache problem: once per process as a warning, then at debug level."""
+    global _cache_problem_reported
+    level = logging.DEBUG if _cache_problem_reported else logging.WARNING
+    _cache_problem_reported = True
+    _log.log(
+        level,
+        "Numba cache %s failed for %s (%s: %s); the kernel is compiled instead",
+        what,
+        name,
+        type(exc).__name__,
+        exc,
+    )
+
+
+def _guarded_cache() -> Any:
+    """Numba's ``FunctionCache`` whose load and save errors cost a compilation only.
+
+    Numba itself recompiles when the index was written by another Numba version or for
+    an older source file, but raises when an index or data file is unreadable
+    (truncated, corrupt, unpicklable): every later process would then fail on that
+    kernel. Here a failed load empties the index (the next save rewrites it) and
+    compiles; a failed save keeps the compiled kernel and leaves the cache as it was.
+    """
+    global _guarded_cache_class
+    if _guarded_cache_class is None:
+        from numba.core.caching import FunctionCache
+
+        class GuardedFunctionCache(FunctionCache):
+            def load_overload(self, sig: Any, target_context: Any) -> Any:
+                try:
+                    return super().load_overload(sig, target_context)
+                except Exception as exc:
+                    _report_cache_problem("load", self._py_func.__qualname__, exc)
+                    with contextlib.suppress(Exception):
+                        self.flush()
+                    return None
+
+            def save_overload(self, sig: Any, data: Any) -> None:
+                try:
+                    super().save_overload(sig, data)
+                except Exception as exc:
+                    _report_cache_problem("save", self._py_func.__qualname__, exc)
+
+            def _index_key(self, sig: Any, codegen: Any) -> Any:
+                # Numba keys an entry by the kernel's own source and bytecode; the
+                # compile options come from this module, so they join the key: a
+                # changed profile recompiles instead of loading stale machine code.
+                return (*super()._index_key(sig, codegen), self.fastct_options)
+
+        _guarded_cache_class = GuardedFunctionCache
+    return _guarded_cache_class
+
+
+def _enable_cache(dispatcher: Any) -> None:
+    """Give ``dispatcher`` an on-disk cache, if Numba finds a writable cache folder.
+
+    Numba looks for one in this order: ``NUMBA_CACHE_DIR`` if set, the kernel module's
+    ``__pycache__``, the user-wide cache (``~/.cache/numba``). With none writable it
+    raises at decoration time, which would make every kernel module fail to import;
+    the kernel is compiled in each process instead.
+    """
+    try:
+        cache = _guarded_cache()(dispatcher.py_func)
+    except RuntimeError as exc:  # "cannot cache function ...: no locator available"
+        _report_cache_problem("set-up", dispatcher.py_func.__qualname__, exc)
+        return
+    cache.fastct_options = repr(sorted(dispatcher.targetoptions.items()))
+    dispatcher._cache = cache
 
 
 _ENV_THREADS = "FASTCT_NUM_THREADS"

@@ -137,7 +137,7 @@ def test_profiles_keep_fastmath_off():
     assert all(profile["fastmath"] is False for profile in _config.PROFILES.values())
     assert _config.compile_options("exact", parallel=True, inline=True) == {
         "nogil": True,
-        "cache": False,
+        "cache": True,
         "fastmath": False,
         "parallel": True,
         "inline": "always",

@@ -56,7 +56,7 @@ FP_SIZE = 4
 # --------------------------------------------------------------------------------------
 # candidate lists per tile
 # --------------------------------------------------------------------------------------
-@kernel("cached")
+@kernel("exact")
 def _window_tiles(windows, k, inv_tile):
     """The tiles centre ``k``'s window reaches along each axis, inclusive. ``a // t`` as
     ``int((a + 0.5) * (1 / t))``: exact for ``0 <= a < 2**31`` (the quotient is at least
@@ -72,7 +72,7 @@ def _window_tiles(windows, k, inv_tile):
     )
 
 
-@kernel("cached")
+@kernel("exact")
 def _tile_counts(tr, ntiles, tz, ks, counts):
     """Number of centres whose window touches each tile of z tile row ``tz``
     (``tr[k]``: centre ``k``'s tile ranges, inclusive; ``ks``: the centres whose z
@@ -84,7 +84,7 @@ def _tile_counts(tr, ntiles, tz, ks, counts):
                 counts[base + tx + 1] += 1
 
 
-@kernel("cached")
+@kernel("exact")
 def _tile_fill(tr, ntiles, tz, ks, fill, indices):
     for k in ks:
         for ty in range(tr[k, 2], tr[k, 3] + 1):
@@ -95,7 +95,7 @@ def _tile_fill(tr, ntiles, tz, ks, fill, indices):
                 fill[t] += 1
 
 
-@kernel("cached")
+@kernel("exact")
 def _centres_by_z_row(tr, nz):
     """CSR lists of the centres whose window reaches each z row of tiles, ascending (a
     counting sort: the per-row loops then skip the centres that miss the row)."""
@@ -115,7 +115,7 @@ def _centres_by_z_row(tr, nz):
     return starts, ks
 
 
-@kernel("cached")
+@kernel("exact")
 def tile_ranges(windows, tile, tr):
     """Into ``tr[k]``: the tiles centre ``k``'s window reaches along z, y and x
     (inclusive ranges; an empty z range for a dead centre). The candidate lists depend
@@ -133,7 +133,7 @@ def tile_ranges(windows, tile, tr):
         tr[k, 5] = x1
 
 
-@kernel("cached")
+@kernel("exact")
 def build_candidates(windows, tile, ntiles):
     """CSR lists of the centres whose window touches each tile, in ascending order.
 
@@ -143,7 +143,7 @@ def build_candidates(windows, tile, ntiles):
     return candidates_from_ranges(tr, ntiles)
 
 
-@kernel("cached", parallel=True)
+@kernel("exact", parallel=True)
 def candidates_from_ranges(tr, ntiles):
     """``build_candidates`` from the centres' tile ranges (``tile_ranges``). Each z row of
     tiles is a contiguous range of the lists, built by one thread from the centres that
@@ -162,7 +162,7 @@ def candidates_from_ranges(tr, ntiles):
     return counts, indices
 
 
-@kernel("cached")
+@kernel("exact")
 def colours_uniform(centers, alive, maxdc, slic_zero):
     """Whether every live centre has the same colour (and with SLICO the same colour
     scale), so that the colour term is shared; False without colour channels."""
@@ -181,7 +181,7 @@ def colours_uniform(centers, alive, maxdc, slic_zero):
     return first >= 0 and centers.shape[1] > 3
 
 
-@kernel("cached")
+@kernel("exact")
 def finalize_centres(count, sums, centers, alive):
     """New centres = running sums / counts in the centres' float type; empty clusters
     die (scikit-image's 0/0 gives NaN centres that never win again)."""
@@ -197,7 +197,7 @@ def finalize_centres(count, sums, centers, alive):
                 centers[k, f] = sums[k, f] / n
 
 
-@kernel("cached")
+@kernel("exact")
 def update_parts_plan(windows, alive, Z, n_threads):
     """Parts of the parallel update (``update_parts``), one per thread: part ``p`` holds
     slices ``[bounds[p], bounds[p + 1])``, each at least every window's z extent ``e``. A
@@ -235,7 +235,7 @@ def update_parts_plan(windows, alive, Z, n_threads):
     return owner, bounds, zend
 
 
-@kernel("cached")
+@kernel("exact")
 def windows_into(centers, alive, two, shape_f, out):
     """scikit-image's search windows ``int(max(c - 2s, 0))``, ``int(min(c + 2s + 1, n))``
     with the arithmetic in the centres' float type; empty (zeros) for dead centres."""
@@ -257,7 +257,7 @@ def windows_into(centers, alive, two, shape_f, out):
 # --------------------------------------------------------------------------------------
 # tiles
 # --------------------------------------------------------------------------------------
-@kernel("cached")
+@kernel("exact")
 def _tile_box(lt, ip, nzs, ny, nx):
     """Local z range, y range, x range and global tile id of local tile ``lt``."""
     per_z = ip[IP_N1] * ip[IP_N2]
@@ -274,7 +274,7 @@ def _tile_box(lt, ip, nzs, ny, nx):
     return lz0, lz1, y0, y1, x0, x1, itz * per_z + rem
 
 
-@kernel("cached")
+@kernel("exact")
 def _n_local(ip):
     return (ip[IP_TZ1] - ip[IP_TZ0]) * ip[IP_N1] * ip[IP_N2]
 
@@ -284,7 +284,7 @@ def _n_local(ip):
 # --------------------------------------------------------------------------------------
 # The row loops index 0-based views: with an index that provably starts at 0, LLVM
 # drops Numba's negative-index wrap-around and vectorises (10x here).
-@kernel("cached")
+@kernel("exact")
 def _row_gray(best, bk, featg, coords, v0, ox, xa, xb, dzy, w, spx, ckx, ck3, k):
     """One centre against a row of grayscale voxels: scikit-image's distance, keeping
     the smaller one with ties to the lower centre index; branch-free so that it
@@ -310,7 +310,7 @@ def _row_gray(best, bk, featg, coords, v0, ox, xa, xb, dzy, w, spx, ckx, ck3, k)
     return ch
 
 
-@kernel("cached")
+@kernel("exact")
 def _row_general(best, bk, feat, coords, v0, ox, xa, xb, dzy, w, spx, ckx, ccol, mdc, k,
                  slic_zero, ignore_color, fzero, dbuf, cbuf):  # fmt: skip
     """One centre against a row: any number of channels, SLICO, or spatial only."""
@@ -348,7 +348,7 @@ def _row_general(best, bk, feat, coords, v0, ox, xa, xb, dzy, w, spx, ckx, ccol,
     return ch
 
 
-@kernel("cached")
+@kernel("exact")
 def _row_max(best, dcs, v0, n, shifted):
     """The row's largest current distance (minus the shared colour term when all
     centres have the same colour), as a float64 bound. Branch-free selects: the
@@ -376,7 +376,7 @@ def _row_max(best, dcs, v0, n, shifted):
 _TX = 32
 
 
-@kernel("cached")
+@kernel("exact")
 def _max_bits(bb, n, one_i, one_f):
     """Largest of ``n`` distances from their bit patterns (as signed integers they
     order like the floats as long as one is >= 0); ``n`` is a run-time value so that
@@ -389,7 +389,7 @@ def _max_bits(bb, n, one_i, one_f):
     return np.float64(one_f[0])
 
 
-@kernel("cached")
+@kernel("exact")
 def _max_shifted(bb, db, tf, ti, n):
     """``_row_max``'s shifted bound of a full row (``n`` voxels, a multiple of ``_TX``):
     the shifted distances go to ``tf`` (``n + 1`` float64; ``ti`` its int64 view, the
@@ -409,7 +409,7 @@ def _max_shifted(bb, db, tf, ti, n):
     return _max_bits(ti, n, ti[n:], tf[n:])
 
 
-@kernel("cached", inline=True)
+@kernel("exact", inline=True)
 def _eval_row(bb, kb, fb, cx, n, dzy, w, spx, ckx, ck3, k, la, lb):
     """One centre against a full row: scikit-image's distance, the smaller one kept with
     ties to the lower centre index, voxels outside the window ``la <= x < lb`` (x
@@ -431,7 +431,7 @@ def _eval_row(bb, kb, fb, cx, n, dzy, w, spx, ckx, ck3, k, la, lb):
         kb[i] = k if c else kk
 
 
-@kernel("cached")
+@kernel("exact")
 def _candidate_x(cand, candi, jj):
     """What a row evaluation needs of sorted candidate ``jj``: its x window (floats),
     x coordinate, grey value and index."""
@@ -451,7 +451,7 @@ def _make_row_pair(n):
     differ in z only."""
     flat = n == 2 * _TX
 
-    @kernel("cached")
+    @kernel("exact")
     def row_pair(r, nn, edge, cand, candi, gz0, y0, gz1, y1, oy, coords, spz, spy, spx, w, best,
                  bk, featg, cx, bits, one_i, one_f):  # fmt: skip
         """Rows ``r`` and ``r + 1`` of a tile (at ``(gz0, y0)`` and ``(gz1, y1)``)
@@ -530,7 +530,7 @@ _row_pair_tx = _make_row_pair(_TX)
 _row_pair_2tx = _make_row_pair(2 * _TX)
 
 
-@kernel("cached")
+@kernel("exact")
 def _rows_full(nn, edge, cand, candi, lz0, y0, sy_, nrows, x0, z_off, oy, coords, spz, spy, spx,
                w, row_ok, best, bk, featg, cx, bits, one_i, one_f, ntx, shifted, dcs, tf,
                ti):  # fmt: skip
@@ -622,7 +622,7 @@ _LBQ = 16.0
 _NBUCKET = 64
 
 
-@kernel("cached")
+@kernel("exact")
 def _assign_tile(lt, X, M, L, centers, windows, maxdc, sp, coords, indptr, indices, ip, fp, out,
                  sc_feat, sc_best, sc_bk, sc_row, sc_dcs, sc_edge, sc_cand, sc_candi, sc_key,
                  sc_cnt, sc_buf, bits, one_i, one_f, sc_tf, sc_ti):  # fmt: skip
@@ -876,7 +876,7 @@ def _assign_tile(lt, X, M, L, centers, windows, maxdc, sp, coords, indptr, indic
     out[lt, 0] = nd
 
 
-@kernel("cached", parallel=True)
+@kernel("exact", parallel=True)
 def assign_slab(X, M, L, centers, windows, maxdc, sp, coords, indptr, indices, ip, fp, out,
                 max_cand, ibits):  # fmt: skip
     """Assignment step on the tiles ``ip[IP_TZ0] <= tz < ip[IP_TZ1]`` held by this slab.
@@ -924,7 +924,7 @@ def assign_slab(X, M, L, centers, windows, maxdc, sp, coords, indptr, indices, i
 # --------------------------------------------------------------------------------------
 # update
 # --------------------------------------------------------------------------------------
-@kernel("cached")
+@kernel("exact")
 def _find_entry(ent_label, base, n, lab):
     for i in range(base, base + n):
         if ent_label[i] == lab:
@@ -932,7 +932,7 @@ def _find_entry(ent_label, base, n, lab):
     return -1
 
 
-@kernel("cached")
+@kernel("exact")
 def _bbox_tile(lt, M, L, ip, offsets, ent_label, ent_box):
     nzs, ny, nx = L.shape
     use_mask = ip[IP_USE_MASK] != 0
@@ -986,7 +986,7 @@ def _bbox_tile(lt, M, L, ip, offsets, ent_label, ent_box):
                 i = j
 
 
-@kernel("cached", parallel=True)
+@kernel("exact", parallel=True)
 def bbox_slab(M, L, ip, offsets, ent_label, ent_box):
     """Per-tile bounding boxes ``[z0, z1, y0, y1, x0, x1]`` (global, inclusive) per label,
     compacted at ``offsets``."""
@@ -994,7 +994,7 @@ def bbox_slab(M, L, ip, offsets, ent_label, ent_box):
         _bbox_tile(np.int64(lt), M, L, ip, offsets, ent_label, ent_box)
 
 
-@kernel("cached")
+@kernel("exact")
 def reduce_bbox(ent_label, ent_box, start_label, box):
     """Union of the tile boxes per centre (min/max: order-independent)."""
     for e in range(ent_label.shape[0]):
@@ -1006,7 +1006,7 @@ def reduce_bbox(ent_label, ent_box, start_label, box):
                 box[k, 2 * a + 1] = ent_box[e, 2 * a + 1]
 
 
-@kernel("cached")
+@kernel("exact")
 def _update_one(k, X, M, L, box, coords, ip, sums, counts):
     nzs = L.shape[0]
     nc = X.shape[3]
@@ -1054,7 +1054,7 @@ def _update_one(k, X, M, L, box, coords, ip, sums, counts):
     counts[k] = n
 
 
-@kernel("cached", parallel=True)
+@kernel("exact", parallel=True)
 def update_slab(X, M, L, box, coords, ip, sums, counts):
     """Running sums per centre over its voxels in C order, one centre per thread.
 
@@ -1068,7 +1068,7 @@ def update_slab(X, M, L, box, coords, ip, sums, counts):
             _update_one(np.int64(k), X, M, L, box, coords, ip, sums, counts)
 
 
-@kernel("cached")
+@kernel("exact")
 def _update_region(p, za, zb, X, M, L, owner, coords, ip, sums, counts):
     """scikit-image's running sums over slices ``[za, zb)`` in C order, for the voxels
     whose label is owned by part ``p`` (``owner[k] == p``; ``p < 0``: every label)."""
@@ -1146,7 +1146,7 @@ def _update_region(p, za, zb, X, M, L, owner, coords, ip, sums, counts):
                 x = e
 
 
-@kernel("cached", parallel=True)
+@kernel("exact", parallel=True)
 def update_parts(X, M, L, owner, bounds, zend, coords, ip, sums, counts):
     """The update step of a whole volume in parallel, with scikit-image's sums.
 
@@ -1170,14 +1170,14 @@ def update_parts(X, M, L, owner, bounds, zend, coords, ip, sums, counts):
                            ip, sums, counts)  # fmt: skip
 
 
-@kernel("cached")
+@kernel("exact")
 def update_serial(X, M, L, coords, ip, sums, counts):
     """scikit-image's update loop as it is: one C-order pass over the volume."""
     owner = np.empty(sums.shape[0], np.int64)
     _update_region(np.int64(-1), np.int64(0), L.shape[0], X, M, L, owner, coords, ip, sums, counts)
 
 
-@kernel("cached")
+@kernel("exact")
 def _slico_tile(lt, X, M, L, centers, ip, fp, offsets, ent_label, ent_max):
     nzs, ny, nx = L.shape
     use_mask = ip[IP_USE_MASK] != 0
@@ -1214,14 +1214,14 @@ def _slico_tile(lt, X, M, L, centers, ip, fp, offsets, ent_label, ent_max):
                     ent_max[e] = dc
 
 
-@kernel("cached", parallel=True)
+@kernel("exact", parallel=True)
 def slico_slab(X, M, L, centers, ip, fp, offsets, ent_label, ent_max):
     """Per-tile maxima of each voxel's colour distance to its (new) centre (SLICO)."""
     for lt in prange(_n_local(ip)):
         _slico_tile(np.int64(lt), X, M, L, centers, ip, fp, offsets, ent_label, ent_max)
 
 
-@kernel("cached")
+@kernel("exact")
 def reduce_max(ent_label, ent_max, start_label, maxdc):
     for e in range(ent_label.shape[0]):
         k = ent_label[e] - start_label
@@ -1235,7 +1235,7 @@ def reduce_max(ent_label, ent_max, start_label, maxdc):
 _FEAT_BLOCK = 1 << 16
 
 
-@kernel("cached", parallel=True)
+@kernel("exact", parallel=True)
 def features_into(F, X, imin, scale, ratio, use_scale):
     """``F = ((X - imin) / scale) * ratio`` element by element in the float type of
     ``X`` (= ``F``'s): NumPy's in-place steps of the rescaling, fused, on all cores."""
@@ -1258,7 +1258,7 @@ def features_into(F, X, imin, scale, ratio, use_scale):
 # --------------------------------------------------------------------------------------
 # connectivity (scikit-image's _enforce_label_connectivity_cython, slab-capable)
 # --------------------------------------------------------------------------------------
-@kernel("cached")
+@kernel("exact")
 def enforce_connectivity(seg, out, z_begin, z_end, min_size, max_size, mask_label, state, coord):
     """Scan components starting in ``z_begin <= z < z_end`` of the slab, in raster order.
 
@@ -1368,7 +1368,7 @@ def enforce_connectivity(seg, out, z_begin, z_end, min_size, max_size, mask_labe
     state[0] = cur
 
 
-@kernel("cached")
+@kernel("exact")
 def label_z_extent(L, z_off, mask_label, start_label, zmin, zmax):
     """Running per-label min/max of the z index (for the streamed connectivity window)."""
     nz, ny, nx = L.shape
@@ -1389,7 +1389,7 @@ def label_z_extent(L, z_off, mask_label, start_label, zmin, zmax):
 # --------------------------------------------------------------------------------------
 # input checks and masked seeding helpers
 # --------------------------------------------------------------------------------------
-@kernel("cached")
+@kernel("exact")
 def ranks_to_coords(M, z_off, ranks, state, out):
     """Coordinates of the mask voxels whose rank (C order among mask voxels) is listed.
 
@@ -1415,7 +1415,7 @@ def ranks_to_coords(M, z_off, ranks, state, out):
     state[1] = pos
 
 
-@kernel("cached")
+@kernel("exact")
 def _vq_one(i, data, codes, cell, origin, gshape, cell_start, cell_items, labels):
     gz, gy, gx = gshape[0], gshape[1], gshape[2]
     rmax = max(gz, max(gy, gx))
@@ -1462,7 +1462,7 @@ def _vq_one(i, data, codes, cell, origin, gshape, cell_start, cell_items, labels
     labels[i] = bj
 
 
-@kernel("cached", parallel=True)
+@kernel("exact", parallel=True)
 def vq_grid(data, codes, cell, origin, gshape, cell_start, cell_items, labels):
     """Nearest code of every observation, exactly as scipy.cluster.vq.vq (nfeat < 5).
 
@@ -1474,7 +1474,7 @@ def vq_grid(data, codes, cell, origin, gshape, cell_start, cell_items, labels):
         _vq_one(np.int64(i), data, codes, cell, origin, gshape, cell_start, cell_items, labels)
 
 
-@kernel("cached")
+@kernel("exact")
 def cluster_means(data, labels, nc, old):
     """scipy's update_cluster_means for integer observations (sums are exact)."""
     sums = np.zeros((nc, 3))
@@ -1500,7 +1500,7 @@ def cluster_means(data, labels, nc, old):
 # --------------------------------------------------------------------------------------
 # the k-means iterations of a volume held in one slab, between the assignments
 # --------------------------------------------------------------------------------------
-@kernel("cached_objmode")  # holds the GIL: object mode inside
+@kernel("objmode")  # holds the GIL: object mode inside
 def _cpu_clock():
     """The process's CPU seconds (for the optional phase timing of the k-means steps)."""
     with numba.objmode(t="float64"):
@@ -1508,7 +1508,7 @@ def _cpu_clock():
     return t
 
 
-@kernel("cached")
+@kernel("exact")
 def kmeans_update(X, M, L, centers, alive, coords, ip, windows, res, count, sums, done,
                   max_num_iter, final, parallel_update, n_threads, timing):  # fmt: skip
     """After the assignment of iteration ``done`` of a volume held in one slab (its
@@ -1545,7 +1545,7 @@ def kmeans_update(X, M, L, centers, alive, coords, ip, windows, res, count, sums
     return go_on and done + 1 < max_num_iter
 
 
-@kernel("cached")
+@kernel("exact")
 def kmeans_prepare(centers, alive, maxdc, ip, two, shape_f, tile, it, windows, tr, tr_lists,
                    timing):  # fmt: skip
     """Before the assignment of iteration ``it`` (one slab): the search windows, their

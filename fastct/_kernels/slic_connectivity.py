@@ -35,7 +35,7 @@ from numba import prange
 from .._config import kernel
 
 
-@kernel("cached")
+@kernel("exact")
 def _find(par, v):
     """Root of ``v`` with path halving (a root is the smallest index of its set)."""
     while par[v] != v:
@@ -45,7 +45,7 @@ def _find(par, v):
     return v
 
 
-@kernel("cached")
+@kernel("exact")
 def _union(par, a, b):
     """Join the sets of ``a`` and ``b`` under the smaller root; 1 if they were apart."""
     ra = _find(par, a)
@@ -59,7 +59,7 @@ def _union(par, a, b):
     return 0
 
 
-@kernel("cached")
+@kernel("exact")
 def _join_row(sf, par, lab, v0, x0, x1, off):
     """Union of the run ``[x0, x1)`` from flat index ``v0`` (label ``lab``; every voxel's
     parent is the run's first voxel) with the runs of the same label in the row
@@ -75,7 +75,7 @@ def _join_row(sf, par, lab, v0, x0, x1, off):
     return joined
 
 
-@kernel("cached")
+@kernel("exact")
 def _components_part(seg, work, mask_label, z0, z1):
     """Union-find over 6-neighbours of equal label within slices ``z0 <= z < z1``;
     masked voxels -1. A voxel's parent has a smaller flat index and every root is the
@@ -113,7 +113,7 @@ def _components_part(seg, work, mask_label, z0, z1):
     return n
 
 
-@kernel("cached")
+@kernel("exact")
 def _number_part(work, v0, v1, base, size, first):
     """Number the part's components in raster order of their first voxel, from
     ``base``, and mark every voxel with ``-(id + 2)``. A voxel's parent lies before it
@@ -143,21 +143,21 @@ def _number_part(work, v0, v1, base, size, first):
     return n - base
 
 
-@kernel("cached", parallel=True)
+@kernel("exact", parallel=True)
 def components(seg, work, mask_label, zb, counts):
     """Components of each z part ``[zb[p], zb[p + 1])`` in parallel; ``counts[p]``."""
     for p in prange(zb.size - 1):
         counts[p] = _components_part(seg, work, mask_label, zb[p], zb[p + 1])
 
 
-@kernel("cached", parallel=True)
+@kernel("exact", parallel=True)
 def number_components(work, zb, plane, offsets, size, first):
     """Marks ``-(id + 2)`` with ids in raster order across the parts (``offsets``)."""
     for p in prange(zb.size - 1):
         _number_part(work, zb[p] * plane, zb[p + 1] * plane, offsets[p], size, first)
 
 
-@kernel("cached")
+@kernel("exact")
 def merge_parts(seg, work, zb, mask_label, n_parts_comp, size, first, remap):
     """Join the parts' components across the part boundaries and number the results in
     raster order of their first voxel (scikit-image's discovery order): ``remap[id]``
@@ -193,7 +193,7 @@ def merge_parts(seg, work, zb, mask_label, n_parts_comp, size, first, remap):
     return n
 
 
-@kernel("cached")
+@kernel("exact")
 def _neighbour(i, b, bz, by, bx, depth, height, width):
     """Neighbour ``i`` of voxel ``b`` in scikit-image's order (x+1, x-1, y+1, y-1, z+1,
     z-1): flat index and coordinates, index -1 outside the volume."""
@@ -211,7 +211,7 @@ def _neighbour(i, b, bz, by, bx, depth, height, width):
     return (b - plane, bz - 1, by, bx) if bz >= 1 else (-1, 0, 0, 0)
 
 
-@kernel("cached")
+@kernel("exact")
 def _replay(seg, par, c, r, n_parts_comp, remap, max_size, mask_label, queue, mark, ring):
     """scikit-image's search over component ``c`` from its first voxel ``r``: its voxels
     in the same order, the neighbours of other labels in the same order. Visited voxels
@@ -280,7 +280,7 @@ _SMALL = 64
 _RING = 4
 
 
-@kernel("cached", parallel=True)
+@kernel("exact", parallel=True)
 def replay_small(seg, work, first, size, n_comp, n_parts_comp, remap, min_size, max_size,
                  mask_label, rings, met):  # fmt: skip
     """The searches of the components smaller than ``min_size`` with at most ``_SMALL``
@@ -298,7 +298,7 @@ def replay_small(seg, work, first, size, n_comp, n_parts_comp, remap, min_size, 
                 met[c] = -1
 
 
-@kernel("cached")
+@kernel("exact")
 def decide(seg, work, first, size, n_comp, n_parts_comp, remap, min_size, max_size, mask_label,
            start_label, value, queue, rings, met):  # fmt: skip
     """Result label of every component in discovery order; returns ``(n_done, cur)``:
@@ -340,7 +340,7 @@ def decide(seg, work, first, size, n_comp, n_parts_comp, remap, min_size, max_si
     return n_comp, cur
 
 
-@kernel("cached", parallel=True)
+@kernel("exact", parallel=True)
 def write_labels(work, dest, value, remap, n_parts_comp, n_done, mask_label, n_rows, row_len):
     """Result labels from the marks into ``dest`` (may be the work array or the input):
     components ``< n_done`` take their value, the rest (and masked voxels)

@@ -22,7 +22,7 @@ from typing import Any
 import fastct
 
 from .. import _config, _log
-from . import _classify, _data, _filters, _pipeline, _registration, _supervoxels
+from . import _classify, _data, _filters, _pipeline, _registration, _supervoxels, _warmup
 from ._common import (
     EXIT_INTERRUPTED,
     EXIT_USAGE,
@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 #: Modules that add sub-commands, in the order ``fastct --help`` lists them.
-_COMMAND_MODULES = (_data, _filters, _supervoxels, _registration, _classify, _pipeline)
+_COMMAND_MODULES = (_data, _filters, _supervoxels, _registration, _classify, _pipeline, _warmup)
 
 
 def build_parser() -> argparse.ArgumentParser:
