@@ -181,6 +181,8 @@ def test_cached_parallel_kernel_across_thread_counts(filled, tmp_path):
         ({"NUMBA_NUM_THREADS": "2"}, ("1", "2")),
         ({"NUMBA_NUM_THREADS": "1", "FASTCT_NUM_THREADS": "2"}, ()),
         ({"NUMBA_NUM_THREADS": "2", "FASTCT_NUM_THREADS": "1"}, ()),
+        # and another threading layer than the one that wrote the cache (OpenMP here)
+        ({"NUMBA_NUM_THREADS": "2", "NUMBA_THREADING_LAYER": "workqueue"}, ("2", "1")),
     ]
     for extra, threads in runs:
         compiled, loaded, digest, _ = _box(cache, *threads, **extra)
