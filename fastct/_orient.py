@@ -103,11 +103,10 @@ def lps_view(
     if direction is None:
         d = np.eye(ndim, dtype=int)
     else:
-        d = _signed_permutation(np.asarray(direction, dtype=float))
-        if d is None:
-            if exact:
-                return None
-            d = closest_signed_permutation(direction)
+        found = _signed_permutation(np.asarray(direction, dtype=float))
+        if found is None and exact:
+            return None
+        d = closest_signed_permutation(direction) if found is None else found
     perm = [0] * ndim
     flip = [False] * ndim
     for a in range(ndim):

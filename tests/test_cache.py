@@ -352,4 +352,4 @@ def test_warmup_command_lists_its_steps(capsys):
     steps = capsys.readouterr().out.split()
     assert steps[0] == "gaussian" and "pipeline" in steps
     assert cli.main(["warmup", "nonsense"]) == 2
-    assert "steps must be among" in capsys.readouterr().err
+    assert "STEP must be among" in capsys.readouterr().err
