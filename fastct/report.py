@@ -40,7 +40,7 @@ __all__ = [
 #: Display window for CT slices (HU): the lung window, level -600, width 1500.
 LUNG_WINDOW = (-1350.0, 150.0)
 _CSS = """
-body { font-family: sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+body { font-family: sans-serif; margin: 2em auto; max-width: 1250px; color: #222; }
 h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; margin-top: 2em; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
 th, td { border: 1px solid #bbb; padding: 3px 8px; text-align: right; }
@@ -48,6 +48,13 @@ th { background: #eee; } td.l { text-align: left; }
 figure { margin: 1em 0; } figure img { max-width: 100%; }
 figcaption { font-size: 0.9em; color: #555; }
 .summary li { margin: 0.2em 0; }
+.banner { background: #fff3cd; border: 1px solid #e0c36a; padding: 0.6em; }
+table.nodules td { font-size: 0.85em; }
+tr.bad td { background: #fbe3e3; } tr.good td { background: #e6f4e6; }
+.legend { font-size: 0.85em; color: #555; }
+.crops { display: flex; flex-wrap: wrap; gap: 0 1em; }
+.crops figure { width: 390px; margin: 0.5em 0; }
+footer { font-size: 0.8em; color: #555; margin-top: 2em; }
 """
 
 
@@ -154,8 +161,18 @@ class _Refs(HTMLParser):
         self.refs: list[tuple[str, str, str]] = []  # (tag, attribute, value)
         self.styles: list[str] = []
         self._in_style = False
+        self.row_ids: list[str] = []  # <tr data-nodule=ID> of the nodule table
+        self.crop_ids: set[str] = set()  # <figure data-nodule=ID> holding an <img>
+        self._figure: str | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        nodule = dict(attrs).get("data-nodule")
+        if tag == "tr" and nodule:
+            self.row_ids.append(nodule)
+        elif tag == "figure":
+            self._figure = nodule
+        elif tag == "img" and self._figure:
+            self.crop_ids.add(self._figure)
         for key, value in attrs:
             if key in ("src", "href", "srcset", "data", "poster") and value is not None:
                 self.refs.append((tag, key, value))
@@ -165,6 +182,8 @@ class _Refs(HTMLParser):
 
     def handle_endtag(self, tag: str) -> None:
         self._in_style = False
+        if tag == "figure":
+            self._figure = None
 
     def handle_data(self, data: str) -> None:
         if self._in_style:
@@ -193,7 +212,9 @@ def check_report(path: str | os.PathLike) -> list[str]:
     Checks that every ``<img src>`` exists inside the report's folder (or is a
     ``data:`` URI) and decodes as a PNG, that every other ``src``/``href`` is a local
     file or an in-page anchor, and that neither attributes nor CSS ``url(...)`` refer
-    to a remote resource (``http:``, ``https:``, ``ftp:``, ``//host``).
+    to a remote resource (``http:``, ``https:``, ``ftp:``, ``//host``). In a follow-up
+    read, every nodule ID of the table (``<tr data-nodule=ID>``) must be unique and
+    have its crop (a ``<figure data-nodule=ID>`` holding an image).
 
     Examples
     --------
@@ -253,6 +274,13 @@ def check_report(path: str | os.PathLike) -> list[str]:
             issue = _png_problem(target.read_bytes())
             if issue:
                 problems.append(f"{where}: {issue}")
+    seen: set[str] = set()
+    for rid in parser.row_ids:
+        if rid in seen:
+            problems.append(f"nodule {rid!r}: two table rows have this ID")
+        seen.add(rid)
+        if rid not in parser.crop_ids:
+            problems.append(f"nodule {rid!r}: no crop figure for this table row")
     return problems
 
 
@@ -351,7 +379,29 @@ def pipeline_report(folder: str | os.PathLike, result: Any, ar: Any, root: str, 
     z, y, _ = _focus(result, shape, spacing, origin, b_dir)
     ax_aspect = spacing[1] / spacing[2]
     co_aspect = spacing[0] / spacing[2]
-    blocks: list[str] = [_summary_html(result)]
+    blocks: list[str] = [_RESEARCH_BANNER, _summary_html(result)]
+
+    # 0. the read: nodule table, paired crops, candidates below the threshold.
+    blocks.append("<h2>Nodules</h2>")
+    blocks.append(_rules_html(result))
+    blocks.append(_nodule_table_html(result))
+    if result.truth is not None and result.truth.get("rows"):
+        blocks.append(_truth_rows_html(result.truth["rows"]))
+    blocks.append("<h2>Nodule crops</h2>")
+    blocks.append(
+        "<p>Baseline (left) and follow-up resampled onto the baseline grid with the "
+        "registration (right), the same axial slice of the baseline grid, lung window "
+        "W 1500 / L -600; contours: the nodule region (solid line: detection above the "
+        "threshold; dashed: a candidate below it); scale bar 10 mm; orientation letters "
+        "from the direction cosines (A/P anterior/posterior, R/L patient right/left).</p>"
+    )
+    crops = _NoduleCrops(ar, root, b_img, f_img, registered, result)
+    blocks.append(
+        "<div class='crops'>"
+        + "".join(crops.figure(plt, folder, row) for row in result.nodules)
+        + "</div>"
+    )
+    blocks.append(_candidates_html(result))
 
     # 1. raw / denoised / enhanced, axial and coronal.
     fig, axes = plt.subplots(2, 3, figsize=(12, 8))
@@ -389,7 +439,7 @@ def pipeline_report(folder: str | os.PathLike, result: Any, ar: Any, root: str, 
     )
 
     # 3. detections with probabilities, per time point.
-    blocks.append("<h2>Detections</h2>")
+    blocks.append("<h2>Detections (all, above the threshold)</h2>")
     for tp, image, prob in (
         ("baseline", b_img, base["probability"]),
         ("followup", f_img, follow_prob),
@@ -442,32 +492,6 @@ def pipeline_report(folder: str | os.PathLike, result: Any, ar: Any, root: str, 
         )
     )
 
-    # 6. growth table.
-    blocks.append("<h2>Nodules and growth</h2>")
-    interval = (
-        f"{result.interval_days:g} days" if result.interval_days else "unknown (no doubling times)"
-    )
-    blocks.append(f"<p>Interval between the scans: {interval}.</p>")
-    blocks.append(
-        html_table(
-            result.nodules,
-            [
-                ("nodule", "nodule", "d"),
-                ("status", "status", ""),
-                ("change", "change", ""),
-                ("diameter_baseline_mm", "diameter 1 (mm)", ".1f"),
-                ("diameter_followup_mm", "diameter 2 (mm)", ".1f"),
-                ("volume_baseline_mm3", "volume 1 (mm³)", ".0f"),
-                ("volume_followup_mm3", "volume 2 (mm³)", ".0f"),
-                ("volume_change_pct", "change (%)", "+.0f"),
-                ("doubling_time_days", "VDT (days)", ".0f"),
-                ("probability_baseline", "p 1", ".2f"),
-                ("probability_followup", "p 2", ".2f"),
-                ("distance_mm", "match distance (mm)", ".1f"),
-            ],
-        )
-    )
-
     # 7. FROC and truth.
     if result.truth is not None:
         blocks.append("<h2>Against the ground truth</h2>")
@@ -507,7 +531,10 @@ def pipeline_report(folder: str | os.PathLike, result: Any, ar: Any, root: str, 
 
     # 8. stage timings.
     blocks.append(_timings_html(plt, folder, result.timings))
-    return write_html(folder, f"fastct longitudinal report: run {result.run_name}", blocks)
+    blocks.append(_footer_html(result))
+    return write_html(
+        folder, f"fastct follow-up read (research use): run {result.run_name}", blocks
+    )
 
 
 def _orientation_note(direction: Any) -> str:
@@ -589,24 +616,459 @@ def _timings_html(plt, folder: Path, timings: dict[str, float]) -> str:
     )
 
 
+_RESEARCH_BANNER = (
+    "<p class='banner'><b>Research use only.</b> This report is produced automatically by "
+    "fastct's detector and measurements; it is not a medical device and must not guide "
+    "patient care. Categories are <i>Lung-RADS v2022-style</i> (documented size rules "
+    "applied to automatic measurements), not a radiologist's Lung-RADS assessment.</p>"
+)
+
+
+def _e(value: Any) -> str:
+    """HTML-escaped text of anything (None as '-')."""
+    return "-" if value is None else html.escape(str(value))
+
+
+def _num(value: Any, spec: str, missing: str = "-") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return missing
+    return format(value, spec)
+
+
 def _summary_html(result: Any) -> str:
+    rows = result.nodules
+    n_b = len(result.detections["baseline"])
+    n_f = len(result.detections["followup"])
+    matched = sum(1 for r in rows if r["status"] == "matched")
+    new = sum(1 for r in rows if r["status"] == "new")
+    gone = sum(1 for r in rows if r["status"] != "matched" and r["status"] != "new")
+    growing = [r["id"] for r in rows if r.get("growing")]
+    thr = (result.thresholds or {}).get("baseline")
+    exam = result.exam_category or {}
+    interval = f"{result.interval_days:g} days" if result.interval_days else "unknown"
     items = [
-        f"Archive: {html.escape(result.archive.name)}, results under "
-        f"<code>/results/{html.escape(result.run_name)}/</code>",
-        f"Baseline grid: {' x '.join(map(str, result.shape))} voxels, spacing "
+        "<b>Lung-RADS v2022-style exam category</b>: baseline "
+        f"<b>{_e(exam.get('baseline'))}</b>, follow-up <b>{_e(exam.get('followup'))}</b> "
+        "(highest nodule category; rules below the table)",
+        f"Detections above the operating threshold ({_num(thr, '.2f')}): {n_b} baseline, "
+        f"{n_f} follow-up; {matched} matched, {new} new at follow-up, {gone} not found at "
+        f"follow-up; growing (mean diameter +&gt;1.5 mm): {_e(', '.join(growing) or 'none')}",
+        f"Candidates below the threshold (listed apart): "
+        f"{len(result.candidates.get('baseline', []))} baseline, "
+        f"{len(result.candidates.get('followup', []))} follow-up",
+        f"Interval between the scans: {_e(interval)}",
+        f"Archive: {_e(result.archive.name)}, results under "
+        f"<code>/results/{_e(result.run_name)}/</code>; baseline grid "
+        f"{' x '.join(map(str, result.shape))} voxels, spacing "
         f"{' x '.join(f'{s:g}' for s in result.spacing)} mm",
-        f"Detections: {len(result.detections['baseline'])} baseline, "
-        f"{len(result.detections['followup'])} follow-up; "
-        f"{sum(1 for r in result.nodules if r['status'] == 'matched')} matched",
-        f"Registration: {result.registration['transform']}, scale "
-        f"{result.registration['scale']:.4f}",
-        f"Total time: {sum(result.timings.values()):.1f} s",
+        f"Registration: {_e(result.registration['transform'])}, scale "
+        f"{result.registration['scale']:.4f}; total time {sum(result.timings.values()):.1f} s",
     ]
     if result.truth is not None:
         t = result.truth
-        items.append(
-            f"Ground truth: registration error {t['registration_error_mm']:.3f} mm; found "
-            f"{t['baseline']['found']}/{t['baseline']['total']} (baseline) and "
-            f"{t['followup']['found']}/{t['followup']['total']} (follow-up) nodules >= 5 mm"
-        )
+        items.append(_truth_summary_line(t))
     return "<ul class='summary'>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
+
+
+def _truth_summary_line(t: dict[str, Any]) -> str:
+    """Phantom mode: hits, false positives, misses and wrong matches, not only hits."""
+    rows = t.get("rows")
+    err = f"registration error {t['registration_error_mm']:.3f} mm"
+    if not rows:
+        return f"Ground truth (phantom): {err}"
+    parts = []
+    for tp in ("baseline", "followup"):
+        p = rows["per_scan"][tp]
+        missed = ", ".join(f"T{i}" for i in p["missed"]) or "none"
+        parts.append(
+            f"{tp}: {p['true_positives']}/{p['total']} true nodules found, "
+            f"<b>{p['false_positives']} false positives</b>, missed {_e(missed)}"
+        )
+    pr = rows["pairs"]
+    return (
+        f"<b>Ground truth (phantom)</b>, nodules &ge; {rows['min_diameter_mm']:g} mm, hit = "
+        f"{_e(rows['hit_rule'])}: " + "; ".join(parts) + f"; pairs: {pr['true']} true, "
+        f"<b>{pr['wrong']} wrong matches</b>, {pr['false_positive']} false-positive pairs; "
+        f"{rows['tracked']} of {rows['trackable']} true nodules tracked across both scans; "
+        f"{err}"
+    )
+
+
+def _rules_html(result: Any) -> str:
+    from .pipeline import lungrads, measure
+
+    return (
+        "<details><summary>How the table is measured (rules)</summary><ul>"
+        "<li>Only detections with probability &ge; the detector's operating threshold "
+        "form rows; growth and volume doubling time (VDT) are given only for pairs whose "
+        "two members both pass it. VDT = interval &times; ln 2 / ln(V2/V1), shown only for "
+        "a nodule whose volume grew by at least 25% (n/a otherwise: never negative).</li>"
+        "<li>Nodule region: the detection's supervoxels, voxels &ge; "
+        f"{measure.REGION_MIN_HU:g} HU on the denoised image. Mean diameter = (long + "
+        "short axis) / 2 on the axial slice of largest area; long axis = largest Feret "
+        "diameter, short axis = largest extent perpendicular to it. Volume = voxel count "
+        "&times; voxel volume.</li>"
+        f"<li>Type: calcified if &ge; {measure.CALCIFIED_FRACTION:.0%} of voxels &gt; "
+        f"{measure.CALCIFIED_HU:g} HU; solid if the mean &gt; {measure.SOLID_HU:g} HU; "
+        f"part-solid if &ge; {measure.SOLID_CORE_MIN_FRACTION:.0%} of voxels are &gt; "
+        f"{measure.SOLID_HU:g} HU (solid core, its mean diameter shown); ground-glass "
+        "otherwise.</li>"
+        "<li>Location: slice = axial slice index of the centre (baseline grid for "
+        "baseline nodules, follow-up grid for new ones); side from the LPS x of the "
+        "centre against the middle of the lung mask's x extent (LPS +x = patient left); "
+        "zone = upper / middle / lower third of the lung mask's superior-inferior "
+        "extent.</li>"
+        "<li>Lung-RADS v2022-style: baseline solid &lt;6 mm: 2, 6-&lt;8: 3, 8-&lt;15: "
+        "4A, &ge;15: 4B; part-solid &lt;6 mm: 2, solid core &lt;6: 3, 6-&lt;8: 4A, &ge;8: "
+        "4B; ground-glass &lt;30 mm: 2, &ge;30: 3; calcified: 1. Follow-up: growing = "
+        f"mean diameter up by &gt; {lungrads.GROWTH_MM:g} mm; new solid &lt;4: 2, "
+        "4-&lt;6: 3, 6-&lt;8: 4A, &ge;8: 4B; growing solid &lt;8: 4A, &ge;8: 4B; new or "
+        "growing part-solid &lt;6 mm: 3, core &lt;4: 4A, &ge;4: 4B; unchanged nodules "
+        f"&ge;{lungrads.STABLE_STEP_DOWN_DAYS:g} days after the baseline: 2. Exam = highest "
+        "nodule category. Not a clinical tool.</li>"
+        "<li>Matching: baseline centres mapped by the registration, one-to-one by least "
+        "total distance within the match tolerance (see the footer).</li>"
+        "</ul></details>"
+    )
+
+
+_TABLE_COLUMNS = (
+    ("ID", None),
+    ("status", None),
+    ("type", None),
+    ("slice B / F", None),
+    ("centre (mm, z y x)", None),
+    ("side", None),
+    ("zone", None),
+    ("mean diameter B &rarr; F (mm)", None),
+    ("solid core B &rarr; F (mm)", None),
+    ("volume B &rarr; F (mm&sup3;)", None),
+    ("volume change", None),
+    ("VDT (days)", None),
+    ("Lung-RADS-style B / F", None),
+    ("p B / F", None),
+    ("match distance (mm)", None),
+    ("note", None),
+)
+
+
+def _pair(a: Any, b: Any, spec: str, sep: str = " &rarr; ") -> str:
+    return f"{_num(a, spec)}{sep}{_num(b, spec)}"
+
+
+def _nodule_table_html(result: Any) -> str:
+    """The main table: one row per nodule above the threshold, ``data-nodule`` = ID."""
+    truth = result.truth is not None and bool(result.truth.get("rows"))
+    head = [h for h, _ in _TABLE_COLUMNS]
+    if truth:
+        head += ["truth B / F", "verdict"]
+    out = ["<table class='nodules'><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
+    for r in result.nodules:
+        rid = _e(r["id"])
+        center = r["center_baseline_mm"] or r["center_followup_mm"]
+        status = r["status"] if r["status"] != "matched" else f"matched, {r['change']}"
+        vdt = r["doubling_time_days"]
+        vdt_txt = (
+            _num(vdt, ".0f") if vdt is not None else ("n/a" if r["status"] == "matched" else "-")
+        )
+        cells = [
+            f"<a href='#crop-{rid}'>{rid}</a>",
+            _e(status),
+            _e(r.get("type")),
+            f"{_e(r.get('slice_baseline'))} / {_e(r.get('slice_followup'))}",
+            " ".join(f"{v:.1f}" for v in center),
+            _e(r.get("side")),
+            _e(r.get("zone")),
+            _pair(r.get("mean_diameter_baseline_mm"), r.get("mean_diameter_followup_mm"), ".1f"),
+            _pair(r.get("solid_diameter_baseline_mm"), r.get("solid_diameter_followup_mm"), ".1f")
+            if (r.get("solid_diameter_baseline_mm") or r.get("solid_diameter_followup_mm"))
+            else "-",
+            _pair(r["volume_baseline_mm3"], r["volume_followup_mm3"], ".0f"),
+            _num(r["volume_change_pct"], "+.0f")
+            + ("%" if r["volume_change_pct"] is not None else ""),
+            vdt_txt,
+            f"{_e(r.get('category_baseline'))} / {_e(r.get('category_followup'))}",
+            _pair(r["probability_baseline"], r["probability_followup"], ".2f", " / "),
+            _num(r["distance_mm"], ".1f"),
+            _e(r.get("note") or ""),
+        ]
+        cls = ""
+        if truth:
+            cells += [
+                f"{_e(r.get('truth_baseline'))} / {_e(r.get('truth_followup'))}",
+                _e(r.get("verdict")),
+            ]
+            v = r.get("verdict") or ""
+            cls = " class='bad'" if ("false" in v or "wrong" in v) else " class='good'"
+        out.append(
+            f"<tr id='row-{rid}' data-nodule='{rid}'{cls}>"
+            + "".join(f"<td class='l'>{c}</td>" for c in cells)
+            + "</tr>"
+        )
+    if not result.nodules:
+        out.append(f"<tr><td colspan='{len(head)}'>no detection above the threshold</td></tr>")
+    out.append("</table>")
+    out.append(
+        "<p class='legend'>B = baseline, F = follow-up. Sizes: mean axial diameter "
+        "(long + short)/2; VDT n/a for stable or shrinking nodules.</p>"
+    )
+    return "".join(out)
+
+
+def _truth_rows_html(rows: dict[str, Any]) -> str:
+    per = rows["per_scan"]
+    table = html_table(
+        [
+            {
+                "scan": tp,
+                "tp": per[tp]["true_positives"],
+                "total": per[tp]["total"],
+                "fp": per[tp]["false_positives"],
+                "missed": ", ".join(f"T{i}" for i in per[tp]["missed"]) or "none",
+            }
+            for tp in ("baseline", "followup")
+        ],
+        [
+            ("scan", "scan", ""),
+            ("tp", "true positives", "d"),
+            ("total", f"true nodules >= {rows['min_diameter_mm']:g} mm", "d"),
+            ("fp", "false positives", "d"),
+            ("missed", "missed", ""),
+        ],
+    )
+    pr = rows["pairs"]
+    return (
+        "<h3>Against the phantom's truth</h3>"
+        f"<p>Hit rule: {_e(rows['hit_rule'])}; T&lt;id&gt; = true nodule, FP = false "
+        "positive, (small) = a true nodule below the size counted. Pairs: "
+        f"{pr['true']} true, {pr['wrong']} wrong matches (members are not the same true "
+        f"nodule), {pr['false_positive']} false-positive pairs; {rows['tracked']} of "
+        f"{rows['trackable']} true nodules tracked.</p>" + table
+    )
+
+
+def _candidates_html(result: Any) -> str:
+    thr = (result.thresholds or {}).get("baseline")
+    parts = []
+    total = 0
+    for tp in ("baseline", "followup"):
+        cands = result.candidates.get(tp, [])
+        total += len(cands)
+        rows = [
+            {
+                "scan": tp,
+                "p": c["probability"],
+                "slice": c.get("slice"),
+                "center": " ".join(f"{v:.1f}" for v in c["center_mm"]),
+                "type": c.get("type"),
+                "d": c.get("mean_diameter_mm"),
+                "side": c.get("side"),
+                "zone": c.get("zone"),
+            }
+            for c in cands
+        ]
+        parts.append(
+            html_table(
+                rows,
+                [
+                    ("scan", "scan", ""),
+                    ("p", "probability", ".2f"),
+                    ("slice", "slice", "d"),
+                    ("center", "centre (mm, z y x)", ""),
+                    ("type", "type", ""),
+                    ("d", "mean diameter (mm)", ".1f"),
+                    ("side", "side", ""),
+                    ("zone", "zone", ""),
+                ],
+            )
+        )
+    return (
+        f"<details class='candidates'><summary>Candidates below the operating threshold "
+        f"({_num(thr, '.2f')}): {total}, not part of the read</summary>"
+        "<p>Regions scoring between half the threshold and the threshold (at most 15 per "
+        "scan, most probable first). They are not reported as nodules.</p>"
+        + "".join(parts)
+        + "</details>"
+    )
+
+
+def _footer_html(result: Any) -> str:
+    from . import __version__
+
+    model = result.model or {}
+    params = result.parameters or {}
+    items = [
+        f"fastct {_e(__version__)}",
+        f"model: {_e(model.get('path') or model.get('kind') or 'unknown')}"
+        + (f", SHA-256 <code>{_e(model.get('sha256'))}</code>" if model.get("sha256") else ""),
+        "parameters: " + "; ".join(f"{_e(k)} = {_e(v)}" for k, v in params.items()),
+        f"created {_e(result.created or '-')} (UTC)",
+    ]
+    return "<footer><hr><ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul></footer>"
+
+
+def _axis_letters(vec: Any) -> tuple[str, str]:
+    """(letter at the positive end, at the negative end) of an index axis whose
+    physical direction (LPS, z y x components) is ``vec``."""
+    v = np.asarray(vec, dtype=float)
+    k = int(np.argmax(np.abs(v)))
+    pos, neg = (("S", "I"), ("P", "A"), ("L", "R"))[k]
+    return (pos, neg) if v[k] >= 0 else (neg, pos)
+
+
+def _sample_nearest(vol: Any, points_mm: np.ndarray, fill: int = 0) -> np.ndarray:
+    """Nearest-voxel samples of an integer volume at physical points (..., 3)."""
+    from ._geometry import physical_to_index
+
+    flat = np.rint(
+        physical_to_index(points_mm.reshape(-1, 3), vol.spacing, vol.origin, vol.direction)
+    ).astype(np.int64)
+    shape = np.asarray(vol.shape)
+    inside = np.all((flat >= 0) & (flat < shape), axis=1)
+    out = np.full(flat.shape[0], fill, dtype=np.int64)
+    if inside.any():
+        lo = flat[inside].min(axis=0)
+        hi = flat[inside].max(axis=0) + 1
+        box = np.asarray(vol[tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))])
+        rel = flat[inside] - lo
+        out[inside] = box[rel[:, 0], rel[:, 1], rel[:, 2]]
+    return out.reshape(points_mm.shape[:-1])
+
+
+class _NoduleCrops:
+    """Paired baseline / registered follow-up crops of each nodule, with contours."""
+
+    def __init__(self, ar: Any, root: str, b_img: Any, f_img: Any, registered: Any, result: Any):
+        self.b_den = ar[f"{root}/baseline/denoised"]
+        self.b_sv = ar[f"{root}/baseline/supervoxels"]
+        self.f_sv = ar[f"{root}/followup/supervoxels"]
+        self.registered = registered
+        self.b_img = b_img
+        self.result = result
+        self.matrix = np.asarray(result.registration["matrix"], dtype=float)
+        self.spacing = np.asarray(b_img.spacing, dtype=float)
+        self.origin = np.asarray(b_img.origin, dtype=float)
+        self.direction = b_img.direction
+
+    def _to_followup(self, pts: np.ndarray) -> np.ndarray:
+        m = self.matrix
+        return pts @ m[:3, :3].T + m[:3, 3]
+
+    def _to_baseline(self, pts: np.ndarray) -> np.ndarray:
+        m = np.linalg.inv(self.matrix)
+        return pts @ m[:3, :3].T + m[:3, 3]
+
+    def figure(self, plt: Any, folder: Path, row: dict[str, Any]) -> str:
+        from ._geometry import physical_to_index
+        from .pipeline.measure import REGION_MIN_HU
+
+        res = self.result
+        b = (
+            None
+            if row["baseline_index"] is None
+            else res.detections["baseline"][row["baseline_index"]]
+        )
+        f = (
+            None
+            if row["followup_index"] is None
+            else res.detections["followup"][row["followup_index"]]
+        )
+        if b is not None:
+            center = np.asarray(b["center_mm"], dtype=float)
+        else:
+            assert f is not None
+            center = self._to_baseline(np.asarray(f["center_mm"], dtype=float)[None])[0]
+        shape = np.asarray(self.b_img.shape)
+        idx = np.rint(physical_to_index(center, self.spacing, self.origin, self.direction))
+        idx = np.clip(idx.astype(int), 0, shape - 1)
+        sizes = [d.get("mean_diameter_mm") or d["diameter_mm"] for d in (b, f) if d is not None]
+        half_mm = max(15.0, 1.5 * max(sizes))
+        hy = int(math.ceil(half_mm / self.spacing[1]))
+        hx = int(math.ceil(half_mm / self.spacing[2]))
+        z = int(idx[0])
+        ys = slice(max(0, idx[1] - hy), min(shape[1], idx[1] + hy + 1))
+        xs = slice(max(0, idx[2] - hx), min(shape[2], idx[2] + hx + 1))
+        left = np.asarray(self.b_den[z, ys, xs], dtype=np.float32)
+        right = np.asarray(self.registered[z, ys, xs], dtype=np.float32)
+        aspect = self.spacing[1] / self.spacing[2]
+        fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.4))
+        rid = str(row["id"])
+        _show(axes[0], left, aspect, f"{rid} baseline, slice {z}")
+        _show(axes[1], right, aspect, f"{rid} follow-up (registered)")
+        # contours: the baseline region on the left; the follow-up region (or the
+        # candidate below the threshold at this place) sampled onto the baseline grid.
+        if b is not None and b.get("labels"):
+            sv = np.asarray(self.b_sv[z, ys, xs])
+            m = np.isin(sv, b["labels"]) & (left >= REGION_MIN_HU)
+            _contour(axes[0], m, "lime", "solid")
+        fu = f
+        style = "solid"
+        if fu is None and row.get("note"):
+            fu = self._candidate_near(center)
+            style = "dashed"
+        if fu is not None and fu.get("labels"):
+            grid = np.stack(
+                np.meshgrid(
+                    np.arange(ys.start, ys.stop), np.arange(xs.start, xs.stop), indexing="ij"
+                ),
+                axis=-1,
+            )
+            ijk = np.concatenate([np.full(grid.shape[:-1] + (1,), z), grid], axis=-1)
+            from ._geometry import index_to_physical
+
+            pts = index_to_physical(ijk.astype(float), self.spacing, self.origin, self.direction)
+            lab = _sample_nearest(
+                self.f_sv, self._to_followup(pts.reshape(-1, 3)).reshape(pts.shape)
+            )
+            m = np.isin(lab, fu["labels"]) & (right >= REGION_MIN_HU)
+            _contour(axes[1], m, "lime" if style == "solid" else "orange", style)
+        for ax, img in zip(axes, (left, right)):
+            _scale_bar(ax, img.shape, self.spacing)
+            _orientation_letters(ax, self.direction)
+        caption = (
+            f"{rid}: {row['status']}"
+            + (f", {row.get('type')}" if row.get("type") else "")
+            + f"; axial slice {z} of the baseline grid."
+            + (f" {row['note']}." if row.get("note") else "")
+        )
+        src = save_figure(fig, folder, f"nodule_{rid}")
+        return (
+            f"<figure id='crop-{html.escape(rid)}' data-nodule='{html.escape(rid)}'>"
+            f"<img src='{html.escape(src)}' alt='{html.escape(caption)}'>"
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
+
+    def _candidate_near(self, center_b: np.ndarray) -> dict[str, Any] | None:
+        cands = self.result.candidates.get("followup", [])
+        if not cands:
+            return None
+        q = self._to_followup(np.asarray(center_b, dtype=float)[None])[0]
+        dist = [float(np.linalg.norm(np.asarray(c["center_mm"]) - q)) for c in cands]
+        return cands[int(np.argmin(dist))]
+
+
+def _contour(ax: Any, mask: np.ndarray, color: str, style: str) -> None:
+    if mask.any() and not mask.all():
+        ax.contour(mask.astype(float), levels=[0.5], colors=color, linewidths=1.2, linestyles=style)
+
+
+def _scale_bar(ax: Any, shape: tuple[int, ...], spacing: np.ndarray, mm: float = 10.0) -> None:
+    """A ``mm`` bar at the bottom left of an axial crop (pixel units)."""
+    length = mm / float(spacing[2])
+    y = shape[0] - 1 - 0.06 * shape[0]
+    x0 = 0.06 * shape[1]
+    ax.plot([x0, x0 + length], [y, y], color="yellow", lw=2.5, solid_capstyle="butt")
+    ax.text(x0, y - 0.03 * shape[0], f"{mm:g} mm", color="yellow", fontsize=7, va="bottom")
+
+
+def _orientation_letters(ax: Any, direction: Any) -> None:
+    """Letters at the edges of an axial crop from the direction cosines (rows = array
+    axis 1, columns = array axis 2)."""
+    d = np.eye(3) if direction is None else np.asarray(direction, dtype=float)
+    right, left = _axis_letters(d[:, 2])
+    bottom, top = _axis_letters(d[:, 1])
+    kw = {"color": "cyan", "fontsize": 8, "fontweight": "bold", "transform": ax.transAxes}
+    ax.text(0.5, 0.98, top, ha="center", va="top", **kw)
+    ax.text(0.5, 0.02, bottom, ha="center", va="bottom", **kw)
+    ax.text(0.02, 0.5, left, ha="left", va="center", **kw)
+    ax.text(0.98, 0.5, right, ha="right", va="center", **kw)

@@ -80,6 +80,7 @@ from ._inputs import SPACING_LIMITS_MM as SPACING_LIMITS_MM
 from ._inputs import (
     check_pair,
     check_run_name,
+    model_info,
     read_truth,
     resolve_detector,
     scan_volume,
@@ -232,6 +233,7 @@ def run(
         detector=resolve_detector(model),
         truth=truth,
         out_dir=out_dir,
+        model_info=model_info(model),
     )
     ctx.clock = Clock(progress, n_steps=count_steps(ctx))
     try:

@@ -65,6 +65,11 @@ class RunContext:
     difference: Volume | None = None
     interval_days: float | None = None
     nodules: list[dict[str, Any]] = field(default_factory=list)
+    # per time point: lung extent (location rule), operating threshold, candidates below it
+    lung_extents: dict[str, dict[str, float] | None] = field(default_factory=dict)
+    thresholds: dict[str, float | None] = field(default_factory=dict)
+    candidates: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    model_info: dict[str, Any] = field(default_factory=dict)
     truth_info: dict[str, Any] | None = None
     result: PipelineResult | None = None
 

@@ -111,6 +111,26 @@ def resolve_detector(model: Any) -> Any:
     )
 
 
+def model_info(model: Any) -> dict[str, Any]:
+    """Where the detector came from, for the report's footer: ``path`` (None for a
+    detector object) and the file's ``sha256``."""
+    import hashlib
+
+    if model is None:
+        from ..classify._modelfile import DEFAULT_MODEL_PATH
+
+        path: Path | None = Path(DEFAULT_MODEL_PATH)
+    elif isinstance(model, (str, os.PathLike)):
+        path = Path(model)
+    else:
+        return {"path": None, "sha256": None, "kind": type(model).__name__}
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return {"path": str(path.resolve()), "sha256": digest.hexdigest(), "kind": "file"}
+
+
 def check_run_name(run_name: Any, out_dir: Path) -> str:
     """The results group name: ``run_name``, or by default the output folder's name made
     safe; 1-64 letters, digits, '.', '_' or '-' starting with a letter or digit."""

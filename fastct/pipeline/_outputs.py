@@ -15,11 +15,26 @@ import numpy as np
 
 from ._context import TIMEPOINTS
 
-#: Columns of ``nodules.csv``, in order.
+#: Columns of ``nodules.csv``, in order (the ID is the report's: N1, N2 ...).
 NODULE_COLUMNS = (
+    "id",
     "nodule",
     "status",
     "change",
+    "note",
+    "type",
+    "slice_baseline",
+    "slice_followup",
+    "side",
+    "zone",
+    "mean_diameter_baseline_mm",
+    "mean_diameter_followup_mm",
+    "solid_diameter_baseline_mm",
+    "solid_diameter_followup_mm",
+    "diameter_change_mm",
+    "growing",
+    "category_baseline",
+    "category_followup",
     "diameter_baseline_mm",
     "diameter_followup_mm",
     "volume_baseline_mm3",
@@ -31,6 +46,9 @@ NODULE_COLUMNS = (
     "distance_mm",
     "center_baseline_mm",
     "center_followup_mm",
+    "truth_baseline",
+    "truth_followup",
+    "verdict",
 )
 
 
@@ -65,7 +83,26 @@ class PipelineResult:
     truth : dict or None
         Only for phantom archives: ``registration_error_mm``, per time point the
         nodules found versus the truth (``found``, ``total`` over nodules of at least
-        5 mm, ``missed`` ids), and ``froc`` (see :func:`fastct.evaluation.truth_summary`).
+        5 mm, ``missed`` ids), ``froc`` (see :func:`fastct.evaluation.truth_summary`)
+        and ``rows`` (:func:`fastct.pipeline.growth.truth_verdicts`: each nodule row
+        marked true or false, pairs counted).
+    shape, spacing : tuple
+        The baseline grid.
+    candidates : dict of str to list of dict
+        Per time point, detections grouped at half the operating threshold whose
+        probability is below it (most probable first, at most 15): listed apart, never
+        in the growth table.
+    thresholds : dict of str to float or None
+        The detector's operating threshold per time point.
+    exam_category : dict of str to str or None
+        Lung-RADS v2022-style exam category (:mod:`fastct.pipeline.lungrads`) of the
+        ``'baseline'`` and ``'followup'`` reads (None when no nodule was measured).
+    model : dict
+        The detector's ``path`` and ``sha256`` (None for a detector object).
+    parameters : dict
+        The run's parameters (transform, interval, enhancement, match tolerance).
+    created : str
+        UTC date and time of the run (ISO 8601).
     """
 
     run_name: str
@@ -80,6 +117,12 @@ class PipelineResult:
     truth: dict[str, Any] | None = None
     shape: tuple[int, ...] = ()
     spacing: tuple[float, ...] = ()
+    candidates: dict[str, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
+    thresholds: dict[str, float | None] = dataclasses.field(default_factory=dict)
+    exam_category: dict[str, str | None] = dataclasses.field(default_factory=dict)
+    model: dict[str, Any] = dataclasses.field(default_factory=dict)
+    parameters: dict[str, Any] = dataclasses.field(default_factory=dict)
+    created: str = ""
 
     @property
     def total_seconds(self) -> float:
@@ -94,13 +137,20 @@ class PipelineResult:
             f"{sum(1 for r in self.nodules if r['status'] == 'matched')} matched",
         ]
         for row in self.nodules:
-            d1 = _fmt(row["diameter_baseline_mm"], ".1f")
-            d2 = _fmt(row["diameter_followup_mm"], ".1f")
+            d1 = _fmt(row.get("mean_diameter_baseline_mm"), ".1f")
+            d2 = _fmt(row.get("mean_diameter_followup_mm"), ".1f")
             change = _fmt(row["volume_change_pct"], "+.0f", "%")
-            vdt = _fmt(row["doubling_time_days"], ".0f", " d")
+            vdt = _fmt(row["doubling_time_days"], ".0f", " d", "n/a")
+            verdict = f" [{row['verdict']}]" if row.get("verdict") else ""
             lines.append(
-                f"  nodule {row['nodule']}: {row['status']:<9} diameter {d1} -> {d2} mm, "
-                f"volume change {change}, doubling time {vdt}"
+                f"  {row.get('id', row['nodule'])}: {row['status']:<9} mean diameter {d1} -> "
+                f"{d2} mm, volume change {change}, doubling time {vdt}{verdict}"
+            )
+        if self.exam_category:
+            lines.append(
+                "Lung-RADS v2022-style exam category (research use): baseline "
+                f"{self.exam_category.get('baseline') or '-'}, follow-up "
+                f"{self.exam_category.get('followup') or '-'}"
             )
         reg = self.registration
         lines.append(
@@ -128,9 +178,9 @@ class PipelineResult:
         return "\n".join(lines)
 
 
-def _fmt(value: Any, spec: str, suffix: str = "") -> str:
+def _fmt(value: Any, spec: str, suffix: str = "", missing: str = "-") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
+        return missing
     return f"{value:{spec}}{suffix}"
 
 
@@ -167,6 +217,12 @@ def write_tables(folder: Path, result: PipelineResult) -> None:
             w.writerow(["z_mm", "y_mm", "x_mm", "diameter_mm", "volume_mm3", "probability"])
             for d in result.detections[tp]:
                 w.writerow([*d["center_mm"], d["diameter_mm"], d["volume_mm3"], d["probability"]])
+    for tp in TIMEPOINTS:
+        with open(folder / f"candidates_{tp}.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["z_mm", "y_mm", "x_mm", "diameter_mm", "volume_mm3", "probability"])
+            for d in result.candidates.get(tp, []):
+                w.writerow([*d["center_mm"], d["diameter_mm"], d["volume_mm3"], d["probability"]])
     cols = NODULE_COLUMNS
     with open(folder / "nodules.csv", "w", newline="") as fh:
         w = csv.writer(fh)
@@ -175,8 +231,8 @@ def write_tables(folder: Path, result: PipelineResult) -> None:
             w.writerow(
                 [
                     " ".join(f"{v:.2f}" for v in row[c])
-                    if isinstance(row[c], list)
-                    else ("" if row[c] is None else row[c])
+                    if isinstance(row.get(c), list)
+                    else ("" if row.get(c) is None else row[c])
                     for c in cols
                 ]
             )

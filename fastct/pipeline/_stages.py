@@ -28,7 +28,8 @@ from ._context import TIMEPOINTS, RunContext
 from ._inputs import read_interval_days
 from ._maps import difference_map, probability_map, table_lut
 from ._outputs import PipelineResult, plain, write_summary, write_tables
-from .growth import growth_table, match_nodules
+from .growth import growth_table, match_nodules, truth_verdicts
+from .measure import lung_extent, measure_detection
 
 
 @dataclass(frozen=True)
@@ -80,13 +81,21 @@ def _derived(ar: Archive, name: str, like: Volume, dtype: Any) -> Volume:
 
 
 def _detection_dict(d: Any) -> dict[str, Any]:
-    get = d.get if isinstance(d, dict) else lambda k: getattr(d, k)
+    get = d.get if isinstance(d, dict) else lambda k: getattr(d, k, None)
+    labels = get("labels")
     return {
         "center_mm": [float(v) for v in get("center_mm")],
         "diameter_mm": float(get("diameter_mm")),
         "volume_mm3": float(get("volume_mm3")),
         "probability": float(get("probability")),
+        "labels": [] if labels is None else [int(v) for v in labels],
     }
+
+
+#: Candidates below the operating threshold are listed down to this fraction of it.
+CANDIDATE_FRACTION = 0.5
+#: At most this many below-threshold candidates are listed per scan (most probable first).
+MAX_CANDIDATES = 15
 
 
 def _timings(ctx: RunContext) -> dict[str, float]:
@@ -132,6 +141,7 @@ def _lungs(ctx: RunContext, tp: str) -> None:
     v["lungs"] = _derived(ctx.archive, f"{ctx.group(tp)}/lungs", image, np.uint8)
     mask = lung_mask(image, spacing=image.spacing)
     write_all(v["lungs"], mask)
+    ctx.lung_extents[tp] = lung_extent(mask, image.spacing, image.origin, image.direction)
     ctx.lung_masks[tp] = mask  # kept for the supervoxels, then dropped
 
 
@@ -170,6 +180,25 @@ def _detect(ctx: RunContext, tp: str) -> None:
         direction=image.direction,
     )
     ctx.detections[tp] = [_detection_dict(d) for d in found]
+    thr = getattr(det, "threshold", None)
+    ctx.thresholds[tp] = None if thr is None else float(thr)
+    cands: list[dict[str, Any]] = []
+    if thr is not None and float(thr) > 0:
+        low = det.detect(
+            table,
+            proba,
+            labels=v["supervoxels"],
+            spacing=image.spacing,
+            origin=image.origin,
+            direction=image.direction,
+            threshold=CANDIDATE_FRACTION * float(thr),
+        )
+        cands = [c for c in map(_detection_dict, low) if c["probability"] < float(thr)]
+        cands = sorted(cands, key=lambda d: -d["probability"])[:MAX_CANDIDATES]
+    ctx.candidates[tp] = cands
+    extent = ctx.lung_extents.get(tp)
+    for d in ctx.detections[tp] + cands:
+        d.update(measure_detection(d, v["supervoxels"], v["denoised"], extent, table))
 
 
 def _record_detections(ctx: RunContext, tp: str) -> None:
@@ -264,8 +293,35 @@ def _match(ctx: RunContext) -> None:
         ctx.registration.transform.apply,
         tolerance_mm=tol,
     )
+    paired_b = {i for i, _, _ in pairs}
+    paired_f = {j for _, j, _ in pairs}
+    b_cand, f_cand = ctx.candidates.get("baseline", []), ctx.candidates.get("followup", [])
+    lone_b = [i for i in range(len(b_det)) if i not in paired_b]
+    lone_f = [j for j in range(len(f_det)) if j not in paired_f]
+    near_f = match_nodules(
+        [b_det[i]["center_mm"] for i in lone_b],
+        [c["center_mm"] for c in f_cand],
+        ctx.registration.transform.apply,
+        tolerance_mm=[tol[i] for i in lone_b] if isinstance(tol, list) else tol,
+    )
+    near_b = match_nodules(
+        [c["center_mm"] for c in b_cand],
+        [f_det[j]["center_mm"] for j in lone_f],
+        ctx.registration.transform.apply,
+        tolerance_mm=[max(10.0, c["diameter_mm"]) for c in b_cand]
+        if isinstance(tol, list)
+        else tol,
+    )
+    thr = ctx.thresholds.get("baseline")
     ctx.nodules = growth_table(
-        b_det, f_det, pairs, interval_days=interval, scale=ctx.registration_info["scale"]
+        b_det,
+        f_det,
+        pairs,
+        interval_days=interval,
+        scale=ctx.registration_info["scale"],
+        threshold=thr,
+        followup_candidates={lone_b[a]: f_cand[c] for a, c, _ in near_f},
+        baseline_candidates={lone_f[c]: b_cand[a] for a, c, _ in near_b},
     )
 
 
@@ -281,6 +337,13 @@ def _evaluate(ctx: RunContext) -> None:
         spacing=b_img.spacing,
         origin=b_img.origin,
         direction=b_img.direction,
+    )
+    ctx.truth_info["rows"] = truth_verdicts(
+        ctx.nodules,
+        ctx.detections,
+        ctx.truth["nodules"],
+        min_diameter_mm=evaluation.MIN_TRUTH_DIAMETER_MM,
+        min_radius_mm=evaluation.MIN_HIT_RADIUS_MM,
     )
 
 
@@ -300,8 +363,43 @@ def _tables(ctx: RunContext) -> None:
         truth=ctx.truth_info,
         shape=tuple(b_img.shape),
         spacing=tuple(b_img.spacing),
+        candidates=ctx.candidates,
+        thresholds=ctx.thresholds,
+        exam_category=_exam_categories(ctx.nodules),
+        model=ctx.model_info,
+        parameters=_parameters(ctx),
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
     write_tables(ctx.folder, ctx.result)
+
+
+def _exam_categories(rows: list[dict[str, Any]]) -> dict[str, str | None]:
+    from .lungrads import exam_category
+
+    out: dict[str, str | None] = {}
+    for tp in TIMEPOINTS:
+        cats = [r[f"category_{tp}"] for r in rows if r.get(f"category_{tp}")]
+        out[tp] = exam_category(cats)
+    return out
+
+
+def _parameters(ctx: RunContext) -> dict[str, Any]:
+    o = ctx.options
+    return {
+        "transform": o.transform,
+        "interval_days": ctx.interval_days,
+        "enhance_radius_mm": o.enhance_radius_mm,
+        "enhance_amount": o.enhance_amount,
+        "match_tolerance_mm": o.match_tolerance_mm
+        if o.match_tolerance_mm is not None
+        else "max(10 mm, baseline diameter)",
+        "threshold": ctx.thresholds.get("baseline"),
+        "candidate_threshold": None
+        if ctx.thresholds.get("baseline") is None
+        else CANDIDATE_FRACTION * float(ctx.thresholds["baseline"] or 0.0),
+        "baseline": ctx.scans["baseline"],
+        "followup": ctx.scans["followup"],
+    }
 
 
 def _report(ctx: RunContext) -> None:
