@@ -88,8 +88,13 @@ def _pyplot() -> _Plotting:
     return _Plotting()
 
 
-def save_figure(fig: Any, folder: str | os.PathLike, name: str, *, dpi: int = 90) -> str:
+def save_figure(
+    fig: Any, folder: str | os.PathLike, name: str, *, dpi: int = 90, tight: bool = True
+) -> str:
     """Save a matplotlib figure as ``folder/figures/<name>.png``; return the relative path.
+
+    ``tight=False`` keeps the figure's own layout (no tight bounding box: one drawing
+    pass instead of two, for the many small crops of a report).
 
     A figure made with pyplot is closed afterwards (pyplot's own ``close``, only when the
     caller has imported pyplot); a plain ``Figure`` needs no closing. The global
@@ -99,7 +104,7 @@ def save_figure(fig: Any, folder: str | os.PathLike, name: str, *, dpi: int = 90
     (folder / "figures").mkdir(parents=True, exist_ok=True)
     rel = f"figures/{name}.png"
     try:
-        fig.savefig(folder / rel, dpi=dpi, bbox_inches="tight", format="png")
+        fig.savefig(folder / rel, dpi=dpi, bbox_inches="tight" if tight else None, format="png")
     finally:
         pyplot = sys.modules.get("matplotlib.pyplot")
         if pyplot is not None:
@@ -992,9 +997,14 @@ class _NoduleCrops:
         right = np.asarray(self.registered[z, ys, xs], dtype=np.float32)
         aspect = self.spacing[1] / self.spacing[2]
         fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.4))
+        fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.92, wspace=0.04)
         rid = str(row["id"])
-        _show(axes[0], left, aspect, f"{rid} baseline, slice {z}")
-        _show(axes[1], right, aspect, f"{rid} follow-up (registered)")
+        for ax, img, title in (
+            (axes[0], left, f"{rid} baseline, slice {z}"),
+            (axes[1], right, f"{rid} follow-up (registered)"),
+        ):
+            _show(ax, img, aspect, "")
+            ax.text(0.5, 1.01, title, transform=ax.transAxes, ha="center", va="bottom", fontsize=9)
         # contours: the baseline region on the left; the follow-up region (or the
         # candidate below the threshold at this place) sampled onto the baseline grid.
         if b is not None and b.get("labels"):
@@ -1031,7 +1041,7 @@ class _NoduleCrops:
             + f"; axial slice {z} of the baseline grid."
             + (f" {row['note']}." if row.get("note") else "")
         )
-        src = save_figure(fig, folder, f"nodule_{rid}")
+        src = save_figure(fig, folder, f"nodule_{rid}", dpi=80, tight=False)
         return (
             f"<figure id='crop-{html.escape(rid)}' data-nodule='{html.escape(rid)}'>"
             f"<img src='{html.escape(src)}' alt='{html.escape(caption)}'>"

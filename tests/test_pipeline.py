@@ -76,10 +76,11 @@ def test_doubling_time_and_growth_table():
         {"center_mm": [90, 0, 0], "diameter_mm": 4.0, "volume_mm3": 30.0, "probability": 0.7},
     ]
     rows = growth_table(base, follow, [(0, 0, 1.0)], interval_days=90, scale=1.1)
-    assert [(r["nodule"], r["status"], r["change"]) for r in rows] == [
-        (1, "matched", "grow"),
-        (2, "resolved", "resolved"),
-        (3, "new", "new"),
+    # rows are ordered most suspicious first (no measured type here: largest first)
+    assert [(r["id"], r["nodule"], r["status"], r["change"]) for r in rows] == [
+        ("N1", 1, "matched", "grow"),
+        ("N2", 2, "not found at follow-up", "not found"),
+        ("N3", 3, "new", "new"),
     ]
     assert rows[0]["volume_change_pct"] == pytest.approx(100.0)  # scale**3 taken out
     assert rows[0]["doubling_time_days"] == pytest.approx(90.0)
