@@ -1068,7 +1068,7 @@ def _scale_bar(ax: Any, shape: tuple[int, ...], spacing: np.ndarray, mm: float =
     y = shape[0] - 1 - 0.06 * shape[0]
     x0 = 0.06 * shape[1]
     ax.plot([x0, x0 + length], [y, y], color="yellow", lw=2.5, solid_capstyle="butt")
-    ax.text(x0, y - 0.03 * shape[0], f"{mm:g} mm", color="yellow", fontsize=7, va="bottom")
+    ax.text(x0, y - 0.03 * shape[0], f"{mm:g} mm", color="yellow", fontsize=8, va="bottom")
 
 
 def _orientation_letters(ax: Any, direction: Any) -> None:
@@ -1077,7 +1077,7 @@ def _orientation_letters(ax: Any, direction: Any) -> None:
     d = np.eye(3) if direction is None else np.asarray(direction, dtype=float)
     right, left = _axis_letters(d[:, 2])
     bottom, top = _axis_letters(d[:, 1])
-    kw = {"color": "cyan", "fontsize": 8, "fontweight": "bold", "transform": ax.transAxes}
+    kw = {"color": "cyan", "fontsize": 10, "fontweight": "bold", "transform": ax.transAxes}
     ax.text(0.5, 0.98, top, ha="center", va="top", **kw)
     ax.text(0.5, 0.02, bottom, ha="center", va="bottom", **kw)
     ax.text(0.02, 0.5, left, ha="left", va="center", **kw)

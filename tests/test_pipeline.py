@@ -346,6 +346,45 @@ def test_demo_end_to_end(demo):
         assert np.allclose(matrix, summary["registration"]["matrix"])
 
 
+def test_demo_report_is_a_follow_up_read(demo):
+    """Issue 16: one ID per nodule shared by the table, the crops and nodules.csv; growth
+    only for pairs above the threshold; no negative doubling time; every row marked
+    against the phantom's truth."""
+    import csv
+    import json
+    import re
+
+    folder, _ = demo
+    rep = folder / "report"
+    summary = json.loads((rep / "summary.json").read_text())
+    text = (rep / "report.html").read_text()
+    rows = summary["nodules"]
+    ids = [r["id"] for r in rows]
+    assert ids == [f"N{k}" for k in range(1, len(rows) + 1)]
+    assert re.findall(r"<tr id='row-(N\d+)'", text) == ids
+    assert sorted(re.findall(r"<figure id='crop-(N\d+)'", text)) == sorted(ids)
+    with open(rep / "nodules.csv", newline="") as fh:
+        assert [r["id"] for r in csv.DictReader(fh)] == ids
+    thr = summary["thresholds"]["baseline"]
+    assert thr is not None and "Research use only" in text and "resolved" not in text
+    for r in rows:
+        if r["doubling_time_days"] is not None:
+            assert r["status"] == "matched" and r["doubling_time_days"] > 0
+            assert min(r["probability_baseline"], r["probability_followup"]) >= thr
+        assert r["verdict"] in (
+            "true pair", "wrong match", "false-positive pair", "false positive",
+            "true nodule, unpaired", "small nodule",
+        )  # fmt: skip
+    for tp in ("baseline", "followup"):
+        assert all(c["probability"] < thr for c in summary["candidates"][tp])
+    counts = summary["truth"]["rows"]
+    assert counts["per_scan"]["baseline"]["false_positives"] == sum(
+        1 for r in rows if r["truth_baseline"] == "FP"
+    )
+    assert summary["exam_category"]["baseline"] in ("1", "2", "3", "4A", "4B")
+    assert summary["model"]["sha256"] and len(summary["model"]["sha256"]) == 64
+
+
 def test_demo_rerun_and_refusals(demo, tmp_path):
     folder, _ = demo
     # A folder that is not a demo output is refused without --overwrite.

@@ -42,9 +42,15 @@ Baseline detections are mapped into follow-up physical space with the registrati
 transform and matched to follow-up detections one-to-one by minimum total distance
 (Hungarian algorithm), pairs further apart than ``match_tolerance_mm`` (default
 ``max(10 mm, the larger diameter)``) being left unmatched. Each matched pair gets
-diameter and volume at both time points, the volume change in percent and the volume
-doubling time ``VDT = interval_days * ln 2 / ln(V2 / V1)`` (days; negative for a
-shrinking nodule, infinite for an unchanged volume). With a similarity registration
+its measurements at both time points (mean axial diameter, volume, type:
+:mod:`fastct.pipeline.measure`), the volume change in percent and, for a growing
+nodule only, the volume doubling time ``VDT = interval_days * ln 2 / ln(V2 / V1)``
+(days; n/a for a stable or shrinking one, never negative). Only detections above the
+detector's operating threshold take part; candidates below it are listed apart
+(``PipelineResult.candidates``). Every nodule gets an ID (N1, N2 ...), a location
+(slice, side, lung zone) and a Lung-RADS v2022-*style* category
+(:mod:`fastct.pipeline.lungrads`; research use, not a clinical tool); the report is
+shaped like a follow-up read (``docs/report.rst``). With a similarity registration
 the follow-up volume is divided by ``scale**3`` before the ratio, so a global scale
 difference between scans is not read as growth. ``interval_days`` is a parameter;
 when it is not given it is read from the archive: an ``interval_days`` attribute on
@@ -59,7 +65,8 @@ the true transform and the nodule records), the result also holds the nodules fo
 versus the truth (a truth nodule is found when a detection's centre lies within
 ``max(radius, 3 mm)`` of its centre), the FROC of both scans, and the registration
 error: the largest distance over the 8 corners of the baseline grid between
-``transform.apply(p)`` and the true ``M p``.
+``transform.apply(p)`` and the true ``M p``, and every row of the growth table marked
+true or false against the truth (:func:`fastct.pipeline.growth.truth_verdicts`).
 """
 
 from __future__ import annotations

@@ -97,12 +97,18 @@ def resolve_detector(model: Any) -> Any:
     from .. import classify
 
     if model is None:
-        return classify.default_detector()
+        from ..classify._modelfile import DEFAULT_MODEL_PATH
+
+        det = classify.default_detector()
+        _remember_path(det, Path(DEFAULT_MODEL_PATH))
+        return det
     if isinstance(model, (str, os.PathLike)):
         path = Path(model)
         if not path.is_file():
             raise FileNotFoundError(f"model file {str(path)!r} does not exist")
-        return classify.load_detector(path)
+        det = classify.load_detector(path)
+        _remember_path(det, path)
+        return det
     if hasattr(model, "predict") and hasattr(model, "segment"):
         return model
     raise TypeError(
@@ -111,19 +117,35 @@ def resolve_detector(model: Any) -> Any:
     )
 
 
+#: Attribute :func:`resolve_detector` sets on a detector it loaded from a file.
+_PATH_ATTR = "_fastct_model_path"
+
+
+def _remember_path(det: Any, path: Path) -> None:
+    try:
+        setattr(det, _PATH_ATTR, str(path.resolve()))
+    except AttributeError:  # a detector refusing new attributes: no path in the footer
+        pass
+
+
 def model_info(model: Any) -> dict[str, Any]:
     """Where the detector came from, for the report's footer: ``path`` (None for a
-    detector object) and the file's ``sha256``."""
+    detector object not loaded by :func:`resolve_detector`) and the file's ``sha256``
+    (of the file as it is now)."""
     import hashlib
 
     if model is None:
         from ..classify._modelfile import DEFAULT_MODEL_PATH
 
-        path: Path | None = Path(DEFAULT_MODEL_PATH)
+        path = Path(DEFAULT_MODEL_PATH)
     elif isinstance(model, (str, os.PathLike)):
         path = Path(model)
+    elif getattr(model, _PATH_ATTR, None):
+        path = Path(getattr(model, _PATH_ATTR))
     else:
         return {"path": None, "sha256": None, "kind": type(model).__name__}
+    if not path.is_file():
+        return {"path": str(path), "sha256": None, "kind": "file (missing now)"}
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
