@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -138,3 +139,36 @@ def test_location_side_zone_from_a_flipped_mask():
     assert location([30.0, 0.0, -30.0], ext)["zone"] == "middle"
     assert location([0.0, 0.0, 0.0], None) == {"side": None, "zone": None}
     assert lung_extent(np.zeros((4, 4, 4), bool), (1, 1, 1)) is None
+
+
+# -- a real chest CT (LIDC-IDRI 0001, the 4-reader nodule) ---------------------------------
+def _realct() -> Path:
+    import os
+
+    env = os.environ.get("FASTCT_REALCT")
+    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "realct"
+
+
+def test_real_nodule_measured_like_a_read():
+    folder = _realct()
+    ct_path = folder / "LIDC-IDRI-0001_ct.nii.gz"
+    mask_path = folder / "LIDC-IDRI-0001_nodules_consensus50.nii.gz"
+    if not (ct_path.exists() and mask_path.exists()):
+        pytest.skip(f"real CT not available in {folder} (set FASTCT_REALCT)")
+    from fastct.io import read_nifti
+
+    ct, lab = read_nifti(ct_path), read_nifti(mask_path)
+    mask = np.asarray(lab.array) > 0
+    idx = np.argwhere(mask)
+    lo, hi = idx.min(axis=0) - 2, idx.max(axis=0) + 3
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    m = measure_nodule(mask[box], np.asarray(ct.array)[box], ct.spacing)
+    # a solid mass of about 25 mm (equivalent diameter 24.6 mm, malignancy 4-5)
+    assert m["type"] == "solid"
+    assert m["long_axis_mm"] >= m["short_axis_mm"] > 0
+    assert 18.0 < m["mean_diameter_mm"] < 35.0
+    voxel = float(np.prod(ct.spacing))
+    assert m["volume_mm3"] <= mask.sum() * voxel and m["volume_mm3"] > 0.8 * mask.sum() * voxel
+    k = m["slice"]
+    ref = _plain_loop_diameters(m["mask"][k], ct.spacing[1:])
+    assert axial_diameters(m["mask"][k], ct.spacing[1:]) == pytest.approx(ref)
