@@ -135,10 +135,20 @@ def test_model_info_hashes_the_file(tmp_path):
     assert model_info(object())["path"] is None
 
 
-def test_resolved_detector_remembers_its_file():
+def test_resolved_detector_remembers_its_file(tmp_path, monkeypatch):
+    from fastct import classify
     from fastct.classify._modelfile import DEFAULT_MODEL_PATH
     from fastct.pipeline._inputs import model_info, resolve_detector
 
+    class Dummy:  # stands for a loaded detector (loading the real one takes seconds)
+        pass
+
+    monkeypatch.setattr(classify, "default_detector", lambda: Dummy())
+    monkeypatch.setattr(classify, "load_detector", lambda path: Dummy())
     info = model_info(resolve_detector(None))  # what `fastct demo` hands to the run
     assert info["path"] == str(Path(DEFAULT_MODEL_PATH).resolve())
     assert info["sha256"] == hashlib.sha256(Path(DEFAULT_MODEL_PATH).read_bytes()).hexdigest()
+    f = tmp_path / "other.fastct-model"
+    f.write_bytes(b"another model")
+    info = model_info(resolve_detector(f))
+    assert info["sha256"] == hashlib.sha256(b"another model").hexdigest()

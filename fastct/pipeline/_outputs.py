@@ -132,8 +132,8 @@ class PipelineResult:
     def summary(self) -> str:
         """A few lines for a terminal: nodules, registration, truth, timings."""
         lines = [
-            f"run {self.run_name!r}: {len(self.detections['baseline'])} nodules in the "
-            f"baseline, {len(self.detections['followup'])} in the follow-up, "
+            f"run {self.run_name!r}: {len(self.detections['baseline'])} detections above the "
+            f"threshold in the baseline, {len(self.detections['followup'])} in the follow-up, "
             f"{sum(1 for r in self.nodules if r['status'] == 'matched')} matched",
         ]
         for row in self.nodules:
@@ -168,6 +168,14 @@ class PipelineResult:
                 lines.append(
                     f"{tp}: found {t['found']} of {t['total']} true nodules >= "
                     f"{t['min_diameter_mm']:g} mm{missed}; {t['false_positives']} false positives"
+                )
+            rows = self.truth.get("rows")
+            if rows:
+                p = rows["pairs"]
+                lines.append(
+                    f"pairs vs truth: {p['true']} true, {p['wrong']} wrong matches, "
+                    f"{p['false_positive']} false-positive pairs; {rows['tracked']} of "
+                    f"{rows['trackable']} true nodules tracked across both scans"
                 )
         lines.append(
             "stage timings: "

@@ -184,15 +184,18 @@ def _detect(ctx: RunContext, tp: str) -> None:
     ctx.thresholds[tp] = None if thr is None else float(thr)
     cands: list[dict[str, Any]] = []
     if thr is not None and float(thr) > 0:
-        low = det.detect(
-            table,
-            proba,
-            labels=v["supervoxels"],
-            spacing=image.spacing,
-            origin=image.origin,
-            direction=image.direction,
-            threshold=CANDIDATE_FRACTION * float(thr),
-        )
+        try:
+            low = det.detect(
+                table,
+                proba,
+                labels=v["supervoxels"],
+                spacing=image.spacing,
+                origin=image.origin,
+                direction=image.direction,
+                threshold=CANDIDATE_FRACTION * float(thr),
+            )
+        except TypeError:  # a detector without a threshold argument: no candidates
+            low = []
         cands = [c for c in map(_detection_dict, low) if c["probability"] < float(thr)]
         cands = sorted(cands, key=lambda d: -d["probability"])[:MAX_CANDIDATES]
     ctx.candidates[tp] = cands
