@@ -122,6 +122,19 @@ def test_truth_verdicts_mark_every_row():
         (3, None): "small nodule",
         (4, None): "false positive",
     }
+    # a true nodule without a partner: missed in the other scan, or really gone / new
+    lone = growth_table(base[:1], follow[:1], [])
+    truth_verdicts(lone, {"baseline": base[:1], "followup": follow[:1]}, truths)
+    assert sorted(r["verdict"] for r in lone) == [
+        "true nodule, missed at baseline",
+        "true nodule, missed at follow-up",
+    ]
+    gone = growth_table(base[:2], [], [])
+    truth_verdicts(gone, {"baseline": base[:2], "followup": []}, {"baseline": truths["baseline"]})
+    assert [r["verdict"] for r in gone] == ["true nodule, gone at follow-up"] * 2
+    new = growth_table([], follow[:1], [])
+    truth_verdicts(new, {"baseline": [], "followup": follow[:1]}, {"followup": truths["followup"]})
+    assert new[0]["verdict"] == "true new nodule"
     row = next(r for r in rows if r["baseline_index"] == 0)
     assert row["truth_baseline"] == "T1 (8.0 mm)" and row["truth_followup"] == "T1 (9.0 mm)"
     assert s["pairs"] == {"true": 1, "wrong": 1, "false_positive": 1}

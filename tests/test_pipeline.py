@@ -373,7 +373,8 @@ def test_demo_report_is_a_follow_up_read(demo):
             assert min(r["probability_baseline"], r["probability_followup"]) >= thr
         assert r["verdict"] in (
             "true pair", "wrong match", "false-positive pair", "false positive",
-            "true nodule, unpaired", "small nodule",
+            "true nodule, missed at follow-up", "true nodule, missed at baseline",
+            "true nodule, gone at follow-up", "true new nodule", "small nodule",
         )  # fmt: skip
     for tp in ("baseline", "followup"):
         assert all(c["probability"] < thr for c in summary["candidates"][tp])

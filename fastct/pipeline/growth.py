@@ -315,8 +315,9 @@ def truth_verdicts(
     Each row gets ``truth_baseline`` / ``truth_followup`` ('T<id> (<true diameter> mm)',
     'T<id> (small)', 'FP' or None) and ``verdict``: for a pair 'true pair' (both members hit the same
     truth nodule), 'false-positive pair' (neither hits one) or 'wrong match'
-    (anything else); for a single detection 'true nodule, unpaired' or 'false
-    positive' (or 'small nodule').
+    (anything else); for a single detection 'false positive', 'small nodule', 'true
+    nodule, missed at follow-up' / '... at baseline' (the truth nodule is in the other
+    scan too), 'true nodule, gone at follow-up' or 'true new nodule'.
 
     Returns
     -------
@@ -362,6 +363,7 @@ def truth_verdicts(
             "missed": [i for i in big if i not in found],
         }
         label[tp] = marks
+    ids = {tp: {int(t["id"]) for t in truths.get(tp, [])} for tp in ("baseline", "followup")}
     pairs = {"true": 0, "wrong": 0, "false_positive": 0}
     tracked: set[int] = set()
     for r in rows:
@@ -385,12 +387,18 @@ def truth_verdicts(
         else:
             m = mb if mb is not None else mf
             assert m is not None
+            other = "followup" if mb is not None else "baseline"
             if m[0] == "FP":
                 r["verdict"] = "false positive"
             elif m[1] is None:
                 r["verdict"] = "small nodule"
+            elif m[1] in ids[other]:
+                where = "follow-up" if other == "followup" else "baseline"
+                r["verdict"] = f"true nodule, missed at {where}"
             else:
-                r["verdict"] = "true nodule, unpaired"
+                r["verdict"] = (
+                    "true nodule, gone at follow-up" if other == "followup" else "true new nodule"
+                )
     big_b = {
         int(t["id"])
         for t in truths.get("baseline", [])

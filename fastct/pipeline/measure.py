@@ -240,7 +240,7 @@ def lung_extent(mask: Any, spacing: Any, origin: Any = None, direction: Any = No
     --------
     >>> m = np.zeros((10, 4, 8), bool); m[2:8, :, 1:7] = True
     >>> lung_extent(m, (2.0, 1.0, 1.0))
-    {'z_min_mm': 4.0, 'z_max_mm': 14.0, 'x_min_mm': 1.0, 'x_max_mm': 5.0}
+    {'z_min_mm': 4.0, 'z_max_mm': 12.0, 'x_min_mm': 2.0, 'x_max_mm': 6.0}
     """
     from .._geometry import index_to_physical
 
