@@ -395,7 +395,9 @@ def pipeline_report(folder: str | os.PathLike, result: Any, ar: Any, root: str, 
     blocks.append("<h2>Nodule crops</h2>")
     blocks.append(
         "<p>Baseline (left) and follow-up resampled onto the baseline grid with the "
-        "registration (right), the same axial slice of the baseline grid, lung window "
+        "registration (right), the same window of the baseline grid, each panel on the "
+        "axial slice through its own nodule's centre (the follow-up centre mapped back), "
+        "lung window "
         "W 1500 / L -600; contours: the nodule region (solid line: detection above the "
         "threshold; dashed: a candidate below it); scale bar 10 mm; orientation letters "
         "from the direction cosines (A/P anterior/posterior, R/L patient right/left).</p>"
@@ -757,6 +759,14 @@ _TABLE_COLUMNS = (
 )
 
 
+def _type_text(r: dict[str, Any]) -> str | None:
+    """The nodule type; 'baseline -> follow-up' when the two reads differ."""
+    tb, tf = r.get("type_baseline"), r.get("type_followup")
+    if tb and tf and tb != tf:
+        return f"{tb} \u2192 {tf}"
+    return r.get("type")
+
+
 def _pair(a: Any, b: Any, spec: str, sep: str = " &rarr; ") -> str:
     return f"{_num(a, spec)}{sep}{_num(b, spec)}"
 
@@ -779,7 +789,7 @@ def _nodule_table_html(result: Any) -> str:
         cells = [
             f"<a href='#crop-{rid}'>{rid}</a>",
             _e(status),
-            _e(r.get("type")),
+            _e(_type_text(r)),
             f"{_e(r.get('slice_baseline'))} / {_e(r.get('slice_followup'))}",
             " ".join(f"{v:.1f}" for v in center),
             _e(r.get("side")),
@@ -991,17 +1001,27 @@ class _NoduleCrops:
         hy = int(math.ceil(half_mm / self.spacing[1]))
         hx = int(math.ceil(half_mm / self.spacing[2]))
         z = int(idx[0])
+        # the follow-up panel: the baseline-grid slice through the follow-up nodule's
+        # centre mapped back with the registration (the same window in y and x)
+        zf = z
+        fu, style = f, "solid"
+        if fu is None and row.get("note"):  # a candidate below the threshold there
+            fu, style = self._candidate_near(center), "dashed"
+        if fu is not None:
+            back = self._to_baseline(np.asarray(fu["center_mm"], dtype=float)[None])[0]
+            fi = physical_to_index(back, self.spacing, self.origin, self.direction)
+            zf = int(np.clip(np.rint(fi[0]), 0, shape[0] - 1))
         ys = slice(max(0, idx[1] - hy), min(shape[1], idx[1] + hy + 1))
         xs = slice(max(0, idx[2] - hx), min(shape[2], idx[2] + hx + 1))
         left = np.asarray(self.b_den[z, ys, xs], dtype=np.float32)
-        right = np.asarray(self.registered[z, ys, xs], dtype=np.float32)
+        right = np.asarray(self.registered[zf, ys, xs], dtype=np.float32)
         aspect = self.spacing[1] / self.spacing[2]
         fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.4))
         fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.92, wspace=0.04)
         rid = str(row["id"])
         for ax, img, title in (
             (axes[0], left, f"{rid} baseline, slice {z}"),
-            (axes[1], right, f"{rid} follow-up (registered)"),
+            (axes[1], right, f"{rid} follow-up registered, slice {zf}"),
         ):
             _show(ax, img, aspect, "")
             ax.text(0.5, 1.01, title, transform=ax.transAxes, ha="center", va="bottom", fontsize=9)
@@ -1011,11 +1031,6 @@ class _NoduleCrops:
             sv = np.asarray(self.b_sv[z, ys, xs])
             m = np.isin(sv, b["labels"]) & (left >= REGION_MIN_HU)
             _contour(axes[0], m, "lime", "solid")
-        fu = f
-        style = "solid"
-        if fu is None and row.get("note"):
-            fu = self._candidate_near(center)
-            style = "dashed"
         if fu is not None and fu.get("labels"):
             grid = np.stack(
                 np.meshgrid(
@@ -1023,7 +1038,7 @@ class _NoduleCrops:
                 ),
                 axis=-1,
             )
-            ijk = np.concatenate([np.full(grid.shape[:-1] + (1,), z), grid], axis=-1)
+            ijk = np.concatenate([np.full(grid.shape[:-1] + (1,), zf), grid], axis=-1)
             from ._geometry import index_to_physical
 
             pts = index_to_physical(ijk.astype(float), self.spacing, self.origin, self.direction)
@@ -1038,7 +1053,7 @@ class _NoduleCrops:
         caption = (
             f"{rid}: {row['status']}"
             + (f", {row.get('type')}" if row.get("type") else "")
-            + f"; axial slice {z} of the baseline grid."
+            + f"; axial slices {z} / {zf} of the baseline grid."
             + (f" {row['note']}." if row.get("note") else "")
         )
         src = save_figure(fig, folder, f"nodule_{rid}", dpi=80, tight=False)

@@ -86,6 +86,12 @@ def test_read_pieces_escape_count_and_separate(tmp_path):
     assert n1["status"] == "matched" and n1["doubling_time_days"] == pytest.approx(30.0)
     assert "not found at follow-up" in table and ">new<" in table
     assert "resolved" not in text
+    assert (
+        report._type_text(
+            {"type": "solid", "type_baseline": "ground-glass", "type_followup": "solid"}
+        )
+        == "ground-glass \u2192 solid"
+    )
     # truth: hits, false positives, misses, wrong matches are all counted
     assert "true pair" in table and "false positive" in table
     assert "1 true, <b>0 wrong matches</b>" in text

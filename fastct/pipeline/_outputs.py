@@ -23,6 +23,8 @@ NODULE_COLUMNS = (
     "change",
     "note",
     "type",
+    "type_baseline",
+    "type_followup",
     "slice_baseline",
     "slice_followup",
     "side",

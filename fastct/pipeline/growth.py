@@ -135,7 +135,8 @@ def growth_table(
     below-threshold candidate at the other scan's position, from
     ``followup_candidates`` / ``baseline_candidates``: maps of a baseline / follow-up
     detection index to that candidate), ``baseline_index`` / ``followup_index`` (in
-    the detection lists), ``type``, ``slice_baseline`` / ``slice_followup``, ``side``,
+    the detection lists), ``type`` (the latest), ``type_baseline`` / ``type_followup``,
+    ``slice_baseline`` / ``slice_followup``, ``side``,
     ``zone`` (from the detections when measured), ``center_baseline_mm``,
     ``center_followup_mm``, ``mean_diameter_baseline_mm`` /
     ``mean_diameter_followup_mm`` (measured mean axial diameter, else the detector's
@@ -209,6 +210,8 @@ def growth_table(
             "baseline_index": i,
             "followup_index": j,
             "type": (f or ref).get("type"),
+            "type_baseline": None if b is None else b.get("type"),
+            "type_followup": None if f is None else f.get("type"),
             "slice_baseline": None if b is None else b.get("slice"),
             "slice_followup": None if f is None else f.get("slice"),
             "side": ref.get("side"),
