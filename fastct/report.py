@@ -1015,23 +1015,16 @@ class _NoduleCrops:
         xs = slice(max(0, idx[2] - hx), min(shape[2], idx[2] + hx + 1))
         left = np.asarray(self.b_den[z, ys, xs], dtype=np.float32)
         right = np.asarray(self.registered[zf, ys, xs], dtype=np.float32)
-        aspect = self.spacing[1] / self.spacing[2]
-        fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.4))
-        fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.92, wspace=0.04)
         rid = str(row["id"])
-        for ax, img, title in (
-            (axes[0], left, f"{rid} baseline, slice {z}"),
-            (axes[1], right, f"{rid} follow-up registered, slice {zf}"),
-        ):
-            _show(ax, img, aspect, "")
-            ax.text(0.5, 1.01, title, transform=ax.transAxes, ha="center", va="bottom", fontsize=9)
         # contours: the baseline region on the left; the follow-up region (or the
         # candidate below the threshold at this place) sampled onto the baseline grid.
+        m_left = m_right = None
         if b is not None and b.get("labels"):
             sv = np.asarray(self.b_sv[z, ys, xs])
-            m = np.isin(sv, b["labels"]) & (left >= REGION_MIN_HU)
-            _contour(axes[0], m, "lime", "solid")
+            m_left = np.isin(sv, b["labels"]) & (left >= REGION_MIN_HU)
         if fu is not None and fu.get("labels"):
+            from ._geometry import index_to_physical
+
             grid = np.stack(
                 np.meshgrid(
                     np.arange(ys.start, ys.stop), np.arange(xs.start, xs.stop), indexing="ij"
@@ -1039,24 +1032,24 @@ class _NoduleCrops:
                 axis=-1,
             )
             ijk = np.concatenate([np.full(grid.shape[:-1] + (1,), zf), grid], axis=-1)
-            from ._geometry import index_to_physical
-
             pts = index_to_physical(ijk.astype(float), self.spacing, self.origin, self.direction)
             lab = _sample_nearest(
                 self.f_sv, self._to_followup(pts.reshape(-1, 3)).reshape(pts.shape)
             )
-            m = np.isin(lab, fu["labels"]) & (right >= REGION_MIN_HU)
-            _contour(axes[1], m, "lime" if style == "solid" else "orange", style)
-        for ax, img in zip(axes, (left, right)):
-            _scale_bar(ax, img.shape, self.spacing)
-            _orientation_letters(ax, self.direction)
+            m_right = np.isin(lab, fu["labels"]) & (right >= REGION_MIN_HU)
+        panels = [
+            _crop_panel(left, m_left, "solid", f"{rid} baseline, slice {z}", self.spacing,
+                        self.direction),
+            _crop_panel(right, m_right, style, f"{rid} follow-up registered, slice {zf}",
+                        self.spacing, self.direction),
+        ]  # fmt: skip
+        src = _save_panels(panels, folder, f"nodule_{rid}")
         caption = (
             f"{rid}: {row['status']}"
             + (f", {row.get('type')}" if row.get("type") else "")
             + f"; axial slices {z} / {zf} of the baseline grid."
             + (f" {row['note']}." if row.get("note") else "")
         )
-        src = save_figure(fig, folder, f"nodule_{rid}", dpi=80, tight=False)
         return (
             f"<figure id='crop-{html.escape(rid)}' data-nodule='{html.escape(rid)}'>"
             f"<img src='{html.escape(src)}' alt='{html.escape(caption)}'>"
@@ -1072,28 +1065,94 @@ class _NoduleCrops:
         return cands[int(np.argmin(dist))]
 
 
-def _contour(ax: Any, mask: np.ndarray, color: str, style: str) -> None:
-    if mask.any() and not mask.all():
-        ax.contour(mask.astype(float), levels=[0.5], colors=color, linewidths=1.2, linestyles=style)
+_PANEL_PX = 240  # width of a crop panel in pixels (about)
+_LIME, _ORANGE, _YELLOW, _CYAN = (50, 255, 50), (255, 160, 0), (255, 230, 0), (0, 230, 255)
 
 
-def _scale_bar(ax: Any, shape: tuple[int, ...], spacing: np.ndarray, mm: float = 10.0) -> None:
-    """A ``mm`` bar at the bottom left of an axial crop (pixel units)."""
-    length = mm / float(spacing[2])
-    y = shape[0] - 1 - 0.06 * shape[0]
-    x0 = 0.06 * shape[1]
-    ax.plot([x0, x0 + length], [y, y], color="yellow", lw=2.5, solid_capstyle="butt")
-    ax.text(x0, y - 0.03 * shape[0], f"{mm:g} mm", color="yellow", fontsize=8, va="bottom")
+def _crop_panel(
+    img: np.ndarray,
+    mask: np.ndarray | None,
+    style: str,
+    title: str,
+    spacing: np.ndarray,
+    direction: Any,
+) -> Any:
+    """One crop as a PIL image: lung window, voxels enlarged to square-ish pixels of
+    equal physical size, the mask's outline (solid or dashed), a 10 mm bar, orientation
+    letters from the direction cosines, and a title strip."""
+    from PIL import Image, ImageDraw
 
-
-def _orientation_letters(ax: Any, direction: Any) -> None:
-    """Letters at the edges of an axial crop from the direction cosines (rows = array
-    axis 1, columns = array axis 2)."""
+    lo, hi = LUNG_WINDOW
+    ny, nx = img.shape
+    fx = max(1, int(round(_PANEL_PX / max(nx, 1))))
+    fy = max(1, int(round(fx * float(spacing[1]) / float(spacing[2]))))
+    grey = np.clip((np.nan_to_num(img, nan=lo) - lo) / (hi - lo), 0, 1)
+    grey = np.repeat(np.repeat((grey * 255).astype(np.uint8), fy, axis=0), fx, axis=1)
+    rgb = np.repeat(grey[:, :, None], 3, axis=2)
+    if mask is not None and mask.any():
+        big = np.repeat(np.repeat(mask, fy, axis=0), fx, axis=1)
+        pad = np.pad(big, 1)
+        inner = pad[:-2, 1:-1] & pad[2:, 1:-1] & pad[1:-1, :-2] & pad[1:-1, 2:]
+        edge = big & ~inner
+        edge |= np.roll(edge, 1, axis=0) & big  # two pixels wide, inside the region
+        if style != "solid":
+            yy, xx = np.indices(edge.shape)
+            edge &= ((yy + xx) // 4) % 2 == 0
+        rgb[edge] = _LIME if style == "solid" else _ORANGE
+    h, w = rgb.shape[:2]
+    title_h = 16
+    canvas = Image.new("RGB", (w, h + title_h), "white")
+    canvas.paste(Image.fromarray(rgb), (0, title_h))
+    draw = ImageDraw.Draw(canvas)
+    font, bold = _fonts()
+    draw.text((4, 1), title, fill=(0, 0, 0), font=font)
+    # 10 mm scale bar, bottom left
+    length = int(round(10.0 / float(spacing[2]) * fx))
+    y0, x0 = title_h + h - 10, 8
+    draw.rectangle([x0, y0, x0 + length, y0 + 2], fill=_YELLOW)
+    _outlined(draw, (x0, y0 - 15), "10 mm", _YELLOW, font)
+    # orientation letters (rows = array axis 1, columns = array axis 2)
     d = np.eye(3) if direction is None else np.asarray(direction, dtype=float)
     right, left = _axis_letters(d[:, 2])
     bottom, top = _axis_letters(d[:, 1])
-    kw = {"color": "cyan", "fontsize": 10, "fontweight": "bold", "transform": ax.transAxes}
-    ax.text(0.5, 0.98, top, ha="center", va="top", **kw)
-    ax.text(0.5, 0.02, bottom, ha="center", va="bottom", **kw)
-    ax.text(0.02, 0.5, left, ha="left", va="center", **kw)
-    ax.text(0.98, 0.5, right, ha="right", va="center", **kw)
+    _outlined(draw, (w // 2 - 4, title_h + 2), top, _CYAN, bold)
+    _outlined(draw, (w // 2 - 4, title_h + h - 32), bottom, _CYAN, bold)
+    _outlined(draw, (3, title_h + h // 2 - 8), left, _CYAN, bold)
+    _outlined(draw, (w - 14, title_h + h // 2 - 8), right, _CYAN, bold)
+    return canvas
+
+
+def _fonts() -> tuple[Any, Any]:
+    """Fonts of the crop labels: Pillow's own scalable font where it has one (Pillow
+    >= 10.1 with FreeType), else its bitmap font."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=12), ImageFont.load_default(size=15)
+    except (TypeError, OSError, ImportError):
+        f = ImageFont.load_default()
+        return f, f
+
+
+def _outlined(draw: Any, xy: tuple[int, int], text: str, fill: Any, font: Any) -> None:
+    """Text with a dark outline, readable on bright and dark tissue."""
+    try:
+        draw.text(xy, text, fill=fill, font=font, stroke_width=2, stroke_fill=(0, 0, 0))
+    except (TypeError, ValueError):
+        draw.text(xy, text, fill=fill, font=font)
+
+
+def _save_panels(panels: Sequence[Any], folder: Path, name: str, gap: int = 6) -> str:
+    """Panels side by side as ``folder/figures/<name>.png``; the relative path."""
+    from PIL import Image
+
+    (Path(folder) / "figures").mkdir(parents=True, exist_ok=True)
+    width = sum(p.width for p in panels) + gap * (len(panels) - 1)
+    out = Image.new("RGB", (width, max(p.height for p in panels)), "white")
+    x = 0
+    for p in panels:
+        out.paste(p, (x, 0))
+        x += p.width + gap
+    rel = f"figures/{name}.png"
+    out.save(Path(folder) / rel, format="PNG", optimize=False)
+    return rel
