@@ -172,3 +172,29 @@ def test_real_nodule_measured_like_a_read():
     k = m["slice"]
     ref = _plain_loop_diameters(m["mask"][k], ct.spacing[1:])
     assert axial_diameters(m["mask"][k], ct.spacing[1:]) == pytest.approx(ref)
+
+
+@pytest.mark.slow
+def test_real_nodule_location_side_and_zone():
+    """LIDC-IDRI 0001's nodule (LPS x = +56 mm: the patient's left) from the real lung
+    mask's extent, the scan stored as is and flipped to RAS (same physical answer)."""
+    ct_path = _realct() / "LIDC-IDRI-0001_ct.nii.gz"
+    if not ct_path.exists():
+        pytest.skip(f"real CT not available in {ct_path.parent} (set FASTCT_REALCT)")
+    from fastct.io import read_nifti
+    from fastct.lungs import lung_mask
+
+    ct = read_nifti(ct_path)
+    sp, org = np.asarray(ct.spacing, float), np.asarray(ct.origin, float)
+    d = np.eye(3) if ct.direction is None else np.asarray(ct.direction, float)
+    mask = lung_mask(np.asarray(ct.array), spacing=sp, direction=d)
+    center = [-116.0, 86.3, 56.4]  # the readers' centroid, LPS (z, y, x) mm
+    ext = lung_extent(mask, sp, org, d)
+    assert ext["x_min_mm"] < 0.0 < ext["x_max_mm"]
+    assert location(center, ext) == {"side": "left", "zone": "middle"}
+    # the same scan stored RAS (y and x flipped): the physical extent does not change
+    flip = np.diag([1.0, -1.0, -1.0])
+    org_ras = org + d @ (np.array([0, mask.shape[1] - 1, mask.shape[2] - 1]) * sp)
+    ext_ras = lung_extent(mask[:, ::-1, ::-1], sp, org_ras, d @ flip)
+    assert location(center, ext_ras) == location(center, ext)
+    assert abs(ext_ras["x_min_mm"] - ext["x_min_mm"]) <= 2 * sp[2]
