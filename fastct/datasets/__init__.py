@@ -27,22 +27,49 @@ follow-up (MOVING) physical points ``q = M @ [p, 1]``.
 from __future__ import annotations
 
 from . import _constants
+from ._hard import HardScene, hard_chest_phantom, hard_phantom_pair, hard_scene
+from ._hard_records import (
+    FOLLOWUP_STATUSES,
+    NODULE_POSITIONS,
+    NODULE_SHAPES,
+    NODULE_TYPES,
+    RECON_KERNELS,
+    SLICE_THICKNESS_PRESETS,
+    HardNodule,
+    HardNoduleSpec,
+    HardPhantom,
+    HardPhantomPair,
+)
 from ._pairs import phantom_pair, random_transform
 from ._phantoms import chest_phantom, iter_phantom_slabs
 from ._records import Nodule, NoduleSpec, Phantom, PhantomPair
 from ._scene import ChestScene
 
 __all__ = [
+    "FOLLOWUP_STATUSES",
     "FOV_MM",
     "HU",
+    "NODULE_POSITIONS",
+    "NODULE_SHAPES",
+    "NODULE_TYPES",
+    "RECON_KERNELS",
+    "SLICE_THICKNESS_PRESETS",
     "PRESETS",
     "SCENE_CENTER_MM",
     "ChestScene",
+    "HardNodule",
+    "HardNoduleSpec",
+    "HardPhantom",
+    "HardPhantomPair",
+    "HardScene",
     "Nodule",
     "NoduleSpec",
     "Phantom",
     "PhantomPair",
     "chest_phantom",
+    "hard_chest_phantom",
+    "hard_phantom_pair",
+    "hard_scene",
     "iter_phantom_slabs",
     "phantom_pair",
     "random_transform",
