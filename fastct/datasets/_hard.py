@@ -22,7 +22,7 @@ from fastct._validate import check_positive_int
 
 from ._anatomy import _build_anatomy, _in_lung_field
 from ._checks import _check_affine, _check_range, _check_real, _check_seed, _resolve_grid
-from ._constants import _HU_MAX, _HU_MIN, _KIND_LUNG, _STREAM_ANATOMY, SCENE_CENTER_MM
+from ._constants import _CONE, _HU_MAX, _HU_MIN, _KIND_LUNG, _STREAM_ANATOMY, SCENE_CENTER_MM
 from ._hard_records import (
     NODULE_POSITIONS,
     NODULE_SHAPES,
@@ -60,7 +60,7 @@ _TEXTURE_GAIN_RANGE = (1.0, 2.0)  # x the standard plane-wave texture (about 12 
 # Noise std (HU) in soft tissue at 2.5 mm slices; scaled by sqrt(2.5 / thickness).
 _NOISE_RANGE = {"soft": (8.0, 18.0), "sharp": (35.0, 70.0)}
 # Noise power spectrum shape NPS(f) ~ f^a exp(-(f / fc)^2), f in cycles/mm.
-_NPS_SHAPE = {"soft": (1.0, 0.32), "sharp": (1.0, 0.75)}
+_NPS_SHAPE = {"soft": (1.0, 0.25), "sharp": (1.5, 0.6)}
 _TABLE_RADIUS_MM = 600.0
 
 
@@ -263,6 +263,7 @@ class HardScene:
         for a in range(0, nz, _BLOCK):
             b = min(nz, a + _BLOCK)
             acc = np.zeros((b - a, ny, nx), np.float64)
+            acc_lab = np.zeros((b - a, ny, nx), np.int32)
             for off in offsets:
                 o = org + np.array([off, 0.0, 0.0])
                 img, lm, lb = _render_region(self, pk, spc, o, aff, (a, b, 0, ny, 0, nx))
@@ -286,7 +287,11 @@ class HardScene:
                 acc += img
                 if off == offsets[nsub // 2]:
                     lung[a:b] = lm
-                    lab[a:b] = np.where(lm, lb, 0)
+                # A nodule labels every voxel whose slab it crosses (at the voxel's in-plane
+                # centre), so a small nodule between slice centres keeps its truth mask.
+                hit = (lb > 0) & (acc_lab == 0)
+                acc_lab[hit] = lb[hit]
+            lab[a:b] = np.where(lung[a:b], acc_lab, 0)
             acc /= nsub
             if table is not None:
                 occ, val = table
@@ -765,11 +770,18 @@ def _fits_hard(scene, spec: HardNoduleSpec, placed, big_vessels, airways, pos: s
 
 
 def _near_bone(scene: HardScene, c: np.ndarray, dist: float) -> bool:
+    """True if a bone (rib, sternum, neural arch) comes within ``dist`` mm of ``c``."""
     for o in scene.post:
         if o.name not in ("ribs", "sternum", "neural_arch"):
             continue
         for p in o.prims:
-            if np.all(c >= p.aabb[0::2] - dist) and np.all(c <= p.aabb[1::2] + dist):
+            if np.any(c < p.aabb[0::2] - dist) or np.any(c > p.aabb[1::2] + dist):
+                continue
+            if p.type != _CONE:
+                return True
+            q = p.params
+            gap = _segment_distance(c, q[None, 0:3], q[None, 3:6])[0] - max(q[6], q[7])
+            if gap < dist:
                 return True
     return False
 

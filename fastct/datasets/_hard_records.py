@@ -145,7 +145,8 @@ class HardPhantom(Phantom):
     """A hard-phantom scan: a :class:`~fastct.datasets.Phantom` with more truth.
 
     ``nodules`` holds :class:`HardNodule` records; ``nodule_labels`` is the truth mask
-    (each nodule's body, clipped to the lung field, at the slice centres).
+    (each nodule's body, clipped to the lung field; a voxel is labelled when the body
+    crosses its slab, the slice thickness at its in-plane centre).
 
     Attributes
     ----------
