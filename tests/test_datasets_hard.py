@@ -311,3 +311,14 @@ def test_calibration_ranges_cover_real_scans():
     mine = pc.parenchyma_stats(ph.image, pc.simple_lung_mask(ph.image), ph.spacing)
     assert abs(mine["lung_median"] - lung["lung_median"]) < 60.0
     assert 0.3 < mine["vessel_fraction"] / lung["vessel_fraction"] < 3.0
+
+
+def test_realism_switch():
+    ph = ds.chest_phantom("tiny", seed=3, n_nodules=1, realism="hard")
+    assert isinstance(ph, ds.HardPhantom)
+    assert ph.spacing[0] == 2.5 and ph.settings["recon_kernel"] == "soft"
+    assert not isinstance(ds.chest_phantom("tiny", seed=3, n_nodules=1), ds.HardPhantom)
+    with pytest.raises(ValueError, match="realism"):
+        ds.chest_phantom("tiny", realism="real")
+    with pytest.raises(ValueError, match="realism"):
+        ds.phantom_pair("tiny", realism="easy")

@@ -26,15 +26,9 @@ follow-up (MOVING) physical points ``q = M @ [p, 1]``.
 
 from __future__ import annotations
 
-from . import _constants
+from . import _constants, _hard_records
 from ._hard import HardScene, hard_chest_phantom, hard_phantom_pair, hard_scene
 from ._hard_records import (
-    FOLLOWUP_STATUSES,
-    NODULE_POSITIONS,
-    NODULE_SHAPES,
-    NODULE_TYPES,
-    RECON_KERNELS,
-    SLICE_THICKNESS_PRESETS,
     HardNodule,
     HardNoduleSpec,
     HardPhantom,
@@ -86,3 +80,16 @@ SCENE_CENTER_MM = _constants.SCENE_CENTER_MM
 PRESETS = _constants.PRESETS
 #: Nominal tissue values in Hounsfield units (read-only).
 HU = _constants.HU
+
+#: Nodule types of the hard phantom (:func:`hard_chest_phantom`).
+NODULE_TYPES = _hard_records.NODULE_TYPES
+#: Nodule shapes of the hard phantom.
+NODULE_SHAPES = _hard_records.NODULE_SHAPES
+#: Nodule positions of the hard phantom.
+NODULE_POSITIONS = _hard_records.NODULE_POSITIONS
+#: Reconstruction kernels (noise textures) of the hard phantom.
+RECON_KERNELS = _hard_records.RECON_KERNELS
+#: Slice thickness presets of the hard phantom, mm (any value in [1, 5] is accepted).
+SLICE_THICKNESS_PRESETS = _hard_records.SLICE_THICKNESS_PRESETS
+#: Follow-up statuses of :func:`hard_phantom_pair`.
+FOLLOWUP_STATUSES = _hard_records.FOLLOWUP_STATUSES

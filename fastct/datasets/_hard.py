@@ -1015,8 +1015,9 @@ def hard_phantom_pair(
         Number of new nodules in the follow-up.
     followup_recon_kernel : {'soft', 'sharp'} or None
         Kernel of the follow-up (default: the baseline's).
-    transform : {'rigid', 'identity'} or ndarray (4, 4)
-        Patient motion ``M`` (baseline physical -> follow-up physical).
+    transform : {'rigid', 'similarity', 'identity'} or ndarray (4, 4)
+        Patient motion ``M`` (baseline physical -> follow-up physical); 'similarity'
+        adds a scale in [0.95, 1.05].
     max_rotation_deg, max_translation_mm : float
         Limits of the random rigid motion.
     Others
@@ -1071,20 +1072,20 @@ def hard_phantom_pair(
     spc_a, org_a = np.asarray(spc), np.asarray(org)
     center = org_a + (np.asarray(shp) - 1) / 2.0 * spc_a
     if isinstance(transform, str):
-        if transform not in ("rigid", "identity"):
+        if transform not in ("rigid", "similarity", "identity"):
             raise ValueError(
-                f"transform must be 'rigid', 'identity' or a 4x4 matrix, got {transform!r}"
+                "transform must be 'rigid', 'similarity', 'identity' or a 4x4 matrix, "
+                f"got {transform!r}"
             )
-        m = (
-            np.eye(4)
-            if transform == "identity"
-            else random_transform(
+        m = np.eye(4)
+        if transform != "identity":
+            m = random_transform(
                 rng,
                 center,
+                kind=transform,
                 max_rotation_deg=max_rotation_deg,
                 max_translation_mm=max_translation_mm,
             )
-        )
     else:
         m = _check_affine(transform, "transform")
     new_ids = []
@@ -1117,8 +1118,8 @@ def hard_phantom_pair(
         status=status,
     )
     scale = abs(np.linalg.det(m[:3, :3])) ** (1.0 / 3.0)
-    b_rec = {r.id: r for r in baseline.nodules}
-    f_rec = {r.id: r for r in followup.nodules}
+    b_rec = {r.id: r for r in baseline.nodules if isinstance(r, HardNodule)}
+    f_rec = {r.id: r for r in followup.nodules if isinstance(r, HardNodule)}
     vocab = {
         "growing": "grow",
         "shrinking": "shrink",
@@ -1130,6 +1131,7 @@ def hard_phantom_pair(
     for nid in sorted(set(b_rec) | set(f_rec)):
         b, f = b_rec.get(nid), f_rec.get(nid)
         rec = b if b is not None else f
+        assert rec is not None
         changes.append(
             {
                 "id": nid,
