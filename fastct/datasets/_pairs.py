@@ -157,9 +157,7 @@ def phantom_pair(
             seed=seed,
             n_nodules=n_nodules,
             new_nodules=new_nodules,
-            transform="rigid"
-            if isinstance(transform, str) and transform == "similarity"
-            else transform,
+            transform=transform,
             max_rotation_deg=max_rotation_deg,
             max_translation_mm=max_translation_mm,
             shape=shape,
