@@ -191,12 +191,14 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict] = {}
+    views: dict[str, np.ndarray] = {}
     real = None if args.no_real else realct_dir()
     if real is not None:
         for name, fname in REAL_SCANS.items():
             t = time.perf_counter()
             img, spc = load_nifti(real / fname)
             results[name] = {"kind": "real", **measure(img, spc)}
+            views[name] = img[int(img.shape[0] * 0.55)]
             print(f"{name}: {time.perf_counter() - t:.1f} s", flush=True)
     from fastct.datasets import hard_chest_phantom
 
@@ -208,10 +210,12 @@ def main(argv: list[str] | None = None) -> int:
         gen = time.perf_counter() - t
         name = f"hard phantom seed {s} ({recon}, {thick:g} mm)"
         results[name] = {"kind": "phantom", "generation_s": gen, **measure(ph.image, ph.spacing)}
+        views[name] = ph.image[int(ph.image.shape[0] * 0.55)]
         print(f"{name}: generated in {gen:.1f} s", flush=True)
     (out / "calibration.json").write_text(json.dumps(results, indent=1))
     write_table(results, out / "calibration.md")
     write_figures(results, out)
+    write_views(views, out / "slices.png")
     return 0
 
 
@@ -261,6 +265,22 @@ def write_figures(results: dict, out: Path) -> None:
     ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(out / "nps.png")
+
+
+def write_views(views: dict[str, np.ndarray], path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    n = len(views)
+    cols = min(4, n)
+    rows = (n + cols - 1) // cols
+    fig = Figure(figsize=(3.0 * cols, 3.2 * rows), dpi=100)
+    for k, (name, sl) in enumerate(views.items()):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        ax.imshow(sl, cmap="gray", vmin=-1200, vmax=300, interpolation="nearest")
+        ax.set_title(name, fontsize=7)
+        ax.set_axis_off()
+    fig.tight_layout()
+    fig.savefig(path)
 
 
 if __name__ == "__main__":

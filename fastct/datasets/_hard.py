@@ -22,7 +22,7 @@ from fastct._validate import check_positive_int
 
 from ._anatomy import _build_anatomy, _in_lung_field
 from ._checks import _check_affine, _check_range, _check_real, _check_seed, _resolve_grid
-from ._constants import _CONE, _HU_MAX, _HU_MIN, _KIND_LUNG, _STREAM_ANATOMY, SCENE_CENTER_MM
+from ._constants import _HU_MAX, _HU_MIN, _KIND_LUNG, _STREAM_ANATOMY, SCENE_CENTER_MM
 from ._hard_records import (
     NODULE_POSITIONS,
     NODULE_SHAPES,
@@ -251,7 +251,8 @@ class HardScene:
         aff = np.eye(4) if transform is None else np.asarray(transform, dtype=float)
         nz, ny, nx = shape
         thick = look.slice_thickness
-        nsub = 1 if thick <= 1.5 else 3 if thick <= 3.0 else 5
+        # Sub-slices averaged per slice: 1 up to 1.5 mm, 2 up to 3 mm, else 3 (<= 1.7 mm apart).
+        nsub = 1 if thick <= 1.5 else 2 if thick <= 3.0 else 3
         offsets = (np.arange(nsub) - (nsub - 1) / 2.0) * (thick / nsub)
         image = np.empty(shape, np.int16)
         lung = np.empty(shape, np.bool_)
@@ -285,7 +286,7 @@ class HardScene:
                     flat = img.reshape(-1)
                     flat[sel] += occ * (-100.0 - flat[sel])
                 acc += img
-                if off == offsets[nsub // 2]:
+                if off == offsets[(nsub - 1) // 2]:  # the sub-slice nearest the centre
                     lung[a:b] = lm
                 # A nodule labels every voxel whose slab it crosses (at the voxel's in-plane
                 # centre), so a small nodule between slice centres keeps its truth mask.
@@ -602,7 +603,9 @@ def _place_hard_nodules(
         d = float(diam[k]) if t != "calcified" else float(min(diam[k], 12.0))
         r = d / 2.0
         spec = None
-        for _attempt in range(400):
+        for attempt in range(600):
+            # A nodule that does not fit after 150 tries is made 20 % smaller, and so on.
+            r = 0.5 * max(3.0, d * 0.8 ** (attempt // 150))
             rot = _random_rotation(rng)
             semi = r * np.array([1.0, rng.uniform(0.8, 1.0), rng.uniform(0.75, 1.0)])
             side = int(rng.integers(2))
@@ -742,48 +745,36 @@ def _make_spec(rng, nid, center, t, shp, pos, semi, rot) -> HardNoduleSpec:
     )
 
 
+def _body_radius(spec: HardNoduleSpec) -> float:
+    """Reach of the nodule's body (lobes, not spicules) from its centre."""
+    c = np.asarray(spec.center_mm)
+    return max(float(np.linalg.norm(np.asarray(p) - c) + max(s)) for p, s in spec.lobes)
+
+
 def _fits_hard(scene, spec: HardNoduleSpec, placed, big_vessels, airways, pos: str) -> bool:
+    """Placement test: clear of other nodules (with room to grow) and airways; free nodules
+    clear of vessels; the body inside the lung, except a juxtapleural one, which crosses
+    the pleura (spicules may leave the lung)."""
     c = np.asarray(spec.center_mm)
     r = float(max(max(s) for _, s in spec.lobes))
-    reach = spec.bounding_radius_mm
+    rb = _body_radius(spec)
     growth = 1.36  # room for a 2.5x volume growth
     for o in placed:
-        if np.linalg.norm(c - o.center_mm) <= growth * (reach + o.bounding_radius_mm) + 2.0:
+        if np.linalg.norm(c - o.center_mm) <= growth * (rb + _body_radius(o)) + 2.0:
             return False
-    if np.any(_segment_distance(c, airways[:, :3], airways[:, 3:6]) <= reach + airways[:, 6] + 1.0):
+    if np.any(_segment_distance(c, airways[:, :3], airways[:, 3:6]) <= rb + airways[:, 6] + 1.0):
         return False
     if pos == "free" and np.any(
         _segment_distance(c, big_vessels[:, :3], big_vessels[:, 3:6]) <= r + big_vessels[:, 6] + 0.5
     ):
         return False
     if pos == "juxtapleural":
-        # The centre and most of the ball in the lung, but the ball crosses the pleura.
+        # The centre and the inner part in the lung, but the body crosses the pleura.
         inner = c[None] + 0.35 * r * _fibonacci_sphere(32)
         outer = _lung_flags(scene, c[None] + 1.05 * r * _fibonacci_sphere(96))
-        if not scene._lung_ok(np.concatenate([c[None], inner])) or outer.all():
-            return False
-        if _near_bone(scene, c, reach + 2.0):
-            return False
-        return True
-    pts = np.concatenate([c[None], c + (reach + 1.0) * _fibonacci_sphere(96)])
+        return scene._lung_ok(np.concatenate([c[None], inner])) and not outer.all()
+    pts = np.concatenate([c[None], c + (rb + 0.5) * _fibonacci_sphere(96)])
     return scene._lung_ok(pts)
-
-
-def _near_bone(scene: HardScene, c: np.ndarray, dist: float) -> bool:
-    """True if a bone (rib, sternum, neural arch) comes within ``dist`` mm of ``c``."""
-    for o in scene.post:
-        if o.name not in ("ribs", "sternum", "neural_arch"):
-            continue
-        for p in o.prims:
-            if np.any(c < p.aabb[0::2] - dist) or np.any(c > p.aabb[1::2] + dist):
-                continue
-            if p.type != _CONE:
-                return True
-            q = p.params
-            gap = _segment_distance(c, q[None, 0:3], q[None, 3:6])[0] - max(q[6], q[7])
-            if gap < dist:
-                return True
-    return False
 
 
 # -- public generators -------------------------------------------------------------------
