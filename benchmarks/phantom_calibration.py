@@ -1,8 +1,8 @@
 """Calibrate the hard chest phantom against real chest CT (writes docs/phantom_realism figures).
 
 Measures the same quantities on the real scans of ``../shared/realct`` (or ``$FASTCT_REALCT``)
-and on hard phantoms (:func:`fastct.datasets.hard_chest_phantom`), and writes a Markdown
-table, a JSON file and PNG figures:
+and on hard phantoms (:func:`fastct.datasets.hard_chest_phantom`), and writes a table
+(RST, also printed as Markdown), a JSON file and PNG figures:
 
     python benchmarks/phantom_calibration.py --out docs/_static/phantom --seeds 0-3
 
@@ -213,26 +213,52 @@ def main(argv: list[str] | None = None) -> int:
         views[name] = ph.image[int(ph.image.shape[0] * 0.55)]
         print(f"{name}: generated in {gen:.1f} s", flush=True)
     (out / "calibration.json").write_text(json.dumps(results, indent=1))
-    write_table(results, out / "calibration.md")
+    write_table(results, out / "calibration_table.txt")
     write_figures(results, out)
     write_views(views, out / "slices.png")
     return 0
 
 
-def write_table(results: dict, path: Path) -> None:
-    rows = [
-        "| scan | slice mm | min HU | lung median HU | lung p5-p95 HU | vessel fraction "
-        "| vessel calibre mm | noise std HU | NPS centroid c/mm | NPS power > 0.3 c/mm |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+TABLE_HEAD = [
+    "scan",
+    "slice mm",
+    "min HU",
+    "lung median HU",
+    "lung p5 to p95 HU",
+    "vessel fraction",
+    "vessel calibre mm",
+    "noise std HU",
+    "NPS centroid c/mm",
+    "NPS power > 0.3 c/mm",
+]
+
+
+def table_rows(results: dict) -> list[list[str]]:
+    return [
+        [
+            name,
+            f"{r['slice_thickness']:.2f}",
+            str(r["min_hu"]),
+            f"{r['lung_median']:.0f}",
+            f"{r['lung_p5']:.0f} to {r['lung_p95']:.0f}",
+            f"{r['vessel_fraction']:.3f}",
+            f"{r['vessel_calibre_mm']:.1f}",
+            f"{r['noise_std']:.1f}",
+            f"{r['nps_centroid']:.3f}",
+            f"{r['nps_high_fraction']:.2f}",
+        ]
+        for name, r in results.items()
     ]
-    for name, r in results.items():
-        rows.append(
-            f"| {name} | {r['slice_thickness']:.2f} | {r['min_hu']} | {r['lung_median']:.0f} "
-            f"| {r['lung_p5']:.0f} to {r['lung_p95']:.0f} | {r['vessel_fraction']:.3f} "
-            f"| {r['vessel_calibre_mm']:.1f} | {r['noise_std']:.1f} | {r['nps_centroid']:.3f} "
-            f"| {r['nps_high_fraction']:.2f} |"
-        )
-    path.write_text("\n".join(rows) + "\n")
+
+
+def write_table(results: dict, path: Path) -> None:
+    """The table as an RST list-table (a ``.txt`` file, so that Sphinx only includes it)."""
+    rst = [".. list-table::", "   :header-rows: 1", ""]
+    for row in [TABLE_HEAD, *table_rows(results)]:
+        rst.append("   * - " + row[0])
+        rst += [f"     - {v}" for v in row[1:]]
+    path.write_text("\n".join(rst) + "\n")
+    print("\n".join("| " + " | ".join(r) + " |" for r in [TABLE_HEAD, *table_rows(results)]))
 
 
 def write_figures(results: dict, out: Path) -> None:

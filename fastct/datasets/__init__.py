@@ -19,6 +19,13 @@ feet are towards ``z = 0``, anterior towards ``y = 0`` and the patient's right t
 ``x = 0``; the standard field of view is :data:`FOV_MM` = 300 x 360 x 360 mm with the
 chest centred at :data:`SCENE_CENTER_MM`.
 
+The *hard* phantom (:func:`hard_chest_phantom`, :func:`hard_phantom_pair`, or
+``realism="hard"``) is an opt-in variant that is hard the way real CT is hard: ground-glass,
+part-solid and calcified nodules, lobulated and spiculated shapes, juxtapleural,
+juxtavascular and perifissural positions, dense vessel trees, fissures, scars,
+atelectasis, thick slices, soft or sharp kernel noise, field-of-view padding and a table
+(see the "Hard phantom" page of the user guide). The default phantom is unchanged.
+
 Ground-truth transform contract (shared with :func:`fastct.register`): ``M`` is the
 4 x 4 homogeneous matrix mapping baseline (FIXED) physical points ``p`` (z, y, x mm) to
 follow-up (MOVING) physical points ``q = M @ [p, 1]``.
