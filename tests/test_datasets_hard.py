@@ -80,6 +80,18 @@ def test_every_type_shape_position_rendered(pair):
         assert ph.lung_mask[idx]
 
 
+def test_volume_matches_the_analytic_ellipsoid(pair):
+    # Round nodules are one ellipsoid: the fine-grid volume equals 4/3 pi a b c.
+    for spec in pair.baseline_scene.nodules:
+        if spec.shape != "round":
+            continue
+        rec = next(n for n in pair.baseline.nodules if n.id == spec.id)
+        exact = 4.0 / 3.0 * np.pi * float(np.prod(spec.lobes[0][1]))
+        assert rec.volume_mm3 == pytest.approx(exact, rel=0.03)
+        assert rec.diameter_mm == pytest.approx((6.0 * exact / np.pi) ** (1.0 / 3.0), rel=0.01)
+        assert min(spec.lobes[0][1]) * 2 - 0.5 < rec.long_axis_mm < max(spec.lobes[0][1]) * 2 + 0.5
+
+
 def _by_type(ph, t):
     return next(n for n in ph.nodules if n.type == t)
 

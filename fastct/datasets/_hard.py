@@ -175,9 +175,18 @@ class _Look:
     table: bool
 
 
+# Random mixes (None): solid nodules, round shapes and free positions are the commonest.
+_MIX = {
+    "nodule_types": (0.4, 0.2, 0.2, 0.2),
+    "nodule_shapes": (0.45, 0.3, 0.25),
+    "nodule_positions": (0.35, 0.25, 0.25, 0.15),
+}
+
+
 def _choose(value, options, name: str, rng: np.random.Generator, n: int) -> list[str]:
     if value is None:
-        return [str(options[int(rng.integers(len(options)))]) for _ in range(n)]
+        p = np.asarray(_MIX.get(name, np.full(len(options), 1.0 / len(options))))
+        return [str(options[int(rng.choice(len(options), p=p))]) for _ in range(n)]
     vals = [value] if isinstance(value, str) else list(value)
     if not vals:
         raise ValueError(f"{name} must not be empty")
@@ -194,7 +203,12 @@ def _choose(value, options, name: str, rng: np.random.Generator, n: int) -> list
 class HardScene:
     """The hard chest: :class:`ChestScene` anatomy plus the hard-mode objects.
 
-    Build one with :func:`hard_scene`; render it with :meth:`render`.
+    :func:`hard_scene` builds one (cached per arguments); :func:`hard_chest_phantom` and
+    :func:`hard_phantom_pair` render it. Its geometry is public for tests and training
+    code: ``nodules`` (:class:`HardNoduleSpec`), ``fissures`` (``(name, point, unit
+    normal)`` planes, scene mm), ``base`` (the :class:`ChestScene` with the standard
+    anatomy and vessel segments), ``fine_segments`` (the added vessels, rows ``z0 y0 x0
+    z1 y1 x1 r0 r1``), ``mimics``, ``table_top_mm`` and ``lung_hu``.
     """
 
     seed: int
@@ -234,7 +248,7 @@ class HardScene:
 
     # -- rendering ---------------------------------------------------------------------
 
-    def render(
+    def _render(
         self,
         shape: Sequence[int],
         spacing: Sequence[float],
@@ -389,7 +403,7 @@ def _shape_measure(prims) -> dict[str, float]:
     pk = _pack([_Obj("m", tuple(prims), 1.0, label=1, edge=0.0)])
     lo = pk.paabb[:, 0::2].min(axis=0)
     hi = pk.paabb[:, 1::2].max(axis=0)
-    h = float(np.clip((hi - lo).max() / 80.0, 0.05, 0.5))
+    h = float(np.clip((hi - lo).max() / 48.0, 0.05, 0.5))
     n = np.ceil((hi - lo) / h).astype(int) + 3
     org = lo - h
     region = (0, n[0], 0, n[1], 0, n[2])
@@ -904,7 +918,9 @@ def hard_chest_phantom(
         Number of nodules (default 6).
     nodule_types, nodule_shapes, nodule_positions : str, sequence of str or None
         One value for all nodules, a sequence cycled over the nodules, or None for a
-        random choice per nodule. Types :data:`NODULE_TYPES` (``'solid'``,
+        random choice per nodule (types 40 % solid, 20 % each other; shapes 45 % round,
+        30 % lobulated, 25 % spiculated; positions 35 % free, 25 % juxtapleural, 25 %
+        juxtavascular, 15 % perifissural). Types :data:`NODULE_TYPES` (``'solid'``,
         ``'ground-glass'`` -750 to -300 HU, ``'part-solid'`` ground glass with a solid
         core, ``'calcified'`` 250-900 HU, at most 12 mm); shapes :data:`NODULE_SHAPES`;
         positions :data:`NODULE_POSITIONS` (``'juxtapleural'`` crosses the pleura,
@@ -958,7 +974,7 @@ def hard_chest_phantom(
         nodule_positions=nodule_positions,
         diameter_range=diameter_range,
     )
-    return scene.render(shp, spc, org, look)
+    return scene._render(shp, spc, org, look)
 
 
 _GROW, _SHRINK = (1.4, 2.5), (0.35, 0.7)
@@ -1098,8 +1114,8 @@ def hard_phantom_pair(
     status.update({i: "new" for i in new_ids})
     fu_scene = scene.with_nodules(followed)
     noise_b = (seed, _H_NOISE)
-    baseline = scene.render(shp, spc, org, look, noise_seed=noise_b, status=status)
-    followup = fu_scene.render(
+    baseline = scene._render(shp, spc, org, look, noise_seed=noise_b, status=status)
+    followup = fu_scene._render(
         shp,
         spc,
         org,

@@ -105,7 +105,8 @@ class HardNodule(Nodule):
 
     The fields of :class:`~fastct.datasets.Nodule` (``kind`` is the type,
     ``diameter_mm`` the volume-equivalent diameter, ``volume_mm3`` the volume of the
-    analytic body sampled at 0.1-0.5 mm, ``n_voxels`` the voxels labelled on this grid)
+    analytic body sampled on a fine grid, about 48 steps across and at most 0.5 mm;
+    ``n_voxels`` the voxels labelled on this grid)
     plus:
 
     Attributes
@@ -175,5 +176,6 @@ class HardPhantomPair(PhantomPair):
     'resolved'), ``type``, ``shape``, ``position``, ``growth_ratio`` (intrinsic volume
     ratio, None for new or resolved nodules), ``baseline`` and ``followup``
     (:class:`HardNodule` or None where absent), and the centres, diameters and volumes of
-    :class:`~fastct.datasets.PhantomPair` (None where absent).
+    :class:`~fastct.datasets.PhantomPair` (None where absent). ``baseline_scene`` and
+    ``followup_scene`` are :class:`HardScene` objects.
     """
