@@ -216,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     write_table(results, out / "calibration_table.txt")
     write_figures(results, out)
     write_views(views, out / "slices.png")
+    write_gallery(out / "nodules.png", args.size)
     return 0
 
 
@@ -304,6 +305,53 @@ def write_views(views: dict[str, np.ndarray], path: Path) -> None:
         ax = fig.add_subplot(rows, cols, k + 1)
         ax.imshow(sl, cmap="gray", vmin=-1200, vmax=300, interpolation="nearest")
         ax.set_title(name, fontsize=7)
+        ax.set_axis_off()
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def write_gallery(path: Path, size: str) -> None:
+    """Axial crops through hard-phantom nodules: every type, shape and position."""
+    from matplotlib.figure import Figure
+
+    from fastct.datasets import hard_chest_phantom
+
+    types = ["solid", "ground-glass", "part-solid", "calcified"] * 2
+    shapes = [
+        "round",
+        "lobulated",
+        "spiculated",
+        "round",
+        "spiculated",
+        "round",
+        "lobulated",
+        "round",
+    ]
+    positions = ["free", "juxtapleural", "juxtavascular", "perifissural"] * 2
+    ph = hard_chest_phantom(
+        size,
+        seed=7,
+        n_nodules=8,
+        nodule_types=types,
+        nodule_shapes=shapes,
+        nodule_positions=positions,
+        diameter_range=(8.0, 20.0),
+        slice_thickness=1.25,
+        recon_kernel="soft",
+    )
+    fig = Figure(figsize=(12.0, 2.5), dpi=100)
+    for k, n in enumerate(ph.nodules):
+        z, y, x = ph.index_of(n.center_mm)
+        half = int(round(25.0 / ph.spacing[1]))
+        crop = ph.image[z, max(0, y - half) : y + half, max(0, x - half) : x + half]
+        lab = ph.nodule_labels[z, max(0, y - half) : y + half, max(0, x - half) : x + half]
+        ax = fig.add_subplot(1, len(ph.nodules), k + 1)
+        ax.imshow(crop, cmap="gray", vmin=-1000, vmax=200, interpolation="nearest")
+        if (lab == n.id).any():
+            ax.contour(lab == n.id, [0.5], colors="r", linewidths=0.6)
+        ax.set_title(
+            f"{n.type}\n{n.shape}, {n.position}\n{n.mean_axial_diameter_mm:.1f} mm", fontsize=7
+        )
         ax.set_axis_off()
     fig.tight_layout()
     fig.savefig(path)

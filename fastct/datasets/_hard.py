@@ -713,7 +713,7 @@ def _make_spec(rng, nid, center, t, shp, pos, semi, rot) -> HardNoduleSpec:
         for _ in range(int(rng.integers(3, 6))):
             u = _unit(rng.normal(size=3))
             lobes.append(
-                (c + rot.T @ (u * semi * rng.uniform(0.45, 0.65)), semi * rng.uniform(0.45, 0.65))
+                (c + rot.T @ (u * semi * rng.uniform(0.6, 0.8)), semi * rng.uniform(0.4, 0.6))
             )
     spicules = []
     if shp == "spiculated":
@@ -722,7 +722,7 @@ def _make_spec(rng, nid, center, t, shp, pos, semi, rot) -> HardNoduleSpec:
             surf = c + rot.T @ (u * semi * 0.85)
             dirn = _unit(surf - c)
             length = float(semi.max() * rng.uniform(0.6, 1.4) + 2.0)
-            spicules.append((surf, surf + length * dirn, float(rng.uniform(0.5, 1.0)), 0.2))
+            spicules.append((surf, surf + length * dirn, float(rng.uniform(0.7, 1.3)), 0.3))
     hu = {
         "solid": rng.uniform(0.0, 60.0),
         "ground-glass": rng.uniform(-750.0, -300.0),
