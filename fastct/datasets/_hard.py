@@ -22,7 +22,7 @@ from fastct._validate import check_positive_int
 
 from ._anatomy import _build_anatomy, _in_lung_field
 from ._checks import _check_affine, _check_range, _check_real, _check_seed, _resolve_grid
-from ._constants import _HU_MAX, _HU_MIN, _KIND_LUNG, _STREAM_ANATOMY, SCENE_CENTER_MM
+from ._constants import _HU_MAX, _HU_MIN, _KIND_LUNG, _STREAM_ANATOMY, HU, SCENE_CENTER_MM
 from ._hard_records import (
     NODULE_POSITIONS,
     NODULE_SHAPES,
@@ -81,7 +81,6 @@ def _grow_fine_vessels(
         c = lungs[side][0]
         sgn = -1.0 if side == "right" else 1.0
         mine = base_segs[np.sign(base_segs[:, 5] - SCENE_CENTER_MM[2]) == sgn]
-        ends = mine[:, 3:6]
         # Leaves: segment ends that start no other segment.
         starts = {tuple(np.round(s, 6)) for s in mine[:, 0:3]}
         queue = []
@@ -90,7 +89,6 @@ def _grow_fine_vessels(
                 continue
             d = _unit(s[3:6] - s[0:3])
             queue.append((s[3:6].copy(), d, float(s[7])))
-        del ends
         segs: list[tuple[np.ndarray, np.ndarray, float, float]] = []
         head = 0
         while head < len(queue) and len(segs) < 2400:
@@ -115,7 +113,11 @@ def _grow_fine_vessels(
                 segs.append((start, end, r0, r1))
                 queue.append((end, d, r1))
         objs.append(
-            _Obj(f"{side}_fine_vessels", tuple(_cone(a, b, r0, r1) for a, b, r0, r1 in segs), 40.0)
+            _Obj(
+                f"{side}_fine_vessels",
+                tuple(_cone(a, b, r0, r1) for a, b, r0, r1 in segs),
+                HU["soft_tissue"],
+            )
         )
         segs_all += [[*a, *b, r0, r1] for a, b, r0, r1 in segs]
     return objs, np.asarray(segs_all, dtype=float).reshape(-1, 8)
