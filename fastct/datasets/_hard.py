@@ -861,7 +861,22 @@ def hard_scene(
     nodule_positions: str | Sequence[str] | None = None,
     diameter_range: tuple[float, float] = (4.0, 25.0),
 ) -> HardScene:
-    """The analytic hard chest of ``seed`` with its nodules (see :func:`hard_chest_phantom`)."""
+    """The analytic hard chest of ``seed`` with its nodules, not rendered.
+
+    Parameters are those of :func:`hard_chest_phantom`; the same arguments give the scene
+    that function renders (cached).
+
+    Returns
+    -------
+    HardScene
+
+    Examples
+    --------
+    >>> from fastct.datasets import hard_scene
+    >>> scene = hard_scene(0, n_nodules=2, nodule_types="ground-glass")
+    >>> [n.type for n in scene.nodules], len(scene.fissures)
+    (['ground-glass', 'ground-glass'], 3)
+    """
     seed = _check_seed(seed)
     n = 6 if n_nodules is None else check_positive_int(n_nodules, "n_nodules", minimum=0)
     dr = _check_range(diameter_range, "diameter_range", 3.0, 30.0)
