@@ -19,6 +19,13 @@ feet are towards ``z = 0``, anterior towards ``y = 0`` and the patient's right t
 ``x = 0``; the standard field of view is :data:`FOV_MM` = 300 x 360 x 360 mm with the
 chest centred at :data:`SCENE_CENTER_MM`.
 
+The *hard* phantom (:func:`hard_chest_phantom`, :func:`hard_phantom_pair`, or
+``realism="hard"``) is an opt-in variant that is hard the way real CT is hard: ground-glass,
+part-solid and calcified nodules, lobulated and spiculated shapes, juxtapleural,
+juxtavascular and perifissural positions, dense vessel trees, fissures, scars,
+atelectasis, thick slices, soft or sharp kernel noise, field-of-view padding and a table
+(see the "Hard phantom" page of the user guide). The default phantom is unchanged.
+
 Ground-truth transform contract (shared with :func:`fastct.register`): ``M`` is the
 4 x 4 homogeneous matrix mapping baseline (FIXED) physical points ``p`` (z, y, x mm) to
 follow-up (MOVING) physical points ``q = M @ [p, 1]``.
@@ -26,23 +33,44 @@ follow-up (MOVING) physical points ``q = M @ [p, 1]``.
 
 from __future__ import annotations
 
-from . import _constants
+from . import _constants, _hard_records
+from ._hard import HardScene, hard_chest_phantom, hard_phantom_pair, hard_scene
+from ._hard_records import (
+    HardNodule,
+    HardNoduleSpec,
+    HardPhantom,
+    HardPhantomPair,
+)
 from ._pairs import phantom_pair, random_transform
 from ._phantoms import chest_phantom, iter_phantom_slabs
 from ._records import Nodule, NoduleSpec, Phantom, PhantomPair
 from ._scene import ChestScene
 
 __all__ = [
+    "FOLLOWUP_STATUSES",
     "FOV_MM",
     "HU",
+    "NODULE_POSITIONS",
+    "NODULE_SHAPES",
+    "NODULE_TYPES",
+    "RECON_KERNELS",
+    "SLICE_THICKNESS_PRESETS",
     "PRESETS",
     "SCENE_CENTER_MM",
     "ChestScene",
+    "HardNodule",
+    "HardNoduleSpec",
+    "HardPhantom",
+    "HardPhantomPair",
+    "HardScene",
     "Nodule",
     "NoduleSpec",
     "Phantom",
     "PhantomPair",
     "chest_phantom",
+    "hard_chest_phantom",
+    "hard_phantom_pair",
+    "hard_scene",
     "iter_phantom_slabs",
     "phantom_pair",
     "random_transform",
@@ -59,3 +87,16 @@ SCENE_CENTER_MM = _constants.SCENE_CENTER_MM
 PRESETS = _constants.PRESETS
 #: Nominal tissue values in Hounsfield units (read-only).
 HU = _constants.HU
+
+#: Nodule types of the hard phantom (:func:`hard_chest_phantom`).
+NODULE_TYPES = _hard_records.NODULE_TYPES
+#: Nodule shapes of the hard phantom.
+NODULE_SHAPES = _hard_records.NODULE_SHAPES
+#: Nodule positions of the hard phantom.
+NODULE_POSITIONS = _hard_records.NODULE_POSITIONS
+#: Reconstruction kernels (noise textures) of the hard phantom.
+RECON_KERNELS = _hard_records.RECON_KERNELS
+#: Slice thickness presets of the hard phantom, mm (any value in [1, 5] is accepted).
+SLICE_THICKNESS_PRESETS = _hard_records.SLICE_THICKNESS_PRESETS
+#: Follow-up statuses of :func:`hard_phantom_pair`.
+FOLLOWUP_STATUSES = _hard_records.FOLLOWUP_STATUSES

@@ -100,6 +100,7 @@ def phantom_pair(
     growth: str | float | Sequence[float] | None = "random",
     new_nodules: int = 0,
     followup_noise_seed: int | None = None,
+    realism: str = "standard",
 ) -> PhantomPair:
     """Baseline scan and follow-up scan with a known transform and nodule changes.
 
@@ -126,6 +127,11 @@ def phantom_pair(
     followup_noise_seed : int, optional
         Noise seed of the follow-up; default is a stream independent of the baseline.
         Pass ``seed`` to get the baseline's noise.
+    realism : {'standard', 'hard'}
+        ``'standard'`` (default) is the ideal pair described here, unchanged bit for bit.
+        ``'hard'`` returns :func:`hard_phantom_pair` with the same seed, grid, nodule
+        count, number of new nodules, transform and motion limits, its own defaults otherwise (statuses stable / growing / shrinking /
+        resolved / new are drawn); call :func:`hard_phantom_pair` for its settings.
 
     Returns
     -------
@@ -143,6 +149,23 @@ def phantom_pair(
     ...                  [*c["center_followup_mm"], 1]))
     True
     """
+    if realism == "hard":
+        from ._hard import hard_phantom_pair
+
+        return hard_phantom_pair(
+            size,
+            seed=seed,
+            n_nodules=n_nodules,
+            new_nodules=new_nodules,
+            transform=transform,
+            max_rotation_deg=max_rotation_deg,
+            max_translation_mm=max_translation_mm,
+            shape=shape,
+            spacing=spacing,
+            origin=origin,
+        )
+    if realism != "standard":
+        raise ValueError(f"realism must be 'standard' or 'hard', got {realism!r}")
     shp, spc, org = _resolve_grid(size, shape, spacing, origin)
     scene = ChestScene.generate(seed, n_nodules=n_nodules, diameter_range=diameter_range)
     noise_hu = _check_real(noise_hu, "noise_hu", minimum=0.0)

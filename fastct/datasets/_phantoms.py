@@ -22,6 +22,7 @@ def chest_phantom(
     origin: Sequence[float] | str | None = None,
     noise_hu: float = 20.0,
     diameter_range: tuple[float, float] = _DIAMETER_LIMITS,
+    realism: str = "standard",
 ) -> Phantom:
     """Synthetic chest CT in HU with lung mask, nodule labels and nodule records.
 
@@ -44,10 +45,18 @@ def chest_phantom(
         Standard deviation of the in-plane correlated Gaussian noise (0 for none).
     diameter_range : (float, float)
         Nodule diameters in mm, within [3, 30].
+    realism : {'standard', 'hard'}
+        ``'standard'`` (default) is the ideal phantom above, unchanged bit for bit.
+        ``'hard'`` returns :func:`hard_chest_phantom` with the same seed, grid and nodule
+        count (its own defaults for everything else: 2.5 mm slices, soft-kernel noise
+        drawn from the calibrated range unless ``noise_hu`` is given, 4-25 mm nodules
+        unless ``diameter_range`` is given); call :func:`hard_chest_phantom` directly
+        for the hard settings.
 
     Returns
     -------
     Phantom
+        A :class:`HardPhantom` for ``realism='hard'``.
 
     Examples
     --------
@@ -58,6 +67,25 @@ def chest_phantom(
     >>> len(ph.nodules), ph.nodules[0].kind in ("solid", "part-solid")
     (6, True)
     """
+    if realism == "hard":
+        from ._hard import hard_chest_phantom
+
+        extra: dict = {}
+        if noise_hu != 20.0:
+            extra["noise_hu"] = noise_hu
+        if tuple(diameter_range) != _DIAMETER_LIMITS:
+            extra["diameter_range"] = diameter_range
+        return hard_chest_phantom(
+            size,
+            seed=seed,
+            n_nodules=n_nodules,
+            shape=shape,
+            spacing=spacing,
+            origin=origin,
+            **extra,
+        )
+    if realism != "standard":
+        raise ValueError(f"realism must be 'standard' or 'hard', got {realism!r}")
     shp, spc, org = _resolve_grid(size, shape, spacing, origin)
     scene = ChestScene.generate(seed, n_nodules=n_nodules, diameter_range=diameter_range)
     return scene.render(shp, spc, org, noise_hu=noise_hu)
