@@ -99,7 +99,12 @@ _SLICE_STRUCTURE[1] = ndi.generate_binary_structure(2, 1)
 _TRACHEA_AREA_MM2 = (30.0, 900.0)
 _TRACHEA_CENTRAL_FRACTION = 0.15  # |x - body centre| <= this * body width
 _TRACHEA_SEARCH_MM = 60.0  # how far from each z end to look for the trachea
+_TRACHEA_TUBE_MM = 15.0  # the trachea is still a small blob this far inside the air column
 _AIRWAY_MAX_FRACTION = 0.2  # an airway tree larger than this share of interior air leaked
+# Scanner padding: values below the HU scale's floor are padding; a constant corner
+# value above this is padding too when it fills the corners (see _unpad).
+_AIR_HU = -1024.0
+_PAD_MAX_PLAUSIBLE_AIR = -900.0
 # method="threshold": components kept relative to the largest, and in absolute volume.
 _THRESHOLD_MIN_FRACTION = 0.01
 _THRESHOLD_MIN_ML = 50.0
@@ -160,6 +165,7 @@ def _downsample(image: np.ndarray | Volume, factors: tuple[int, ...]) -> np.ndar
     for part, slab in stream(slabs(wshape[0], rows), read, desc="lung mask", nbytes=nbytes):
         w0, w1 = part.start, part.stop
         z0, z1 = w0 * fz, min(nz, w1 * fz)
+        slab = _unpad(slab)
         if factors == (1, 1, 1):
             out[w0:w1] = slab
             continue
@@ -171,6 +177,43 @@ def _downsample(image: np.ndarray | Volume, factors: tuple[int, ...]) -> np.ndar
         n = count.reshape(shape6).sum(axis=(1, 3, 5))
         out[w0:w1] = (total / n).astype(np.float32)
     return out
+
+
+def _unpad(slab: np.ndarray) -> np.ndarray:
+    """Scanner padding outside the field of view made air (a new array, float32).
+
+    *By value*: CT numbers below ``_AIR_HU`` (-1024, the scale's floor) exist only as
+    padding (-2048, -3024, -32768 ...) and are raised to ``_AIR_HU``. *By the field of
+    view*: where the four corners of a slice hold one and the same value above
+    ``_PAD_MAX_PLAUSIBLE_AIR`` (a scanner that pads with 0 or -1000 + noise-free
+    constants that would read as tissue), the region of exactly that value connected
+    to the corners is set to ``_AIR_HU`` too.
+    """
+    out = np.maximum(slab, np.float32(_AIR_HU))
+    for z in range(out.shape[0]):
+        plane = out[z]
+        corners = plane[[0, 0, -1, -1], [0, -1, 0, -1]]
+        v = corners[0]
+        if not (np.all(corners == v) and v > _PAD_MAX_PLAUSIBLE_AIR):
+            continue
+        lab, _ = ndi.label(plane == v)
+        ids = np.unique(lab[[0, 0, -1, -1], [0, -1, 0, -1]])
+        plane[np.isin(lab, ids[ids > 0])] = _AIR_HU
+    return out
+
+
+def _body(air: np.ndarray) -> np.ndarray:
+    """The patient's body: the largest 6-connected non-air component (a separate
+    table, blanket or positioning aid is left out), holes of every axial slice filled
+    (the lungs and airways inside it)."""
+    lab, n = ndi.label(~air)
+    if n == 0:
+        return np.zeros(air.shape, bool)
+    sizes = np.bincount(lab.ravel())
+    sizes[0] = 0
+    body = lab == int(np.argmax(sizes))
+    del lab
+    return ndi.binary_fill_holes(body, structure=_SLICE_STRUCTURE)
 
 
 def _outside_air(air: np.ndarray) -> np.ndarray:
@@ -189,35 +232,60 @@ def _outside_air(air: np.ndarray) -> np.ndarray:
 def _find_trachea(
     interior: np.ndarray, body: np.ndarray, spacing: tuple[float, ...]
 ) -> np.ndarray | None:
-    """Voxels of the trachea's cross-section in the slice nearest a z end, or None."""
-    zs = np.flatnonzero(interior.any(axis=(1, 2)))
-    if zs.size == 0:
+    """Voxels of the trachea's cross-section in the slice nearest a z end, or None.
+
+    Only the largest interior air component is searched (the airways join the lungs;
+    gas in the bowel or a hollow table does not). In the slices within
+    ``_TRACHEA_SEARCH_MM`` of each end of that component, a candidate is a blob of
+    trachea-like area, central in the body, that is still such a blob
+    ``_TRACHEA_TUBE_MM`` further in (a tube: a lung base or apex cut by the end slice
+    widens at once). The candidate nearest its end wins.
+    """
+    lab3, n3 = ndi.label(interior)
+    if n3 == 0:
         return None
+    sizes = np.bincount(lab3.ravel())
+    sizes[0] = 0
+    column = lab3 == int(np.argmax(sizes))
+    del lab3
+    zs = np.flatnonzero(column.any(axis=(1, 2)))
     pixel_mm2 = spacing[1] * spacing[2]
     n_search = max(1, int(round(_TRACHEA_SEARCH_MM / spacing[0])))
+    n_tube = max(1, int(round(_TRACHEA_TUBE_MM / spacing[0])))
     lo_area, hi_area = _TRACHEA_AREA_MM2
+
+    def blobs(z: int) -> tuple[np.ndarray, np.ndarray]:
+        lab2, n2 = ndi.label(column[z])
+        return lab2, np.bincount(lab2.ravel(), minlength=n2 + 1) * pixel_mm2
+
     best: tuple[int, int, np.ndarray] | None = None  # (distance from end, z, blob mask)
     for end, step in ((zs[-1], -1), (zs[0], 1)):
         for k in range(min(n_search, zs.size)):
             z = int(end + step * k)
-            if z < 0 or z >= interior.shape[0]:
-                break
-            sl = interior[z]
-            if not sl.any():
+            if not column[z].any():
                 continue
             body_x = np.flatnonzero(body[z].any(axis=0))
             if body_x.size == 0:
                 continue
             centre_x = 0.5 * (body_x[0] + body_x[-1])
             width = body_x[-1] - body_x[0] + 1
-            lab2, n2 = ndi.label(sl)
-            areas = np.bincount(lab2.ravel(), minlength=n2 + 1) * pixel_mm2
-            xs = ndi.center_of_mass(sl, lab2, range(1, n2 + 1))
+            lab2, areas = blobs(z)
+            z_in = z + step * n_tube
+            inner = blobs(z_in) if 0 <= z_in < column.shape[0] else None
             found = None
-            for i in range(1, n2 + 1):
+            for i in range(1, areas.size):
                 if not lo_area <= areas[i] <= hi_area:
                     continue
-                if abs(xs[i - 1][1] - centre_x) > _TRACHEA_CENTRAL_FRACTION * width:
+                blob = lab2 == i
+                x_c = float(np.mean(np.nonzero(blob)[1]))
+                if abs(x_c - centre_x) > _TRACHEA_CENTRAL_FRACTION * width:
+                    continue
+                if inner is None:
+                    continue
+                # the tube test: the blob below/above it is still trachea-sized
+                ids = inner[0][blob]
+                ids = ids[ids > 0]
+                if ids.size == 0 or not lo_area <= inner[1][np.bincount(ids).argmax()] <= hi_area:
                     continue
                 if found is None or areas[i] > areas[found]:
                     found = i
@@ -271,6 +339,10 @@ def _dilate_in_box(mask: np.ndarray) -> np.ndarray:
 
 
 def _keep_lungs(mask: np.ndarray, min_lung_fraction: float) -> np.ndarray:
+    """The largest component, and the second largest as the other lung if it holds at
+    least ``min_lung_fraction`` of the largest and spans the largest one's middle
+    slice (two lungs lie side by side; gas in the stomach or bowel under a pair of
+    fused lungs does not reach their mid-height)."""
     labels, n = ndi.label(mask)
     if n == 0:
         return mask
@@ -280,7 +352,11 @@ def _keep_lungs(mask: np.ndarray, min_lung_fraction: float) -> np.ndarray:
     lut = np.zeros(n + 1, dtype=bool)
     lut[order[0]] = True
     if n > 1 and sizes[order[1]] >= min_lung_fraction * sizes[order[0]]:
-        lut[order[1]] = True
+        objs = ndi.find_objects(labels)
+        first, second = objs[order[0] - 1][0], objs[order[1] - 1][0]
+        middle = (first.start + first.stop - 1) / 2.0
+        if second.start - 0.5 <= middle <= second.stop - 0.5:
+            lut[order[1]] = True
     return lut[labels]
 
 
@@ -509,15 +585,15 @@ def lung_mask(
     wspacing = tuple(s * f for s, f in zip(spacing, factors))
     work = _downsample(image, factors)
     air = work < threshold
-    interior = _outside_air(air)
+    body = _body(air)
+    interior = _outside_air(air) & body
     if remove_airways and interior.any():
-        body = ~(air & ~interior)
         seed = _find_trachea(interior, body, wspacing)
         if seed is not None:
             tree = _grow_airways(work, interior, seed, airway_threshold)
             if tree is not None:
                 interior &= ~_dilate_in_box(tree)
-    del work, air
+    del work, air, body
     mask = _keep_lungs(interior, min_lung_fraction)
     del interior
     mask = ndi.binary_fill_holes(mask, structure=_SLICE_STRUCTURE)
