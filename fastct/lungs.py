@@ -104,6 +104,10 @@ _AIRWAY_MAX_FRACTION = 0.2  # an airway tree larger than this share of interior 
 # Scanner padding: values below the HU scale's floor are padding; a constant corner
 # value above this is padding too when it fills the corners (see _unpad).
 _AIR_HU = -1024.0
+_BODY_OPENING_MM = 4.0
+_LUNG_MIN_DEPTH_FRACTION = (
+    1.0 / 3.0
+)  # the other lung is at least this deep (y extent)  # in-plane opening radius that detaches a table from the body
 _PAD_MAX_PLAUSIBLE_AIR = -900.0
 # method="threshold": components kept relative to the largest, and in absolute volume.
 _THRESHOLD_MIN_FRACTION = 0.01
@@ -202,18 +206,36 @@ def _unpad(slab: np.ndarray) -> np.ndarray:
     return out
 
 
-def _body(air: np.ndarray) -> np.ndarray:
-    """The patient's body: the largest 6-connected non-air component (a separate
-    table, blanket or positioning aid is left out), holes of every axial slice filled
-    (the lungs and airways inside it)."""
-    lab, n = ndi.label(~air)
+def _largest(mask: np.ndarray) -> np.ndarray:
+    """The largest 6-connected component of ``mask`` (all False if there is none)."""
+    lab, n = ndi.label(mask)
     if n == 0:
-        return np.zeros(air.shape, bool)
+        return np.zeros(mask.shape, bool)
     sizes = np.bincount(lab.ravel())
     sizes[0] = 0
-    body = lab == int(np.argmax(sizes))
-    del lab
-    return ndi.binary_fill_holes(body, structure=_SLICE_STRUCTURE)
+    return lab == int(np.argmax(sizes))
+
+
+def _body(air: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
+    """The patient's body, lungs and airways included.
+
+    The largest non-air component with the holes of every axial slice filled, then
+    opened in-plane with a disk of ``_BODY_OPENING_MM`` (erosion, largest component,
+    dilation): a CT table, blanket or cable that touches the patient along a narrow
+    contact is cut off with its own enclosed air, while the filled chest is far too
+    thick to be changed beyond rounding its outline.
+    """
+    filled = ndi.binary_fill_holes(_largest(~air), structure=_SLICE_STRUCTURE)
+    r = _BODY_OPENING_MM
+    k = [int(r / s) for s in spacing[1:]]
+    if max(k) == 0 or not filled.any():
+        return filled
+    yy, xx = np.mgrid[-k[0] : k[0] + 1, -k[1] : k[1] + 1]
+    disk = ((yy * spacing[1]) ** 2 + (xx * spacing[2]) ** 2 <= r * r)[None]
+    core = _largest(ndi.binary_erosion(filled, structure=disk))
+    if not core.any():
+        return filled
+    return ndi.binary_dilation(core, structure=disk) & filled
 
 
 def _outside_air(air: np.ndarray) -> np.ndarray:
@@ -340,9 +362,13 @@ def _dilate_in_box(mask: np.ndarray) -> np.ndarray:
 
 def _keep_lungs(mask: np.ndarray, min_lung_fraction: float) -> np.ndarray:
     """The largest component, and the second largest as the other lung if it holds at
-    least ``min_lung_fraction`` of the largest and spans the largest one's middle
-    slice (two lungs lie side by side; gas in the stomach or bowel under a pair of
-    fused lungs does not reach their mid-height)."""
+    least ``min_lung_fraction`` of the largest, spans the largest one's middle slice
+    and is at least ``_LUNG_MIN_DEPTH_FRACTION`` as deep (anterior-posterior extent).
+
+    Two lungs lie side by side, each from the front to the back of the chest; gas in
+    the stomach or bowel under a pair of joined lungs does not reach their
+    mid-height, and the air core of a CT table touching the patient is flat.
+    """
     labels, n = ndi.label(mask)
     if n == 0:
         return mask
@@ -353,9 +379,15 @@ def _keep_lungs(mask: np.ndarray, min_lung_fraction: float) -> np.ndarray:
     lut[order[0]] = True
     if n > 1 and sizes[order[1]] >= min_lung_fraction * sizes[order[0]]:
         objs = ndi.find_objects(labels)
-        first, second = objs[order[0] - 1][0], objs[order[1] - 1][0]
-        middle = (first.start + first.stop - 1) / 2.0
-        if second.start - 0.5 <= middle <= second.stop - 0.5:
+        first, second = objs[order[0] - 1], objs[order[1] - 1]
+        middle = (first[0].start + first[0].stop - 1) / 2.0
+        spans_middle = second[0].start - 0.5 <= middle <= second[0].stop - 0.5
+
+        def depth(box: tuple[slice, ...]) -> int:
+            return box[1].stop - box[1].start
+
+        deep = depth(second) >= _LUNG_MIN_DEPTH_FRACTION * depth(first)
+        if spans_middle and deep:
             lut[order[1]] = True
     return lut[labels]
 
@@ -585,7 +617,7 @@ def lung_mask(
     wspacing = tuple(s * f for s, f in zip(spacing, factors))
     work = _downsample(image, factors)
     air = work < threshold
-    body = _body(air)
+    body = _body(air, wspacing)
     interior = _outside_air(air) & body
     if remove_airways and interior.any():
         seed = _find_trachea(interior, body, wspacing)
