@@ -6,24 +6,36 @@ with ``scipy.ndimage`` on boolean and small working arrays:
 
 1. **Working grid.** The image is read slab by slab (an archive ``Volume`` is never
    loaded whole) and block-averaged by integer factors per axis so that a working
-   voxel is about ``working_mm`` (no averaging where the spacing is already
-   coarser). A clinical 400 x 512 x 512 scan at 0.75 x 0.70 x 0.70 mm becomes
-   400 x 256 x 256 float32 (100 MiB); every later step works on bool/int32 arrays
-   of that grid.
-2. **Threshold.** ``air = image < threshold`` (default -400 HU).
-3. **Outside air.** Air components (6-connected) touching a y or x border face of
-   the volume surround the patient and are dropped; what is left is *interior* air:
-   lungs, airways, gas in the bowel.
-4. **Airway removal.** The trachea is found as a small, round, central blob of
-   interior air in one of the end slices (either z end, so the orientation of the
-   scan does not matter); the airway tree is region-grown from it through voxels
-   below ``airway_threshold`` (default -950 HU: lumen air, not lung parenchyma at
-   about -850 HU), lowering that threshold if the growth leaks into the lungs, and
-   removed (dilated by one voxel to take the partial-volume rim with it). This
+   voxel is about ``working_mm`` (at most 1.2 times it; no averaging where the
+   spacing is already coarser). A clinical 400 x 512 x 512 scan at 0.75 x 0.70 x
+   0.70 mm becomes 400 x 256 x 256 float32 (100 MiB); every later step works on
+   bool/int32 arrays of that grid. **Scanner padding** is made air while reading:
+   values below -1024 HU (the -2048 / -3024 HU outside the field of view) by value,
+   and a constant value above -900 HU that fills the four corners of a slice (a
+   scanner padding with 0) by the region of that value connected to the corners.
+2. **Threshold.** ``air = image < threshold`` (default -400 HU; ``threshold="auto"``:
+   Hu et al.'s iterative optimal threshold of the body's voxels, clipped to
+   [-600, -300] HU, see :func:`optimal_threshold`).
+3. **Body and outside air.** The body is the largest non-air component with the
+   holes of each axial slice filled, opened in-plane with a 4 mm disk (a CT table,
+   blanket or cable touching the patient along a narrow contact is cut off).
+   Interior air is air inside the body that is not 6-connected to a y or x border
+   face: lungs, airways, gas in the bowel; the air around the patient, in the
+   padding and inside a hollow table is not.
+4. **Airway removal.** The trachea is found as a small, round, central blob of the
+   largest interior air component (the lungs and airways, never bowel gas) in the
+   slices near either of its z ends (so the orientation of the scan does not
+   matter) that is still such a blob 15 mm further in (a tube, not the tip of a lung
+   apex or base); the airway tree is region-grown from it through voxels below
+   ``airway_threshold`` (default -950 HU: lumen air, not lung parenchyma at about
+   -850 HU), lowering that threshold if the growth leaks into the lungs (emphysema),
+   and removed (dilated by one voxel to take the partial-volume rim with it). This
    disconnects the two lungs, which the airways join at the carina.
 5. **Lungs.** The largest remaining component is kept, and the second largest if
-   it holds at least ``min_lung_fraction`` of the largest (two lungs, or one if they
-   are fused or one is missing).
+   it holds at least ``min_lung_fraction`` of the largest, spans the largest one's
+   middle slice and is at least a third as deep (anterior-posterior): two lungs, or
+   one if they touch (anterior/posterior junction) or one is missing, never gas in
+   the stomach under joined lungs or the air core of a table.
 6. **Fill.** Holes in every axial slice are filled (vessels, nodules, bronchi inside
    the lung), then a closing with a ball of ``closing_mm`` (exact, through Euclidean
    distance transforms in mm) brings juxtapleural nodules and the hilar notches in,
@@ -90,7 +102,7 @@ from ._validate import (
 from .streaming import Slab, read_planes, slabs, stream, write_region
 from .volume import Volume
 
-__all__ = ["lung_mask"]
+__all__ = ["lung_mask", "optimal_threshold"]
 
 # In-plane 4-connectivity only: per-slice operations in one call on the 3-D array.
 _SLICE_STRUCTURE = np.zeros((3, 3, 3), dtype=bool)
@@ -104,6 +116,7 @@ _AIRWAY_MAX_FRACTION = 0.2  # an airway tree larger than this share of interior 
 # Scanner padding: values below the HU scale's floor are padding; a constant corner
 # value above this is padding too when it fills the corners (see _unpad).
 _AIR_HU = -1024.0
+_WORKING_SLACK = 1.2  # a working voxel may be up to this much coarser than working_mm
 _BODY_OPENING_MM = 4.0
 _LUNG_MIN_DEPTH_FRACTION = (
     1.0 / 3.0
@@ -113,6 +126,12 @@ _PAD_MAX_PLAUSIBLE_AIR = -900.0
 _THRESHOLD_MIN_FRACTION = 0.01
 _THRESHOLD_MIN_ML = 50.0
 METHODS = ("anatomical", "threshold")
+# threshold="auto": Hu et al.'s iterative optimal threshold on the body's voxels, from
+# this start, clipped to this range (HU); the voxels are clipped to _AUTO_CLIP first
+# so that bone and metal do not pull the tissue mean up.
+_AUTO_START = -400.0
+_AUTO_RANGE = (-600.0, -300.0)
+_AUTO_CLIP = (-1024.0, 200.0)
 
 
 def _check_image(image: Any) -> np.ndarray | Volume:
@@ -140,16 +159,19 @@ def _axial_order(direction: np.ndarray | None) -> tuple[int, ...]:
 
 
 def working_factors(spacing: tuple[float, ...], working_mm: float) -> tuple[int, ...]:
-    """Integer block-averaging factor per axis so a working voxel is about ``working_mm``.
+    """Integer block-averaging factor per axis so a working voxel is about ``working_mm``:
+    the largest factor whose voxel is at most ``1.2 * working_mm`` (at least 1).
 
     Examples
     --------
     >>> working_factors((0.75, 0.703125, 0.703125), 1.5)
     (2, 2, 2)
+    >>> working_factors((5.0, 0.84, 0.84), 1.5)
+    (1, 2, 2)
     >>> working_factors((2.5, 2.8, 2.8), 1.5)
     (1, 1, 1)
     """
-    return tuple(max(1, int(working_mm / s + 1e-9)) for s in spacing)
+    return tuple(max(1, int(_WORKING_SLACK * working_mm / s + 1e-9)) for s in spacing)
 
 
 def _downsample(image: np.ndarray | Volume, factors: tuple[int, ...]) -> np.ndarray:
@@ -174,11 +196,15 @@ def _downsample(image: np.ndarray | Volume, factors: tuple[int, ...]) -> np.ndar
             out[w0:w1] = slab
             continue
         pad = [(0, (w1 - w0) * fz - (z1 - z0)), (0, wshape[1] * fy - ny), (0, wshape[2] * fx - nx)]
-        count = np.pad(np.ones(slab.shape, np.float32), pad)
-        slab = np.pad(slab, pad)
+        if any(p[1] for p in pad):
+            slab = np.pad(slab, pad)
         shape6 = (w1 - w0, fz, wshape[1], fy, wshape[2], fx)
         total = slab.reshape(shape6).sum(axis=(1, 3, 5), dtype=np.float64)
-        n = count.reshape(shape6).sum(axis=(1, 3, 5))
+        # voxels per block: the factor, less the padding in the last block of an axis
+        counts = [np.full(m, f, np.float64) for m, f in zip(total.shape, factors)]
+        for c, (_, extra) in zip(counts, pad):
+            c[-1] -= extra
+        n = counts[0][:, None, None] * counts[1][None, :, None] * counts[2][None, None, :]
         out[w0:w1] = (total / n).astype(np.float32)
     return out
 
@@ -479,12 +505,42 @@ def _threshold_mask(air: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
     return mask
 
 
+def optimal_threshold(values: np.ndarray, start: float = _AUTO_START) -> float:
+    """Hu, Hoffman & Reinhardt's iterative optimal threshold of ``values`` (HU).
+
+    From ``start``, the threshold is moved to the midpoint of the mean below it and the
+    mean at or above it until it moves less than 0.5 HU; values are clipped to
+    [-1024, 200] HU first (bone and metal do not count more than dense soft tissue).
+    ``lung_mask(threshold="auto")`` applies it to the body's voxels and clips the result
+    to [-600, -300] HU.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> values = np.r_[np.full(100, -850.0), np.full(300, 40.0)]
+    >>> optimal_threshold(values)
+    -405.0
+    """
+    v = np.clip(np.asarray(values, dtype=np.float64).ravel(), *_AUTO_CLIP)
+    t = float(start)
+    for _ in range(100):
+        below = v < t
+        n_below = int(below.sum())
+        if n_below == 0 or n_below == v.size:
+            return t
+        new = 0.5 * (float(v[below].mean()) + float(v[~below].mean()))
+        if abs(new - t) < 0.5:
+            return new
+        t = new
+    return t
+
+
 def lung_mask(
     image: np.ndarray | Volume,
     *,
     method: str = "anatomical",
     spacing: Any = None,
-    threshold: float = -400.0,
+    threshold: float | str = -400.0,
     airway_threshold: float = -950.0,
     remove_airways: bool = True,
     closing_mm: float = 5.0,
@@ -512,8 +568,12 @@ def lung_mask(
         affect ``'anatomical'`` (they are checked for both).
     spacing : sequence of 3 float, optional
         Voxel size in mm; default the Volume's spacing, or 1 mm for an array.
-    threshold : float
-        Air/tissue threshold in HU (voxels below it are air).
+    threshold : float or 'auto'
+        Air/tissue threshold in HU (voxels below it are air). ``'auto'``
+        (*anatomical* only): :func:`optimal_threshold` of the body's voxels on the
+        working grid, clipped to [-600, -300] HU (it follows the lungs' density:
+        lower for emphysema, higher for dense or fibrotic lungs; -400 to -430 HU on
+        the real scans of the documentation).
     airway_threshold : float
         *anatomical*: lumen threshold in HU for growing the airway tree (below lung
         parenchyma).
@@ -575,11 +635,18 @@ def lung_mask(
     if spacing is None and isinstance(image, Volume):
         spacing = image.spacing
     spacing = check_spacing(spacing, 3)
-    threshold = check_real(threshold, "threshold")
+    auto = isinstance(threshold, str) and threshold == "auto"
+    if auto:
+        if method != "anatomical":
+            raise ValueError("threshold='auto' needs method='anatomical', got method='threshold'")
+    else:
+        threshold = check_real(threshold, "threshold")
     airway_threshold = check_real(airway_threshold, "airway_threshold")
-    if method == "anatomical" and airway_threshold >= threshold:
+    lowest = _AUTO_RANGE[0] if auto else float(threshold)
+    if method == "anatomical" and airway_threshold >= lowest:
+        what = "the lowest 'auto' threshold" if auto else "threshold"
         raise ValueError(
-            f"airway_threshold must be below threshold ({threshold:g} HU), got {airway_threshold:g}"
+            f"airway_threshold must be below {what} ({lowest:g} HU), got {airway_threshold:g}"
         )
     check_flag(remove_airways, "remove_airways")
     closing_mm = check_real(closing_mm, "closing_mm", lo=0)
@@ -611,13 +678,16 @@ def lung_mask(
         return _upsample_into(back, (1, 1, 1), shape, out)
 
     if method == "threshold":
-        mask = _threshold_mask(_air_mask(image, threshold), spacing)
+        mask = _threshold_mask(_air_mask(image, float(threshold)), spacing)
         return _upsample_into(mask, (1, 1, 1), shape, out)
     factors = working_factors(spacing, working_mm)
     wspacing = tuple(s * f for s, f in zip(spacing, factors))
     work = _downsample(image, factors)
-    air = work < threshold
+    air = work < (_AUTO_START if auto else threshold)
     body = _body(air, wspacing)
+    if auto:
+        t = optimal_threshold(work[body])
+        air = work < min(max(t, _AUTO_RANGE[0]), _AUTO_RANGE[1])
     interior = _outside_air(air) & body
     if remove_airways and interior.any():
         seed = _find_trachea(interior, body, wspacing)

@@ -7,7 +7,7 @@ import pytest
 import scipy.ndimage as ndi
 
 from fastct import datasets
-from fastct.lungs import _unpad, lung_mask
+from fastct.lungs import _unpad, lung_mask, optimal_threshold
 
 
 def dice(a, b):
@@ -153,3 +153,44 @@ def test_emphysema_and_everything(ph, working_mm):
     nodules = ph.nodule_labels > 0
     assert np.sum(mask & nodules) >= 0.99 * np.sum(nodules)
     assert ndi.label(mask)[1] == 1  # joined lungs stay one component
+
+
+def test_optimal_threshold_equals_plain_loop():
+    rng = np.random.default_rng(3)
+    values = np.r_[rng.normal(-870, 40, 3000), rng.normal(30, 60, 9000), [1500.0, -3000.0]]
+    t = -400.0
+    clipped = [min(max(v, -1024.0), 200.0) for v in values]
+    for _ in range(100):
+        lo = [v for v in clipped if v < t]
+        hi = [v for v in clipped if v >= t]
+        new = (sum(lo) / len(lo) + sum(hi) / len(hi)) / 2
+        if abs(new - t) < 0.5:
+            t = new
+            break
+        t = new
+    assert optimal_threshold(values) == pytest.approx(t, abs=1e-9)
+    assert optimal_threshold(np.full(5, 40.0)) == -400.0  # one class only: the start
+
+
+def test_auto_threshold_follows_the_lungs(ph, clean):
+    """threshold='auto' gives the default's mask on the phantom and on emphysema."""
+    auto = lung_mask(ph.image, spacing=ph.spacing, threshold="auto")
+    assert dice(auto, clean) >= 0.995
+    img = emphysema(ph.image, ph.lung_mask)
+    assert dice(lung_mask(img, spacing=ph.spacing, threshold="auto"), clean) >= 0.99
+    body = ph.image > -500
+    assert optimal_threshold(img[body | ph.lung_mask]) < optimal_threshold(
+        ph.image[body | ph.lung_mask]
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"threshold": "auto", "method": "threshold"}, "threshold='auto' needs method="),
+        ({"threshold": "auto", "airway_threshold": -550.0}, "below the lowest 'auto'"),
+    ],
+)
+def test_auto_threshold_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        lung_mask(np.zeros((4, 5, 6), np.int16), **kwargs)
