@@ -112,7 +112,10 @@ _TRACHEA_AREA_MM2 = (30.0, 900.0)
 _TRACHEA_CENTRAL_FRACTION = 0.15  # |x - body centre| <= this * body width
 _TRACHEA_SEARCH_MM = 60.0  # how far from each z end to look for the trachea
 _TRACHEA_TUBE_MM = 15.0  # the trachea is still a small blob this far inside the air column
+_TRACHEA_MAX_TRIES = 8  # candidate seeds grown at most
 _AIRWAY_MAX_FRACTION = 0.2  # an airway tree larger than this share of interior air leaked
+_AIRWAY_MIN_LENGTH_MM = 30.0  # a shorter tree is not the trachea yet: raise or try the next
+_AIRWAY_RAISE_HU = 75.0  # how far above airway_threshold the lumen threshold may go
 # Scanner padding: values below the HU scale's floor are padding; a constant corner
 # value above this is padding too when it fills the corners (see _unpad).
 _AIR_HU = -1024.0
@@ -279,19 +282,20 @@ def _outside_air(air: np.ndarray) -> np.ndarray:
 
 def _find_trachea(
     interior: np.ndarray, body: np.ndarray, spacing: tuple[float, ...]
-) -> np.ndarray | None:
-    """Voxels of the trachea's cross-section in the slice nearest a z end, or None.
+) -> list[np.ndarray]:
+    """Candidate seeds of the trachea (its cross-section in one slice), nearest a z end
+    first (at most ``_TRACHEA_MAX_TRIES``; empty if there is none).
 
     Only the largest interior air component is searched (the airways join the lungs;
     gas in the bowel or a hollow table does not). In the slices within
     ``_TRACHEA_SEARCH_MM`` of each end of that component, a candidate is a blob of
     trachea-like area, central in the body, that is still such a blob
     ``_TRACHEA_TUBE_MM`` further in (a tube: a lung base or apex cut by the end slice
-    widens at once). The candidate nearest its end wins.
+    widens at once). Every slice gives at most one candidate (its largest).
     """
     lab3, n3 = ndi.label(interior)
     if n3 == 0:
-        return None
+        return []
     sizes = np.bincount(lab3.ravel())
     sizes[0] = 0
     column = lab3 == int(np.argmax(sizes))
@@ -306,7 +310,7 @@ def _find_trachea(
         lab2, n2 = ndi.label(column[z])
         return lab2, np.bincount(lab2.ravel(), minlength=n2 + 1) * pixel_mm2
 
-    best: tuple[int, int, np.ndarray] | None = None  # (distance from end, z, blob mask)
+    found_at: list[tuple[int, int, np.ndarray]] = []  # (distance from end, z, blob mask)
     for end, step in ((zs[-1], -1), (zs[0], 1)):
         for k in range(min(n_search, zs.size)):
             z = int(end + step * k)
@@ -338,27 +342,34 @@ def _find_trachea(
                 if found is None or areas[i] > areas[found]:
                     found = i
             if found is not None:
-                if best is None or k < best[0]:
-                    best = (k, z, lab2 == found)
-                break
-    if best is None:
-        return None
-    seed = np.zeros(interior.shape, dtype=bool)
-    seed[best[1]] = best[2]
-    return seed
+                found_at.append((k, z, lab2 == found))
+    seeds = []
+    for _, z, blob in sorted(found_at, key=lambda c: c[0])[:_TRACHEA_MAX_TRIES]:
+        seed = np.zeros(interior.shape, dtype=bool)
+        seed[z] = blob
+        seeds.append(seed)
+    return seeds
 
 
 def _grow_airways(
-    work: np.ndarray, interior: np.ndarray, seed: np.ndarray, airway_threshold: float
+    work: np.ndarray,
+    interior: np.ndarray,
+    seed: np.ndarray,
+    airway_threshold: float,
+    spacing: tuple[float, ...],
 ) -> np.ndarray | None:
     """The airway tree: interior voxels below the threshold connected to the seed.
 
-    The threshold is lowered in 25 HU steps while the tree holds more than
-    ``_AIRWAY_MAX_FRACTION`` of the interior air (it leaked into the lungs).
+    The threshold is lowered in 25 HU steps (down to ``airway_threshold - 100``) while
+    the tree holds more than ``_AIRWAY_MAX_FRACTION`` of the interior air (it leaked
+    into the lungs: emphysema). If instead the tree is shorter than
+    ``_AIRWAY_MIN_LENGTH_MM`` along z, the threshold is raised in 25 HU steps (up to
+    ``airway_threshold + _AIRWAY_RAISE_HU``, stopping before a leak): the lumen of a
+    soft-tissue kernel or of a narrow airway reads above -950 HU.
     """
-    n_interior = int(interior.sum())
-    threshold = airway_threshold
-    while True:
+    limit = _AIRWAY_MAX_FRACTION * int(interior.sum())
+
+    def tree_at(threshold: float) -> np.ndarray | None:
         lumen = (work < threshold) & interior
         labels, _ = ndi.label(lumen)
         ids = np.unique(labels[seed & lumen])
@@ -367,12 +378,34 @@ def _grow_airways(
             return None
         lut = np.zeros(int(labels.max()) + 1, dtype=bool)
         lut[ids] = True
-        tree = lut[labels]
-        if tree.sum() <= _AIRWAY_MAX_FRACTION * n_interior:
-            return tree
-        threshold -= 25.0
-        if threshold < airway_threshold - 100.0:
-            return None
+        return lut[labels]
+
+    threshold = airway_threshold
+    tree = tree_at(threshold)
+    if tree is not None and tree.sum() > limit:
+        while tree is not None and tree.sum() > limit:
+            threshold -= 25.0
+            if threshold < airway_threshold - 100.0:
+                return None
+            tree = tree_at(threshold)
+        return tree
+    while _length_mm(tree, spacing) < _AIRWAY_MIN_LENGTH_MM:
+        threshold += 25.0
+        if threshold > airway_threshold + _AIRWAY_RAISE_HU:
+            break
+        higher = tree_at(threshold)
+        if higher is not None and higher.sum() > limit:
+            break
+        tree = higher if higher is not None else tree
+    return tree
+
+
+def _length_mm(tree: np.ndarray | None, spacing: tuple[float, ...]) -> float:
+    """Extent along z of ``tree`` in mm (0 for None)."""
+    if tree is None:
+        return 0.0
+    zs = np.flatnonzero(tree.any(axis=(1, 2)))
+    return float(zs.size and (zs[-1] - zs[0] + 1) * spacing[0])
 
 
 def _dilate_in_box(mask: np.ndarray) -> np.ndarray:
@@ -690,11 +723,19 @@ def lung_mask(
         air = work < min(max(t, _AUTO_RANGE[0]), _AUTO_RANGE[1])
     interior = _outside_air(air) & body
     if remove_airways and interior.any():
-        seed = _find_trachea(interior, body, wspacing)
-        if seed is not None:
-            tree = _grow_airways(work, interior, seed, airway_threshold)
-            if tree is not None:
-                interior &= ~_dilate_in_box(tree)
+        # the first candidate whose tree is long enough (a blob at the top of the
+        # larynx may be cut off from the trachea by the vocal folds), else the longest
+        best: np.ndarray | None = None
+        for seed in _find_trachea(interior, body, wspacing):
+            if best is not None and (best & seed).any():
+                continue  # same tree as a candidate already grown
+            tree = _grow_airways(work, interior, seed, airway_threshold, wspacing)
+            if _length_mm(tree, wspacing) > _length_mm(best, wspacing):
+                best = tree
+            if _length_mm(best, wspacing) >= _AIRWAY_MIN_LENGTH_MM:
+                break
+        if best is not None:
+            interior &= ~_dilate_in_box(best)
     del work, air, body
     mask = _keep_lungs(interior, min_lung_fraction)
     del interior
