@@ -4,7 +4,7 @@ Runs :func:`fastct.lungs.lung_mask` on the real scans of ``../shared/realct`` (o
 folder named by ``FASTCT_REALCT``), measures the lung volume, the share of each annotated
 lesion inside the mask, leaks (mask voxels above -300 HU or outside the body) and the
 time, and writes one PNG per scan (axial and coronal slices with the mask's contour) and
-a reStructuredText table.
+a reStructuredText table (``table.inc``, included by docs/lung_mask.rst).
 
 Usage (from the repository root)::
 
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         print({k: v for k, v in row.items()}, flush=True)
         rows.append(row)
     text = table(rows)
-    (Path(args.out) / "table.rst").write_text(text)
+    (Path(args.out) / "table.inc").write_text(text)
     print(text)
     return 0
 
