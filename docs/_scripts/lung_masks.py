@@ -66,12 +66,16 @@ def lps(arr: np.ndarray, direction) -> np.ndarray:
     return out
 
 
-def measure(name: str, lesion: str, folder: Path, threshold: float | str = -400.0) -> dict:
+def measure(
+    name: str, lesion: str, folder: Path, threshold: float | str = -400.0, repeat: int = 2
+) -> dict:
     scan = read_nifti(folder / f"{name}.nii.gz")
     img = scan.array
-    t0 = time.perf_counter()
-    mask = lung_mask(img, spacing=scan.spacing, direction=scan.direction, threshold=threshold)
-    seconds = time.perf_counter() - t0
+    seconds = float("inf")
+    for _ in range(repeat):  # the best of ``repeat`` calls
+        t0 = time.perf_counter()
+        mask = lung_mask(img, spacing=scan.spacing, direction=scan.direction, threshold=threshold)
+        seconds = min(seconds, time.perf_counter() - t0)
     les = read_nifti(folder / f"{lesion}.nii.gz").array > 0
     vox_ml = float(np.prod(scan.spacing)) / 1000.0
     body = body_mask(img)
@@ -179,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sagittal", action="store_true")
     p.add_argument("--only", default=None, help="substring of the scan names to run")
     p.add_argument("--threshold", default="-400", help="lung_mask's threshold (HU or 'auto')")
+    p.add_argument("--repeat", type=int, default=2, help="calls timed per scan (the best)")
     args = p.parse_args(argv)
     folder = realct_dir()
     if not folder.is_dir():
@@ -189,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.only and args.only not in name:
             continue
         thr = args.threshold if args.threshold == "auto" else float(args.threshold)
-        row = measure(name, lesion, folder, thr)
+        row = measure(name, lesion, folder, thr, args.repeat)
         figure(row, Path(args.out) / f"{name}.png", sagittal=args.sagittal)
         row.pop("_arrays")
         print({k: v for k, v in row.items()}, flush=True)
