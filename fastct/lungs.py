@@ -6,24 +6,36 @@ with ``scipy.ndimage`` on boolean and small working arrays:
 
 1. **Working grid.** The image is read slab by slab (an archive ``Volume`` is never
    loaded whole) and block-averaged by integer factors per axis so that a working
-   voxel is about ``working_mm`` (no averaging where the spacing is already
-   coarser). A clinical 400 x 512 x 512 scan at 0.75 x 0.70 x 0.70 mm becomes
-   400 x 256 x 256 float32 (100 MiB); every later step works on bool/int32 arrays
-   of that grid.
-2. **Threshold.** ``air = image < threshold`` (default -400 HU).
-3. **Outside air.** Air components (6-connected) touching a y or x border face of
-   the volume surround the patient and are dropped; what is left is *interior* air:
-   lungs, airways, gas in the bowel.
-4. **Airway removal.** The trachea is found as a small, round, central blob of
-   interior air in one of the end slices (either z end, so the orientation of the
-   scan does not matter); the airway tree is region-grown from it through voxels
-   below ``airway_threshold`` (default -950 HU: lumen air, not lung parenchyma at
-   about -850 HU), lowering that threshold if the growth leaks into the lungs, and
-   removed (dilated by one voxel to take the partial-volume rim with it). This
+   voxel is about ``working_mm`` (at most 1.2 times it; no averaging where the
+   spacing is already coarser). A clinical 400 x 512 x 512 scan at 0.75 x 0.70 x
+   0.70 mm becomes 400 x 256 x 256 float32 (100 MiB); every later step works on
+   bool/int32 arrays of that grid. **Scanner padding** is made air while reading:
+   values below -1024 HU (the -2048 / -3024 HU outside the field of view) by value,
+   and a constant value above -900 HU that fills the four corners of a slice (a
+   scanner padding with 0) by the region of that value connected to the corners.
+2. **Threshold.** ``air = image < threshold`` (default -400 HU; ``threshold="auto"``:
+   Hu et al.'s iterative optimal threshold of the body's voxels, clipped to
+   [-600, -300] HU, see :func:`optimal_threshold`).
+3. **Body and outside air.** The body is the largest non-air component with the
+   holes of each axial slice filled, opened in-plane with a 4 mm disk (a CT table,
+   blanket or cable touching the patient along a narrow contact is cut off).
+   Interior air is air inside the body that is not 6-connected to a y or x border
+   face: lungs, airways, gas in the bowel; the air around the patient, in the
+   padding and inside a hollow table is not.
+4. **Airway removal.** The trachea is found as a small, round, central blob of the
+   largest interior air component (the lungs and airways, never bowel gas) in the
+   slices near either of its z ends (so the orientation of the scan does not
+   matter) that is still such a blob 15 mm further in (a tube, not the tip of a lung
+   apex or base); the airway tree is region-grown from it through voxels below
+   ``airway_threshold`` (default -950 HU: lumen air, not lung parenchyma at about
+   -850 HU), lowering that threshold if the growth leaks into the lungs (emphysema),
+   and removed (dilated by one voxel to take the partial-volume rim with it). This
    disconnects the two lungs, which the airways join at the carina.
 5. **Lungs.** The largest remaining component is kept, and the second largest if
-   it holds at least ``min_lung_fraction`` of the largest (two lungs, or one if they
-   are fused or one is missing).
+   it holds at least ``min_lung_fraction`` of the largest, spans the largest one's
+   middle slice and is at least a third as deep (anterior-posterior): two lungs, or
+   one if they touch (anterior/posterior junction) or one is missing, never gas in
+   the stomach under joined lungs or the air core of a table.
 6. **Fill.** Holes in every axial slice are filled (vessels, nodules, bronchi inside
    the lung), then a closing with a ball of ``closing_mm`` (exact, through Euclidean
    distance transforms in mm) brings juxtapleural nodules and the hilar notches in,
@@ -90,7 +102,7 @@ from ._validate import (
 from .streaming import Slab, read_planes, slabs, stream, write_region
 from .volume import Volume
 
-__all__ = ["lung_mask"]
+__all__ = ["lung_mask", "optimal_threshold"]
 
 # In-plane 4-connectivity only: per-slice operations in one call on the 3-D array.
 _SLICE_STRUCTURE = np.zeros((3, 3, 3), dtype=bool)
@@ -99,11 +111,30 @@ _SLICE_STRUCTURE[1] = ndi.generate_binary_structure(2, 1)
 _TRACHEA_AREA_MM2 = (30.0, 900.0)
 _TRACHEA_CENTRAL_FRACTION = 0.15  # |x - body centre| <= this * body width
 _TRACHEA_SEARCH_MM = 60.0  # how far from each z end to look for the trachea
+_TRACHEA_TUBE_MM = 15.0  # the trachea is still a small blob this far inside the air column
+_TRACHEA_MAX_TRIES = 8  # candidate seeds grown at most
 _AIRWAY_MAX_FRACTION = 0.2  # an airway tree larger than this share of interior air leaked
+_AIRWAY_MIN_LENGTH_MM = 30.0  # a shorter tree is not the trachea yet: raise or try the next
+_AIRWAY_RAISE_HU = 75.0  # how far above airway_threshold the lumen threshold may go
+# Scanner padding: values below the HU scale's floor are padding; a constant corner
+# value above this is padding too when it fills the corners (see _unpad).
+_AIR_HU = -1024.0
+_WORKING_SLACK = 1.2  # a working voxel may be up to this much coarser than working_mm
+_BODY_OPENING_MM = 4.0
+_LUNG_MIN_DEPTH_FRACTION = (
+    1.0 / 3.0
+)  # the other lung is at least this deep (y extent)  # in-plane opening radius that detaches a table from the body
+_PAD_MAX_PLAUSIBLE_AIR = -900.0
 # method="threshold": components kept relative to the largest, and in absolute volume.
 _THRESHOLD_MIN_FRACTION = 0.01
 _THRESHOLD_MIN_ML = 50.0
 METHODS = ("anatomical", "threshold")
+# threshold="auto": Hu et al.'s iterative optimal threshold on the body's voxels, from
+# this start, clipped to this range (HU); the voxels are clipped to _AUTO_CLIP first
+# so that bone and metal do not pull the tissue mean up.
+_AUTO_START = -400.0
+_AUTO_RANGE = (-600.0, -300.0)
+_AUTO_CLIP = (-1024.0, 200.0)
 
 
 def _check_image(image: Any) -> np.ndarray | Volume:
@@ -131,16 +162,19 @@ def _axial_order(direction: np.ndarray | None) -> tuple[int, ...]:
 
 
 def working_factors(spacing: tuple[float, ...], working_mm: float) -> tuple[int, ...]:
-    """Integer block-averaging factor per axis so a working voxel is about ``working_mm``.
+    """Integer block-averaging factor per axis so a working voxel is about ``working_mm``:
+    the largest factor whose voxel is at most ``1.2 * working_mm`` (at least 1).
 
     Examples
     --------
     >>> working_factors((0.75, 0.703125, 0.703125), 1.5)
     (2, 2, 2)
+    >>> working_factors((5.0, 0.84, 0.84), 1.5)
+    (1, 2, 2)
     >>> working_factors((2.5, 2.8, 2.8), 1.5)
     (1, 1, 1)
     """
-    return tuple(max(1, int(working_mm / s + 1e-9)) for s in spacing)
+    return tuple(max(1, int(_WORKING_SLACK * working_mm / s + 1e-9)) for s in spacing)
 
 
 def _downsample(image: np.ndarray | Volume, factors: tuple[int, ...]) -> np.ndarray:
@@ -160,17 +194,77 @@ def _downsample(image: np.ndarray | Volume, factors: tuple[int, ...]) -> np.ndar
     for part, slab in stream(slabs(wshape[0], rows), read, desc="lung mask", nbytes=nbytes):
         w0, w1 = part.start, part.stop
         z0, z1 = w0 * fz, min(nz, w1 * fz)
+        slab = _unpad(slab)
         if factors == (1, 1, 1):
             out[w0:w1] = slab
             continue
         pad = [(0, (w1 - w0) * fz - (z1 - z0)), (0, wshape[1] * fy - ny), (0, wshape[2] * fx - nx)]
-        count = np.pad(np.ones(slab.shape, np.float32), pad)
-        slab = np.pad(slab, pad)
+        if any(p[1] for p in pad):
+            slab = np.pad(slab, pad)
         shape6 = (w1 - w0, fz, wshape[1], fy, wshape[2], fx)
         total = slab.reshape(shape6).sum(axis=(1, 3, 5), dtype=np.float64)
-        n = count.reshape(shape6).sum(axis=(1, 3, 5))
+        # voxels per block: the factor, less the padding in the last block of an axis
+        counts = [np.full(m, f, np.float64) for m, f in zip(total.shape, factors)]
+        for c, (_, extra) in zip(counts, pad):
+            c[-1] -= extra
+        n = counts[0][:, None, None] * counts[1][None, :, None] * counts[2][None, None, :]
         out[w0:w1] = (total / n).astype(np.float32)
     return out
+
+
+def _unpad(slab: np.ndarray) -> np.ndarray:
+    """Scanner padding outside the field of view made air (a new array, float32).
+
+    *By value*: CT numbers below ``_AIR_HU`` (-1024, the scale's floor) exist only as
+    padding (-2048, -3024, -32768 ...) and are raised to ``_AIR_HU``. *By the field of
+    view*: where the four corners of a slice hold one and the same value above
+    ``_PAD_MAX_PLAUSIBLE_AIR`` (a scanner that pads with 0 or -1000 + noise-free
+    constants that would read as tissue), the region of exactly that value connected
+    to the corners is set to ``_AIR_HU`` too.
+    """
+    out = np.maximum(slab, np.float32(_AIR_HU))
+    for z in range(out.shape[0]):
+        plane = out[z]
+        corners = plane[[0, 0, -1, -1], [0, -1, 0, -1]]
+        v = corners[0]
+        if not (np.all(corners == v) and v > _PAD_MAX_PLAUSIBLE_AIR):
+            continue
+        lab, _ = ndi.label(plane == v)
+        ids = np.unique(lab[[0, 0, -1, -1], [0, -1, 0, -1]])
+        plane[np.isin(lab, ids[ids > 0])] = _AIR_HU
+    return out
+
+
+def _largest(mask: np.ndarray) -> np.ndarray:
+    """The largest 6-connected component of ``mask`` (all False if there is none)."""
+    lab, n = ndi.label(mask)
+    if n == 0:
+        return np.zeros(mask.shape, bool)
+    sizes = np.bincount(lab.ravel())
+    sizes[0] = 0
+    return lab == int(np.argmax(sizes))
+
+
+def _body(air: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
+    """The patient's body, lungs and airways included.
+
+    The largest non-air component with the holes of every axial slice filled, then
+    opened in-plane with a disk of ``_BODY_OPENING_MM`` (erosion, largest component,
+    dilation): a CT table, blanket or cable that touches the patient along a narrow
+    contact is cut off with its own enclosed air, while the filled chest is far too
+    thick to be changed beyond rounding its outline.
+    """
+    filled = ndi.binary_fill_holes(_largest(~air), structure=_SLICE_STRUCTURE)
+    r = _BODY_OPENING_MM
+    k = [int(r / s) for s in spacing[1:]]
+    if max(k) == 0 or not filled.any():
+        return filled
+    yy, xx = np.mgrid[-k[0] : k[0] + 1, -k[1] : k[1] + 1]
+    disk = ((yy * spacing[1]) ** 2 + (xx * spacing[2]) ** 2 <= r * r)[None]
+    core = _largest(ndi.binary_erosion(filled, structure=disk))
+    if not core.any():
+        return filled
+    return ndi.binary_dilation(core, structure=disk) & filled
 
 
 def _outside_air(air: np.ndarray) -> np.ndarray:
@@ -188,61 +282,94 @@ def _outside_air(air: np.ndarray) -> np.ndarray:
 
 def _find_trachea(
     interior: np.ndarray, body: np.ndarray, spacing: tuple[float, ...]
-) -> np.ndarray | None:
-    """Voxels of the trachea's cross-section in the slice nearest a z end, or None."""
-    zs = np.flatnonzero(interior.any(axis=(1, 2)))
-    if zs.size == 0:
-        return None
+) -> list[np.ndarray]:
+    """Candidate seeds of the trachea (its cross-section in one slice), nearest a z end
+    first (at most ``_TRACHEA_MAX_TRIES``; empty if there is none).
+
+    Only the largest interior air component is searched (the airways join the lungs;
+    gas in the bowel or a hollow table does not). In the slices within
+    ``_TRACHEA_SEARCH_MM`` of each end of that component, a candidate is a blob of
+    trachea-like area, central in the body, that is still such a blob
+    ``_TRACHEA_TUBE_MM`` further in (a tube: a lung base or apex cut by the end slice
+    widens at once). Every slice gives at most one candidate (its largest).
+    """
+    lab3, n3 = ndi.label(interior)
+    if n3 == 0:
+        return []
+    sizes = np.bincount(lab3.ravel())
+    sizes[0] = 0
+    column = lab3 == int(np.argmax(sizes))
+    del lab3
+    zs = np.flatnonzero(column.any(axis=(1, 2)))
     pixel_mm2 = spacing[1] * spacing[2]
     n_search = max(1, int(round(_TRACHEA_SEARCH_MM / spacing[0])))
+    n_tube = max(1, int(round(_TRACHEA_TUBE_MM / spacing[0])))
     lo_area, hi_area = _TRACHEA_AREA_MM2
-    best: tuple[int, int, np.ndarray] | None = None  # (distance from end, z, blob mask)
+
+    def blobs(z: int) -> tuple[np.ndarray, np.ndarray]:
+        lab2, n2 = ndi.label(column[z])
+        return lab2, np.bincount(lab2.ravel(), minlength=n2 + 1) * pixel_mm2
+
+    found_at: list[tuple[int, int, np.ndarray]] = []  # (distance from end, z, blob mask)
     for end, step in ((zs[-1], -1), (zs[0], 1)):
         for k in range(min(n_search, zs.size)):
             z = int(end + step * k)
-            if z < 0 or z >= interior.shape[0]:
-                break
-            sl = interior[z]
-            if not sl.any():
+            if not column[z].any():
                 continue
             body_x = np.flatnonzero(body[z].any(axis=0))
             if body_x.size == 0:
                 continue
             centre_x = 0.5 * (body_x[0] + body_x[-1])
             width = body_x[-1] - body_x[0] + 1
-            lab2, n2 = ndi.label(sl)
-            areas = np.bincount(lab2.ravel(), minlength=n2 + 1) * pixel_mm2
-            xs = ndi.center_of_mass(sl, lab2, range(1, n2 + 1))
+            lab2, areas = blobs(z)
+            z_in = z + step * n_tube
+            inner = blobs(z_in) if 0 <= z_in < column.shape[0] else None
             found = None
-            for i in range(1, n2 + 1):
+            for i in range(1, areas.size):
                 if not lo_area <= areas[i] <= hi_area:
                     continue
-                if abs(xs[i - 1][1] - centre_x) > _TRACHEA_CENTRAL_FRACTION * width:
+                blob = lab2 == i
+                x_c = float(np.mean(np.nonzero(blob)[1]))
+                if abs(x_c - centre_x) > _TRACHEA_CENTRAL_FRACTION * width:
+                    continue
+                if inner is None:
+                    continue
+                # the tube test: the blob below/above it is still trachea-sized
+                ids = inner[0][blob]
+                ids = ids[ids > 0]
+                if ids.size == 0 or not lo_area <= inner[1][np.bincount(ids).argmax()] <= hi_area:
                     continue
                 if found is None or areas[i] > areas[found]:
                     found = i
             if found is not None:
-                if best is None or k < best[0]:
-                    best = (k, z, lab2 == found)
-                break
-    if best is None:
-        return None
-    seed = np.zeros(interior.shape, dtype=bool)
-    seed[best[1]] = best[2]
-    return seed
+                found_at.append((k, z, lab2 == found))
+    seeds = []
+    for _, z, blob in sorted(found_at, key=lambda c: c[0])[:_TRACHEA_MAX_TRIES]:
+        seed = np.zeros(interior.shape, dtype=bool)
+        seed[z] = blob
+        seeds.append(seed)
+    return seeds
 
 
 def _grow_airways(
-    work: np.ndarray, interior: np.ndarray, seed: np.ndarray, airway_threshold: float
+    work: np.ndarray,
+    interior: np.ndarray,
+    seed: np.ndarray,
+    airway_threshold: float,
+    spacing: tuple[float, ...],
 ) -> np.ndarray | None:
     """The airway tree: interior voxels below the threshold connected to the seed.
 
-    The threshold is lowered in 25 HU steps while the tree holds more than
-    ``_AIRWAY_MAX_FRACTION`` of the interior air (it leaked into the lungs).
+    The threshold is lowered in 25 HU steps (down to ``airway_threshold - 100``) while
+    the tree holds more than ``_AIRWAY_MAX_FRACTION`` of the interior air (it leaked
+    into the lungs: emphysema). If instead the tree is shorter than
+    ``_AIRWAY_MIN_LENGTH_MM`` along z, the threshold is raised in 25 HU steps (up to
+    ``airway_threshold + _AIRWAY_RAISE_HU``, stopping before a leak): the lumen of a
+    soft-tissue kernel or of a narrow airway reads above -950 HU.
     """
-    n_interior = int(interior.sum())
-    threshold = airway_threshold
-    while True:
+    limit = _AIRWAY_MAX_FRACTION * int(interior.sum())
+
+    def tree_at(threshold: float) -> np.ndarray | None:
         lumen = (work < threshold) & interior
         labels, _ = ndi.label(lumen)
         ids = np.unique(labels[seed & lumen])
@@ -251,12 +378,34 @@ def _grow_airways(
             return None
         lut = np.zeros(int(labels.max()) + 1, dtype=bool)
         lut[ids] = True
-        tree = lut[labels]
-        if tree.sum() <= _AIRWAY_MAX_FRACTION * n_interior:
-            return tree
-        threshold -= 25.0
-        if threshold < airway_threshold - 100.0:
-            return None
+        return lut[labels]
+
+    threshold = airway_threshold
+    tree = tree_at(threshold)
+    if tree is not None and tree.sum() > limit:
+        while tree is not None and tree.sum() > limit:
+            threshold -= 25.0
+            if threshold < airway_threshold - 100.0:
+                return None
+            tree = tree_at(threshold)
+        return tree
+    while _length_mm(tree, spacing) < _AIRWAY_MIN_LENGTH_MM:
+        threshold += 25.0
+        if threshold > airway_threshold + _AIRWAY_RAISE_HU:
+            break
+        higher = tree_at(threshold)
+        if higher is not None and higher.sum() > limit:
+            break
+        tree = higher if higher is not None else tree
+    return tree
+
+
+def _length_mm(tree: np.ndarray | None, spacing: tuple[float, ...]) -> float:
+    """Extent along z of ``tree`` in mm (0 for None)."""
+    if tree is None:
+        return 0.0
+    zs = np.flatnonzero(tree.any(axis=(1, 2)))
+    return float(zs.size and (zs[-1] - zs[0] + 1) * spacing[0])
 
 
 def _dilate_in_box(mask: np.ndarray) -> np.ndarray:
@@ -271,6 +420,14 @@ def _dilate_in_box(mask: np.ndarray) -> np.ndarray:
 
 
 def _keep_lungs(mask: np.ndarray, min_lung_fraction: float) -> np.ndarray:
+    """The largest component, and the second largest as the other lung if it holds at
+    least ``min_lung_fraction`` of the largest, spans the largest one's middle slice
+    and is at least ``_LUNG_MIN_DEPTH_FRACTION`` as deep (anterior-posterior extent).
+
+    Two lungs lie side by side, each from the front to the back of the chest; gas in
+    the stomach or bowel under a pair of joined lungs does not reach their
+    mid-height, and the air core of a CT table touching the patient is flat.
+    """
     labels, n = ndi.label(mask)
     if n == 0:
         return mask
@@ -280,7 +437,17 @@ def _keep_lungs(mask: np.ndarray, min_lung_fraction: float) -> np.ndarray:
     lut = np.zeros(n + 1, dtype=bool)
     lut[order[0]] = True
     if n > 1 and sizes[order[1]] >= min_lung_fraction * sizes[order[0]]:
-        lut[order[1]] = True
+        objs = ndi.find_objects(labels)
+        first, second = objs[order[0] - 1], objs[order[1] - 1]
+        middle = (first[0].start + first[0].stop - 1) / 2.0
+        spans_middle = second[0].start - 0.5 <= middle <= second[0].stop - 0.5
+
+        def depth(box: tuple[slice, ...]) -> int:
+            return box[1].stop - box[1].start
+
+        deep = depth(second) >= _LUNG_MIN_DEPTH_FRACTION * depth(first)
+        if spans_middle and deep:
+            lut[order[1]] = True
     return lut[labels]
 
 
@@ -371,12 +538,42 @@ def _threshold_mask(air: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
     return mask
 
 
+def optimal_threshold(values: np.ndarray, start: float = _AUTO_START) -> float:
+    """Hu, Hoffman & Reinhardt's iterative optimal threshold of ``values`` (HU).
+
+    From ``start``, the threshold is moved to the midpoint of the mean below it and the
+    mean at or above it until it moves less than 0.5 HU; values are clipped to
+    [-1024, 200] HU first (bone and metal do not count more than dense soft tissue).
+    ``lung_mask(threshold="auto")`` applies it to the body's voxels and clips the result
+    to [-600, -300] HU.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> values = np.r_[np.full(100, -850.0), np.full(300, 40.0)]
+    >>> optimal_threshold(values)
+    -405.0
+    """
+    v = np.clip(np.asarray(values, dtype=np.float64).ravel(), *_AUTO_CLIP)
+    t = float(start)
+    for _ in range(100):
+        below = v < t
+        n_below = int(below.sum())
+        if n_below == 0 or n_below == v.size:
+            return t
+        new = 0.5 * (float(v[below].mean()) + float(v[~below].mean()))
+        if abs(new - t) < 0.5:
+            return new
+        t = new
+    return t
+
+
 def lung_mask(
     image: np.ndarray | Volume,
     *,
     method: str = "anatomical",
     spacing: Any = None,
-    threshold: float = -400.0,
+    threshold: float | str = -400.0,
     airway_threshold: float = -950.0,
     remove_airways: bool = True,
     closing_mm: float = 5.0,
@@ -404,8 +601,12 @@ def lung_mask(
         affect ``'anatomical'`` (they are checked for both).
     spacing : sequence of 3 float, optional
         Voxel size in mm; default the Volume's spacing, or 1 mm for an array.
-    threshold : float
-        Air/tissue threshold in HU (voxels below it are air).
+    threshold : float or 'auto'
+        Air/tissue threshold in HU (voxels below it are air). ``'auto'``
+        (*anatomical* only): :func:`optimal_threshold` of the body's voxels on the
+        working grid, clipped to [-600, -300] HU (it follows the lungs' density:
+        lower for emphysema, higher for dense or fibrotic lungs; -400 to -430 HU on
+        the real scans of the documentation).
     airway_threshold : float
         *anatomical*: lumen threshold in HU for growing the airway tree (below lung
         parenchyma).
@@ -467,11 +668,18 @@ def lung_mask(
     if spacing is None and isinstance(image, Volume):
         spacing = image.spacing
     spacing = check_spacing(spacing, 3)
-    threshold = check_real(threshold, "threshold")
+    auto = isinstance(threshold, str) and threshold == "auto"
+    if auto:
+        if method != "anatomical":
+            raise ValueError("threshold='auto' needs method='anatomical', got method='threshold'")
+    else:
+        threshold = check_real(threshold, "threshold")
     airway_threshold = check_real(airway_threshold, "airway_threshold")
-    if method == "anatomical" and airway_threshold >= threshold:
+    lowest = _AUTO_RANGE[0] if auto else float(threshold)
+    if method == "anatomical" and airway_threshold >= lowest:
+        what = "the lowest 'auto' threshold" if auto else "threshold"
         raise ValueError(
-            f"airway_threshold must be below threshold ({threshold:g} HU), got {airway_threshold:g}"
+            f"airway_threshold must be below {what} ({lowest:g} HU), got {airway_threshold:g}"
         )
     check_flag(remove_airways, "remove_airways")
     closing_mm = check_real(closing_mm, "closing_mm", lo=0)
@@ -503,21 +711,32 @@ def lung_mask(
         return _upsample_into(back, (1, 1, 1), shape, out)
 
     if method == "threshold":
-        mask = _threshold_mask(_air_mask(image, threshold), spacing)
+        mask = _threshold_mask(_air_mask(image, float(threshold)), spacing)
         return _upsample_into(mask, (1, 1, 1), shape, out)
     factors = working_factors(spacing, working_mm)
     wspacing = tuple(s * f for s, f in zip(spacing, factors))
     work = _downsample(image, factors)
-    air = work < threshold
-    interior = _outside_air(air)
+    air = work < (_AUTO_START if auto else threshold)
+    body = _body(air, wspacing)
+    if auto:
+        t = optimal_threshold(work[body])
+        air = work < min(max(t, _AUTO_RANGE[0]), _AUTO_RANGE[1])
+    interior = _outside_air(air) & body
     if remove_airways and interior.any():
-        body = ~(air & ~interior)
-        seed = _find_trachea(interior, body, wspacing)
-        if seed is not None:
-            tree = _grow_airways(work, interior, seed, airway_threshold)
-            if tree is not None:
-                interior &= ~_dilate_in_box(tree)
-    del work, air
+        # the first candidate whose tree is long enough (a blob at the top of the
+        # larynx may be cut off from the trachea by the vocal folds), else the longest
+        best: np.ndarray | None = None
+        for seed in _find_trachea(interior, body, wspacing):
+            if best is not None and (best & seed).any():
+                continue  # same tree as a candidate already grown
+            tree = _grow_airways(work, interior, seed, airway_threshold, wspacing)
+            if _length_mm(tree, wspacing) > _length_mm(best, wspacing):
+                best = tree
+            if _length_mm(best, wspacing) >= _AIRWAY_MIN_LENGTH_MM:
+                break
+        if best is not None:
+            interior &= ~_dilate_in_box(best)
+    del work, air, body
     mask = _keep_lungs(interior, min_lung_fraction)
     del interior
     mask = ndi.binary_fill_holes(mask, structure=_SLICE_STRUCTURE)
