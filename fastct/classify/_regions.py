@@ -62,13 +62,15 @@ _POOLED_FEATURES = ("p90", "max")
 #: Their columns come after the schema's, so a model without them is unchanged.
 EXTRA_FEATURE_SETS = {
     "hessian_shape": (
-        "per blob scale s: hs_blob_<s>mm_max (largest s^2 |l3| where all three Hessian "
-        "eigenvalues are negative: curved in every direction) and hs_tube_<s>mm_max "
-        "(largest s^2 (|l2| - |l3|) where l1, l2 < 0: curved across one axis only, a "
-        "vessel); hs_blob_max / hs_tube_max over the scales, hs_blob_share = blob / "
+        "on the bright voxels (> -400 HU) of each region, per blob scale s: "
+        "hs_blob_<s>mm_max (largest s^2 |l3| where all three Hessian eigenvalues are "
+        "negative: curved in every direction) and hs_tube_<s>mm_max (largest "
+        "s^2 (|l2| - |l3|) where l1, l2 < 0: curved across one axis only, a vessel); "
+        "hs_blob_max / hs_tube_max over the scales, hs_blob_share = blob / "
         "(blob + tube), their neighbourhood maxima nbhd_hs_blob_max / nbhd_hs_tube_max, "
-        "and hs_tube_density: the share of the closed neighbourhood's voxels with a "
-        "tube response above 20 HU (vessel density around the region)"
+        "and hs_tube_density: the share of the closed neighbourhood's voxels that are "
+        "tube-like (bright, tube response above 20 HU and above the blob response at "
+        "some scale): the vessel density around the region"
     ),
 }
 _HS_TUBE_LEVEL = 20.0
@@ -329,14 +331,14 @@ def _hessian_shape_columns(
         where = labels[box] > 0
         lab = labels[box][where].astype(np.int64)
         row = np.searchsorted(ids, lab)
+        bright = np.asarray(image[box])[where] > _BRIGHT_HU
         tube_any = np.zeros(lab.size, bool)
         for s in scales:
             ev = _hessian_eigenvalues(image, box, where, s, sp)  # ascending: l1 <= l2 <= l3
             # magnitudes in decreasing order for bright structures: |l1| >= |l2| >= |l3|
             a1, a2, a3 = np.abs(ev[:, 0]), np.abs(ev[:, 1]), np.abs(ev[:, 2])
-            blob = np.where(ev[:, 2] < 0, a3, 0.0) * s * s
-            tube = np.where(ev[:, 1] < 0, np.maximum(a2 - np.where(ev[:, 2] < 0, a3, 0.0), 0.0),
-                            0.0) * s * s  # fmt: skip
+            blob = np.where(bright & (ev[:, 2] < 0), a3, 0.0) * s * s
+            tube = np.where(bright & (ev[:, 1] < 0), np.maximum(a2 - a3, 0.0), 0.0) * s * s
             del a1
             bmax = np.zeros(n)
             tmax = np.zeros(n)
@@ -346,7 +348,7 @@ def _hessian_shape_columns(
             cols[f"hs_tube_{s:g}mm_max"] = tmax
             blob_all = np.maximum(blob_all, bmax)
             tube_all = np.maximum(tube_all, tmax)
-            tube_any |= tube > _HS_TUBE_LEVEL
+            tube_any |= (tube > _HS_TUBE_LEVEL) & (tube > blob)
         dense = np.bincount(row, weights=tube_any, minlength=n)
     else:
         for s in scales:
