@@ -460,7 +460,7 @@ class NoduleDetector(BaseEstimator):
         from ..streaming import Scratch, map_overlap
 
         dt = np.dtype(image.dtype)
-        floor = float(self.clip_below_hu)  # type: ignore[arg-type]
+        floor = float(self.clip_below_hu)
         if dt.kind in "iu":  # the nearest representable value at or above the floor
             info = np.iinfo(dt)
             floor = float(min(max(math.ceil(floor), info.min), info.max))
