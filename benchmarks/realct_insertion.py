@@ -8,7 +8,7 @@ Per scan of ``../shared/realct`` (or ``$FASTCT_REALCT``): ``--per-scan`` nodules
 10) with diameters cycling through 6, 8, 10, 12, 15, 20 mm, kinds cycling through solid
 round, solid lobulated, ground glass, part solid, and sites cycling through parenchymal,
 juxtapleural, juxtavascular, are placed by :func:`fastct.classify.sample_insertion_sites`
-inside the detector's own threshold lung mask of the scan, at least 10 mm + the radius
+inside the detector's own threshold lung mask of the original scan, at least 10 mm + the radius
 away from the scan's annotated lesions and from each other, and inserted with
 :func:`fastct.classify.insert_nodules` (seed = ``--seed`` + scan index). The detector then
 runs on the modified scan; inserted nodules are scored by the hit rule of
@@ -16,6 +16,8 @@ runs on the modified scan; inserted nodules are scored by the hit rule of
 regions: a detection of one is neither a hit nor a false positive). ``--cache DIR``
 keeps each scan's table, probabilities, supervoxel labels and the truth overlaps
 (``DIR/<tag>/<scan>_ins.npz``) for re-scoring and for training experiments.
+``--lung-mask anatomical`` gives the detector :func:`fastct.lungs.lung_mask`'s default
+mask of the modified scan (the pipeline's) instead of its own threshold mask.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ def inserted_case(case, n: int, seed: int):
     return res, lung
 
 
-def run_scan(det, case, n: int, seed: int, cache: Path | None):
+def run_scan(det, case, n: int, seed: int, cache: Path | None, lung: str = "threshold"):
     path = None if cache is None else cache / f"{case.name}_ins.npz"
     if path is not None and path.is_file():
         z = np.load(path, allow_pickle=False)
@@ -75,8 +77,13 @@ def run_scan(det, case, n: int, seed: int, cache: Path | None):
         return table, z["proba"], meta
     ins, _ = inserted_case(case, n, seed)
     t = time.perf_counter()
+    kw = {}
+    if lung == "anatomical":  # the pipeline's lung mask of the modified scan
+        from fastct.lungs import lung_mask
+
+        kw["lung_mask"] = lung_mask(ins.image, spacing=case.spacing, direction=case.direction)
     res = det.predict(ins.image, spacing=case.spacing, origin=case.origin,
-                      direction=case.direction)  # fmt: skip
+                      direction=case.direction, **kw)  # fmt: skip
     seconds = time.perf_counter() - t
     ids = np.asarray(res.table["label"])
     count = np.asarray(res.table["count"], float)
@@ -106,6 +113,12 @@ def main(argv=None) -> int:
     ap.add_argument("--thresholds", default="", help="extra thresholds to report, e.g. 0.3,0.5")
     ap.add_argument("--per-scan", type=int, default=10)
     ap.add_argument("--seed", type=int, default=100)
+    ap.add_argument(
+        "--lung-mask",
+        choices=["threshold", "anatomical"],
+        default="threshold",
+        help="the detector's own threshold mask, or fastct.lungs.lung_mask's default",
+    )
     ap.add_argument("--scans", help="comma-separated scan names (default: all)")
     ap.add_argument("--cache", type=Path)
     ap.add_argument("--json", type=Path)
@@ -115,14 +128,20 @@ def main(argv=None) -> int:
         return 2
     det = load_detector(args.model) if args.model else default_detector()
     tag = f"{Path(args.model).stem if args.model else 'default'}_seed{args.seed}_n{args.per_scan}"
+    if args.lung_mask != "threshold":
+        tag += f"_{args.lung_mask}"
     cache = None if args.cache is None else args.cache / tag
     thrs = [det.threshold] + [float(t) for t in args.thresholds.split(",") if t]
     names = args.scans.split(",") if args.scans else None
     rows = []
     for i, case in enumerate(realct_cases(names=names)):
-        table, proba, meta = run_scan(det, case, args.per_scan, args.seed + i, cache)
+        table, proba, meta = run_scan(det, case, args.per_scan, args.seed + i, cache,
+                                      args.lung_mask)  # fmt: skip
         nods = meta["nodules"]
-        truth = np.load(cache / f"{case.name}_ins.npz")["truth"] if cache else None
+        if cache is None:  # rebuild the truth (deterministic)
+            truth = inserted_case(case, args.per_scan, args.seed + i)[0].truth
+        else:
+            truth = np.load(cache / f"{case.name}_ins.npz")["truth"]
         ignore = [(les.center_mm, 0.5 * les.diameter_mm) for les in
                   lesions_from_mask(case.lesion_mask, spacing=case.spacing,
                                     origin=case.origin, direction=case.direction)]  # fmt: skip
