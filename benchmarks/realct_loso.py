@@ -72,14 +72,15 @@ def load_scan(det, case, idx: int, args, folder: Path):
     return table, z
 
 
-def sweep(det, table, proba, case, truth, ignore):
+def sweep(det, table, proba, case, truth, ignore, lesions):
     """(thresholds, found count, n nodules, FPs) over the distinct probabilities."""
     out = []
     thrs = np.unique(np.round(proba[proba >= 0.02], 3))[::-1]
-    for thr in thrs[:: max(1, thrs.size // 60)]:
+    for thr in thrs[:: max(1, thrs.size // 40)]:
         dets = det.detect(table, proba, threshold=float(thr))
         s = score_scan(dets, truth, spacing=case.spacing, origin=case.origin,
-                       direction=case.direction, min_diameter_mm=0.0, ignore=ignore)  # fmt: skip
+                       direction=case.direction, min_diameter_mm=0.0, ignore=ignore,
+                       lesions=lesions)  # fmt: skip
         out.append((float(thr), int(sum(s.found)), len(s.found), s.false_positives))
     return out
 
@@ -120,14 +121,17 @@ def main(argv=None) -> int:
         ignore = [(les.center_mm, 0.5 * les.diameter_mm) for les in
                   lesions_from_mask(case.lesion_mask, spacing=case.spacing,
                                     origin=case.origin, direction=case.direction)]  # fmt: skip
-        data[case.name] = (case, table, ov, z["truth"], ignore + case.ignore, z["proba"])
+        truth = z["truth"]
+        ins = lesions_from_mask(truth, spacing=case.spacing, origin=case.origin,
+                                direction=case.direction)  # fmt: skip
+        data[case.name] = (case, table, ov, truth, ignore + case.ignore, z["proba"], ins)
         print(f"{case.name}: {len(ov)} supervoxels, {(ov >= 0.5).sum()} positive", flush=True)
     variants = {"shipped (phantom-trained)": None, "real LOPO, schema": (),
                 "real LOPO, schema + hessian_shape": ("hessian_shape",)}  # fmt: skip
     results = {}
     for vname, extra in variants.items():
         curves = {}
-        for name, (case, table, _ov, truth, ignore, p_shipped) in data.items():
+        for name, (case, table, _ov, truth, ignore, p_shipped, ins) in data.items():
             if extra is None:
                 det, proba = shipped, p_shipped
             else:
@@ -135,7 +139,8 @@ def main(argv=None) -> int:
                 train = [n for n in data if PATIENT[n] != PATIENT[name]]
                 det.fit_tables([data[n][1] for n in train], [data[n][2] for n in train])
                 proba = det.predict_regions(table)
-            curves[name] = sweep(det, table, proba, case, truth, ignore)
+            curves[name] = sweep(det, table, proba, case, truth, ignore, ins)
+        print(f"{vname}: done", flush=True)
         results[vname] = curves
     budgets = (2.0, 5.0, 10.0, 20.0, 40.0)
     print()

@@ -145,10 +145,14 @@ def lesions_from_mask(
     lab, n = _label_mask(mask, "mask")
     if n == 0:
         return []
-    flat = lab.ravel()
-    counts = np.bincount(flat, minlength=n + 1)
-    idx = np.indices(lab.shape).reshape(3, -1)
-    sums = np.stack([np.bincount(flat, weights=idx[a], minlength=n + 1) for a in range(3)], 1)
+    from scipy import ndimage as ndi
+
+    counts = np.bincount(lab.ravel(), minlength=n + 1)
+    present = np.flatnonzero(counts[1:]) + 1
+    means = np.zeros((n + 1, 3))
+    if present.size:
+        com = ndi.center_of_mass(np.ones(lab.shape, np.float32), lab, present)
+        means[present] = np.asarray(com, dtype=float).reshape(-1, 3)
     out = []
     vox = math.prod(sp)
     for k in range(1, n + 1):
@@ -158,7 +162,7 @@ def lesions_from_mask(
         diam = (6.0 * vol / math.pi) ** (1.0 / 3.0)
         if diam < dmin:
             continue
-        c = index_to_physical(sums[k] / counts[k], sp, org, d)
+        c = index_to_physical(means[k], sp, org, d)
         out.append(Lesion(k, tuple(float(v) for v in c), diam, vol, int(counts[k])))
     out.sort(key=lambda les: (-les.n_voxels, les.label))
     return out
@@ -229,6 +233,7 @@ def score_scan(
     margin_mm: float = HIT_MARGIN_MM,
     threshold: float = 0.0,
     ignore: Sequence[tuple[Sequence[float], float]] = (),
+    lesions: Sequence[Lesion] | None = None,
 ) -> ScanScore:
     """Score one scan's detections against its lesion mask (hit rule: module docs).
 
@@ -249,6 +254,9 @@ def score_scan(
     ignore : sequence of (center_mm, radius_mm)
         Extra points (e.g. marks of nodules without an outline): a detection within
         ``radius_mm + margin_mm`` of one is not a false positive.
+    lesions : sequence of Lesion, optional
+        ``lesions_from_mask(lesion_mask, ...)`` of every size, precomputed (to score
+        many sets of detections against one mask).
 
     Examples
     --------
@@ -266,7 +274,10 @@ def score_scan(
     margin = check_real(margin_mm, "margin_mm", lo=0)
     thr = check_real(threshold, "threshold", lo=0, hi=1)
     lab, _ = _label_mask(lesion_mask, "lesion_mask")
-    all_lesions = lesions_from_mask(lab, spacing=sp, origin=org, direction=d)
+    if lesions is None:
+        all_lesions = lesions_from_mask(lab, spacing=sp, origin=org, direction=d)
+    else:
+        all_lesions = list(lesions)
     cent, prob = _centres(detections)
     keep = prob >= thr
     cent, prob = cent[keep], prob[keep]
