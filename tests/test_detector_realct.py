@@ -104,6 +104,39 @@ def test_score_scan_hit_rule():
         score_scan(dets, m.astype(float), spacing=sp)
 
 
+def test_realct_folder_and_cases(tmp_path, monkeypatch):
+    import json
+
+    from fastct.classify import realct_folder
+    from fastct.io import write_nifti
+
+    monkeypatch.setenv("FASTCT_REALCT", str(tmp_path / "absent"))
+    assert realct_folder() is None
+    with pytest.raises(FileNotFoundError, match="FASTCT_REALCT"):
+        realct_cases()
+    monkeypatch.setenv("FASTCT_REALCT", str(tmp_path))
+    assert realct_folder() == tmp_path
+    img = np.full((4, 6, 8), -800, np.int16)
+    mask = np.zeros(img.shape, np.uint8)
+    mask[1:3, 2:4, 2:5] = 1
+    geo = {"spacing": (2.5, 0.7, 0.7), "origin": (-100.0, 20.0, 30.0)}
+    write_nifti(tmp_path / "LIDC-IDRI-0001_ct.nii.gz", img, **geo)
+    write_nifti(tmp_path / "LIDC-IDRI-0001_nodules_consensus50.nii.gz", mask, **geo)
+    (tmp_path / "LIDC-IDRI-0001_nodules.json").write_text(json.dumps({"nodules": [
+        {"contoured": True, "centroid_world_lps_mm": [0, 0, 0]},
+        {"contoured": False, "centroid_world_lps_mm": [1.0, 2.0, 3.0],
+         "equiv_diameter_mm": 2.0},
+    ]}))  # fmt: skip
+    (case,) = realct_cases(names=["LIDC-IDRI-0001"])
+    np.testing.assert_array_equal(case.image, img)
+    np.testing.assert_array_equal(case.lesion_mask, mask > 0)
+    np.testing.assert_allclose(case.spacing, geo["spacing"])
+    np.testing.assert_allclose(case.origin, geo["origin"])
+    assert case.ignore == [((3.0, 2.0, 1.0), 1.0)]  # x-y-z in the json, z-y-x here
+    with pytest.raises(ValueError, match="names"):
+        realct_cases(names=["nope"])
+
+
 # -- insertion ----------------------------------------------------------------------------
 @pytest.mark.parametrize("sp", [(1.0, 1.0, 1.0), (5.0, 0.7, 0.7), (2.5, 0.8, 0.6)])
 def test_inserted_nodule_volume_and_centre(sp):
