@@ -31,14 +31,17 @@ input's integer dtype.
 
 Sites (:func:`sample_insertion_sites`)
 --------------------------------------
-``parenchymal``: the nodule ball lies inside the lung mask, at least 2 mm from its
-border, on voxels below -500 HU (no large vessel inside). ``juxtapleural``: the centre
-lies inside the lung at ``0.4 R .. 0.9 R`` from the lung border (the nodule touches the
-pleura). ``juxtavascular``: the centre lies in the lung, in parenchyma, at
-``R .. R + 1.5 mm`` from a vessel voxel (> -300 HU, inside the lung mask, at least
-``R + 3`` mm from its border). Every site keeps ``exclude_margin_mm`` (default 10 mm) +
-the nodule radius away from the ``exclude`` mask (the scan's annotated lesions) and from
-the other inserted nodules.
+Vessel voxels are those whose 3 x 3 x 3 mean exceeds -300 HU inside the lung mask;
+every centre lies in the lung on a voxel whose 3 x 3 x 3 mean is below -500 HU.
+``parenchymal``: the centre is at least ``R + 2`` mm from the lung border and
+``R + 0.5`` mm from every vessel voxel (the ball holds no vessel). ``juxtapleural``:
+the centre is ``0.4 R .. 0.9 R`` from the lung border (the nodule touches the pleura)
+and ``R`` mm from every vessel voxel. ``juxtavascular``: the centre is ``R .. R + 1.5``
+mm from the nearest vessel voxel (the nodule touches a vessel) and at least ``R + 3`` mm
+from the lung border. Distances are Euclidean, in mm. Every centre keeps
+``exclude_margin_mm`` (default 10 mm) + the nodule radius away from the ``exclude`` mask
+(the scan's annotated lesions), and ``exclude_margin_mm`` + both radii away from the
+other inserted nodules.
 
 Rule for evaluation and training: the annotated lesions of a scan are never inside an
 inserted nodule's neighbourhood, they are scored as *ignore* regions (a detection of
