@@ -70,6 +70,12 @@ from ._detector import (
     threshold_lung_mask,
 )
 from ._estimators import IDENTIFIER_COLUMNS, FeatureClassifier, RegionFeatureTransformer
+from ._insert import (
+    InsertedNodule,
+    InsertionResult,
+    insert_nodules,
+    sample_insertion_sites,
+)
 from ._modelfile import (
     DEFAULT_MODEL_PATH,
     TRUSTED_TYPES,
@@ -80,6 +86,15 @@ from ._modelfile import (
     load_model,
     save_model,
 )
+from ._realct import (
+    Lesion,
+    RealCTCase,
+    ScanScore,
+    lesions_from_mask,
+    realct_cases,
+    realct_folder,
+    score_scan,
+)
 from ._regions import SCHEMA_VERSION, detector_feature_names
 
 __all__ = [
@@ -88,12 +103,23 @@ __all__ = [
     "Detection",
     "DetectionResult",
     "FeatureClassifier",
+    "InsertedNodule",
+    "InsertionResult",
+    "Lesion",
     "NoduleDetector",
+    "RealCTCase",
     "RegionFeatureTransformer",
+    "ScanScore",
     "default_detector",
     "detector_feature_names",
+    "insert_nodules",
     "load_detector",
+    "lesions_from_mask",
     "load_model",
+    "realct_cases",
+    "realct_folder",
+    "sample_insertion_sites",
     "save_model",
+    "score_scan",
     "threshold_lung_mask",
 ]

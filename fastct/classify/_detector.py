@@ -281,6 +281,25 @@ class NoduleDetector(BaseEstimator):
         Supervoxels with probability >= ``threshold`` form candidate detections.
     random_state : int
         Seed of the default classifier.
+    clip_below_hu : float, optional
+        Real-scanner input handling (opt-in; ``None``, the default, leaves the image
+        as it is). Values below it are raised to it before every stage, so the
+        padding a scanner writes outside its field of view (-2048 or -3024 HU) reads
+        as air; ``-1024`` is the natural choice (fastct's phantoms never go below
+        it, so the phantom results are the same bits).
+    slic_range_hu : (float, float), optional
+        Real-scanner input handling (opt-in; ``None``: SLIC rescales the intensities
+        over the mask's own minimum and maximum, as scikit-image does). With
+        ``(lo, hi)``, SLIC sees the preprocessed image clipped to ``[lo, hi]`` and
+        its colour distance is scaled as if it were rescaled over that fixed range
+        (``compactness`` is multiplied by ``(hi - lo) / (max - min)`` of the clipped
+        values in the mask, which is exactly that), so a calcification or contrast
+        in one scan does not change the meaning of ``compactness``. fastct's phantom
+        lungs span about -1000 .. +80 HU after the median filter; ``(-1000, 100)``
+        makes a real scan's supervoxels behave like the phantom's.
+    extra_features : sequence of str
+        Opt-in feature sets added after the schema's columns (see
+        :func:`detector_feature_names`); ``()`` by default.
 
     Attributes
     ----------
@@ -313,6 +332,9 @@ class NoduleDetector(BaseEstimator):
         classifier: Any = None,
         threshold: float = 0.2,
         random_state: int | None = 0,
+        clip_below_hu: float | None = None,
+        slic_range_hu: tuple[float, float] | None = None,
+        extra_features: Sequence[str] = (),
     ):
         self.n_segments_per_litre = n_segments_per_litre
         self.compactness = compactness
@@ -323,6 +345,9 @@ class NoduleDetector(BaseEstimator):
         self.classifier = classifier
         self.threshold = threshold
         self.random_state = random_state
+        self.clip_below_hu = clip_below_hu
+        self.slic_range_hu = slic_range_hu
+        self.extra_features = extra_features
 
     # -- parameters ---------------------------------------------------------------------
     def _scales(self) -> tuple[float, ...]:
@@ -343,14 +368,44 @@ class NoduleDetector(BaseEstimator):
         check_real(self.target_overlap, "target_overlap", lo=0, hi=1, lo_open=True)
         check_real(self.negative_fraction, "negative_fraction", lo=0, hi=1, lo_open=True)
         check_real(self.threshold, "threshold", lo=0, hi=1)
+        if self.clip_below_hu is not None:
+            check_real(self.clip_below_hu, "clip_below_hu")
+        self._slic_range()
+        self._extra()
+
+    def _slic_range(self) -> tuple[float, float] | None:
+        r = self.slic_range_hu
+        if r is None:
+            return None
+        if isinstance(r, (str, bytes)) or not isinstance(r, Iterable) or len(list(r)) != 2:
+            raise TypeError(f"slic_range_hu must be None or a pair (lo, hi) of HU, got {r!r}")
+        lo, hi = (check_real(v, "slic_range_hu") for v in r)
+        if not hi > lo:
+            raise ValueError(f"slic_range_hu must have lo < hi, got ({lo:g}, {hi:g})")
+        return lo, hi
+
+    def _extra(self) -> tuple[str, ...]:
+        extra = self.extra_features
+        if isinstance(extra, (str, bytes)) or not isinstance(extra, Iterable):
+            raise TypeError(
+                f"extra_features must be a sequence of feature-set names, got {extra!r}"
+            )
+        extra = tuple(extra)
+        for name in extra:
+            if name not in _regions.EXTRA_FEATURE_SETS:
+                raise ValueError(
+                    f"extra_features: unknown feature set {name!r}; known: "
+                    f"{sorted(_regions.EXTRA_FEATURE_SETS)}"
+                )
+        return extra
 
     def feature_names(self) -> list[str]:
         """The feature columns this detector computes (see :func:`detector_feature_names`)."""
-        return detector_feature_names(self._scales())
+        return detector_feature_names(self._scales(), extra=self._extra())
 
     def _feature_params(self) -> dict[str, Any]:
         """JSON-able parameters (everything but the classifier)."""
-        return {
+        params: dict[str, Any] = {
             "n_segments_per_litre": float(self.n_segments_per_litre),
             "compactness": float(self.compactness),
             "median_size": int(self.median_size),
@@ -360,10 +415,20 @@ class NoduleDetector(BaseEstimator):
             "threshold": float(self.threshold),
             "random_state": None if self.random_state is None else int(self.random_state),
         }
+        # the opt-in parameters only when set, so a default model's file is unchanged
+        if self.clip_below_hu is not None:
+            params["clip_below_hu"] = float(self.clip_below_hu)
+        rng = self._slic_range()
+        if rng is not None:
+            params["slic_range_hu"] = [rng[0], rng[1]]
+        if self._extra():
+            params["extra_features"] = list(self._extra())
+        return params
 
     # -- stages -------------------------------------------------------------------------
     def preprocess(self, image: Any, *, spacing: Any = None, out: Any = None) -> Any:
-        """Denoise as the detector expects: a ``median_size`` median filter.
+        """Denoise as the detector expects: a ``median_size`` median filter (after
+        raising values below ``clip_below_hu`` to it, when set).
 
         ndarray -> ndarray of the same dtype; a Volume with ``out=`` Volume streams.
 
@@ -380,6 +445,8 @@ class NoduleDetector(BaseEstimator):
         _spacing3(spacing, image) if spacing is not None else None
         from ..filters import median
 
+        if self.clip_below_hu is not None:
+            return self._clipped_preprocess(image, out)
         if self.median_size == 1:
             if out is None:
                 return image if isinstance(image, Volume) else np.array(image)
@@ -387,6 +454,37 @@ class NoduleDetector(BaseEstimator):
 
             return map_overlap(lambda d, i: d, image, out=out)
         return median(image, size=int(self.median_size), out=out)
+
+    def _clipped_preprocess(self, image: Any, out: Any) -> Any:
+        from ..filters import median
+        from ..streaming import Scratch, map_overlap
+
+        dt = np.dtype(image.dtype)
+        floor = float(self.clip_below_hu)
+        if dt.kind in "iu":  # the nearest representable value at or above the floor
+            info = np.iinfo(dt)
+            floor = float(min(max(math.ceil(floor), info.min), info.max))
+
+        def clip(d: np.ndarray, info: Any = None) -> np.ndarray:
+            return np.maximum(d, np.asarray(floor, dtype=d.dtype)).astype(dt, copy=False)
+
+        if not isinstance(image, Volume):
+            clipped = clip(np.asarray(image))
+            if self.median_size == 1:
+                if out is None:
+                    return clipped if clipped is not image else np.array(image)
+                out[...] = clipped
+                return out
+            return median(clipped, size=int(self.median_size), out=out)
+        if self.median_size == 1:
+            return map_overlap(clip, image, out=out, out_dtype=dt)
+        scratch = Scratch(out if isinstance(out, Volume) else image)
+        try:
+            tmp = scratch.volume("clipped", tuple(image.shape), dt)
+            map_overlap(clip, image, out=tmp)
+            return median(tmp, size=int(self.median_size), out=out)
+        finally:
+            scratch.close()
 
     def segment(
         self,
@@ -433,8 +531,12 @@ class NoduleDetector(BaseEstimator):
                     src = tmp
                 else:
                     src = np.asarray(image, dtype=np.float32)
+            compactness = float(self.compactness)
+            window = self._slic_range()
+            if window is not None:
+                src, compactness = _windowed(src, lung_mask, window, compactness, scratch)
             return slic(
-                src, n_segments=n_segments, compactness=float(self.compactness), spacing=sp,
+                src, n_segments=n_segments, compactness=compactness, spacing=sp,
                 mask=lung_mask, out=out,
             )  # fmt: skip
         finally:
@@ -464,7 +566,7 @@ class NoduleDetector(BaseEstimator):
         labels = _check_labels(labels, image.shape, "labels")
         sp = _spacing3(spacing, image)
         org, d = _origin_direction(origin, direction, labels, image)
-        return _regions.region_table(labels, image, sp, org, self._scales(), d)
+        return _regions.region_table(labels, image, sp, org, self._scales(), d, extra=self._extra())
 
     def predict_regions(self, table: Any) -> np.ndarray:
         """Nodule probability for every row of ``table`` (float64)."""
@@ -784,6 +886,35 @@ class NoduleDetector(BaseEstimator):
         from ._modelfile import save_model
 
         return save_model(self, path, overwrite=overwrite)
+
+
+def _windowed(
+    image: Any, mask: Any, window: tuple[float, float], compactness: float, scratch: Any
+) -> tuple[Any, float]:
+    """``image`` clipped to ``window`` (float32) and the compactness that makes SLIC's
+    rescaling over the mask's value range equal to a rescaling over ``window``."""
+    lo, hi = window
+
+    def clip(d: np.ndarray, info: Any = None) -> np.ndarray:
+        return np.clip(d.astype(np.float32), np.float32(lo), np.float32(hi))
+
+    if isinstance(image, Volume):
+        from ..streaming import map_overlap
+
+        src = scratch.volume("image_window", tuple(image.shape), np.float32)
+        map_overlap(clip, image, out=src)
+    else:
+        src = clip(np.asarray(image))
+    vmin, vmax = np.inf, -np.inf
+    step = max(1, (1 << 22) // max(1, src.shape[1] * src.shape[2]))
+    for z0 in range(0, src.shape[0], step):
+        z1 = min(src.shape[0], z0 + step)
+        v = read_planes(src, z0, z1)[read_planes(mask, z0, z1) > 0]
+        if v.size:
+            vmin, vmax = min(vmin, float(v.min())), max(vmax, float(v.max()))
+    if not vmax > vmin:  # a flat mask: SLIC's colour term is 0 whatever the compactness
+        return src, compactness
+    return src, compactness * (hi - lo) / (vmax - vmin)
 
 
 def _as_case(case: Any) -> Case:

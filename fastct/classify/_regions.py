@@ -58,9 +58,31 @@ _BRIGHT_HU = -400.0
 # every piece.
 _POOLED_FEATURES = ("p90", "max")
 
+#: Opt-in feature sets (``NoduleDetector(extra_features=...)``): name -> description.
+#: Their columns come after the schema's, so a model without them is unchanged.
+EXTRA_FEATURE_SETS = {
+    "hessian_shape": (
+        "on the bright voxels (> -400 HU) of each region, per blob scale s: "
+        "hs_blob_<s>mm_max (largest s^2 |l3| where all three Hessian eigenvalues are "
+        "negative: curved in every direction) and hs_tube_<s>mm_max (largest "
+        "s^2 (|l2| - |l3|) where l1, l2 < 0: curved across one axis only, a vessel); "
+        "hs_blob_max / hs_tube_max over the scales, hs_blob_share = blob / "
+        "(blob + tube), their neighbourhood maxima nbhd_hs_blob_max / nbhd_hs_tube_max, "
+        "and hs_tube_density: the share of the closed neighbourhood's voxels that are "
+        "tube-like (bright, tube response above 20 HU and above the blob response at "
+        "some scale): the vessel density around the region"
+    ),
+}
+_HS_TUBE_LEVEL = 20.0
 
-def detector_feature_names(blob_scales_mm: Sequence[float] = (1.5, 3.0, 6.0)) -> list[str]:
+
+def detector_feature_names(
+    blob_scales_mm: Sequence[float] = (1.5, 3.0, 6.0), *, extra: Sequence[str] = ()
+) -> list[str]:
     """Ordered feature columns of :meth:`NoduleDetector.region_table` (the schema).
+
+    ``extra`` names opt-in feature sets (:data:`EXTRA_FEATURE_SETS`), whose columns
+    follow the schema's.
 
     Examples
     --------
@@ -76,6 +98,16 @@ def detector_feature_names(blob_scales_mm: Sequence[float] = (1.5, 3.0, 6.0)) ->
         names += [f"blob_{float(s):g}mm_mean", f"blob_{float(s):g}mm_max"]
     names += [f"nbhd_blob_{float(s):g}mm_max" for s in blob_scales_mm]
     names += [f"nbhd_{c}" for c in _POOLED_FEATURES]
+    for name in extra:
+        if name == "hessian_shape":
+            for s in blob_scales_mm:
+                names += [f"hs_blob_{float(s):g}mm_max", f"hs_tube_{float(s):g}mm_max"]
+            names += ["hs_blob_max", "hs_tube_max", "hs_blob_share", "nbhd_hs_blob_max",
+                      "nbhd_hs_tube_max", "hs_tube_density"]  # fmt: skip
+        else:
+            raise ValueError(
+                f"extra: unknown feature set {name!r}; known: {sorted(EXTRA_FEATURE_SETS)}"
+            )
     return names
 
 
@@ -86,6 +118,7 @@ def region_table(
     origin: tuple[float, float, float],
     scales: tuple[float, ...],
     direction: np.ndarray | None = None,
+    extra: Sequence[str] = (),
 ) -> FeatureTable:
     """The detector's features of every supervoxel of ``labels`` (checked inputs).
 
@@ -150,6 +183,8 @@ def region_table(
         if src.size:
             np.fmax.at(m, src, v[dst])
         cols[f"nbhd_{name}"] = m
+    if "hessian_shape" in extra:
+        _hessian_shape_columns(cols, np.asarray(labels), np.asarray(image), sp, scales, src, dst)
     meta = dict(base.meta)
     meta["adjacency"] = np.column_stack([la[inner], lb[inner]]).astype(np.int64)
     meta["feature_schema"] = SCHEMA_VERSION
@@ -232,3 +267,108 @@ def _bright_components(labels: Any, image: Any, spacing: tuple[float, ...]):
         for k, sl in enumerate(ndi.find_objects(comp), start=1):
             ext[k] = max((s.stop - s.start) * d for s, d in zip(sl, spacing))
     return vol[comp], ext[comp]
+
+
+def _hessian_eigenvalues(
+    image: np.ndarray,
+    box: tuple[slice, ...],
+    where: np.ndarray,
+    scale: float,
+    sp: tuple[float, ...],
+) -> np.ndarray:
+    """``(n, 3)`` Hessian eigenvalues (per mm^2, ascending) of the Gaussian-smoothed
+    image (sigma ``scale`` mm, edges 'nearest') at the voxels ``where`` of ``box``."""
+    from scipy import ndimage as ndi
+
+    sig = [scale / d for d in sp]
+    halo = [int(math.ceil(4.0 * s + 0.5)) + 1 for s in sig]
+    lo = [max(0, b.start - h) for b, h in zip(box, halo, strict=True)]
+    hi = [min(n, b.stop + h) for b, h, n in zip(box, halo, image.shape, strict=True)]
+    sub = np.asarray(image[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))], np.float32)
+    g = ndi.gaussian_filter(sub, sig, mode="nearest", truncate=4.0)
+    gp = np.pad(g, 1, mode="edge")
+    idx = np.nonzero(where)
+    z, y, x = (idx[a] + box[a].start - lo[a] + 1 for a in range(3))
+
+    def at(oz: int, oy: int, ox: int) -> np.ndarray:
+        return gp[z + oz, y + oy, x + ox]
+
+    dz, dy, dx = sp
+    c = at(0, 0, 0)
+    h = np.empty((c.size, 3, 3), np.float32)
+    h[:, 0, 0] = (at(1, 0, 0) - 2 * c + at(-1, 0, 0)) / (dz * dz)
+    h[:, 1, 1] = (at(0, 1, 0) - 2 * c + at(0, -1, 0)) / (dy * dy)
+    h[:, 2, 2] = (at(0, 0, 1) - 2 * c + at(0, 0, -1)) / (dx * dx)
+    h[:, 0, 1] = h[:, 1, 0] = (at(1, 1, 0) - at(1, -1, 0) - at(-1, 1, 0) + at(-1, -1, 0)) / (
+        4 * dz * dy
+    )
+    h[:, 0, 2] = h[:, 2, 0] = (at(1, 0, 1) - at(1, 0, -1) - at(-1, 0, 1) + at(-1, 0, -1)) / (
+        4 * dz * dx
+    )
+    h[:, 1, 2] = h[:, 2, 1] = (at(0, 1, 1) - at(0, 1, -1) - at(0, -1, 1) + at(0, -1, -1)) / (
+        4 * dy * dx
+    )
+    return np.linalg.eigvalsh(h)
+
+
+def _hessian_shape_columns(
+    cols: dict[str, np.ndarray],
+    labels: np.ndarray,
+    image: np.ndarray,
+    sp: tuple[float, ...],
+    scales: tuple[float, ...],
+    src: np.ndarray,
+    dst: np.ndarray,
+) -> None:
+    """The ``hessian_shape`` feature set (see :data:`EXTRA_FEATURE_SETS`), in memory."""
+    ids = np.asarray(cols["label"], dtype=np.int64)
+    n = ids.size
+    box = _labelled_box(labels)
+    blob_all = np.zeros(n)
+    tube_all = np.zeros(n)
+    dense = np.zeros(n)
+    if box is not None:
+        where = labels[box] > 0
+        lab = labels[box][where].astype(np.int64)
+        row = np.searchsorted(ids, lab)
+        bright = np.asarray(image[box])[where] > _BRIGHT_HU
+        tube_any = np.zeros(lab.size, bool)
+        for s in scales:
+            ev = _hessian_eigenvalues(image, box, where, s, sp)  # ascending: l1 <= l2 <= l3
+            # magnitudes in decreasing order for bright structures: |l1| >= |l2| >= |l3|
+            a1, a2, a3 = np.abs(ev[:, 0]), np.abs(ev[:, 1]), np.abs(ev[:, 2])
+            blob = np.where(bright & (ev[:, 2] < 0), a3, 0.0) * s * s
+            tube = np.where(bright & (ev[:, 1] < 0), np.maximum(a2 - a3, 0.0), 0.0) * s * s
+            del a1
+            bmax = np.zeros(n)
+            tmax = np.zeros(n)
+            np.maximum.at(bmax, row, blob)
+            np.maximum.at(tmax, row, tube)
+            cols[f"hs_blob_{s:g}mm_max"] = bmax
+            cols[f"hs_tube_{s:g}mm_max"] = tmax
+            blob_all = np.maximum(blob_all, bmax)
+            tube_all = np.maximum(tube_all, tmax)
+            tube_any |= (tube > _HS_TUBE_LEVEL) & (tube > blob)
+        dense = np.bincount(row, weights=tube_any, minlength=n)
+    else:
+        for s in scales:
+            cols[f"hs_blob_{s:g}mm_max"] = np.zeros(n)
+            cols[f"hs_tube_{s:g}mm_max"] = np.zeros(n)
+    cols["hs_blob_max"] = blob_all
+    cols["hs_tube_max"] = tube_all
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cols["hs_blob_share"] = np.where(
+            blob_all + tube_all > 0, blob_all / (blob_all + tube_all), 0.0
+        )
+    for name, v in (("hs_blob_max", blob_all), ("hs_tube_max", tube_all)):
+        m = v.copy()
+        if src.size:
+            np.fmax.at(m, src, v[dst])
+        cols[f"nbhd_{name}"] = m
+    # vessel density of the closed neighbourhood: tube voxels / voxels
+    count = np.asarray(cols["count"], dtype=np.float64)
+    num, den = dense.copy(), count.copy()
+    if src.size:
+        np.add.at(num, src, dense[dst])
+        np.add.at(den, src, count[dst])
+    cols["hs_tube_density"] = np.where(den > 0, num / den, 0.0)
