@@ -30,6 +30,7 @@ DISTRIBUTIONS = {
     "pydicom": "pydicom",
     "nibabel": "nibabel",
     "matplotlib": "matplotlib",
+    "PIL": "pillow",
 }
 
 
