@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -45,6 +46,15 @@ def _check_range(value: object, name: str, lo: float, hi: float) -> tuple[float,
     if not (lo <= a <= b <= hi):
         raise ValueError(f"{name} must satisfy {lo} <= low <= high <= {hi}, got {tuple(value)}")
     return a, b
+
+
+def _check_nodule_ids(nodules: Iterable[Any]) -> tuple[Any, ...]:
+    """The nodule specs as a tuple; their ``id`` values must be unique and positive."""
+    nodules = tuple(nodules)
+    ids = [n.id for n in nodules]
+    if len(set(ids)) != len(ids) or any(i < 1 for i in ids):
+        raise ValueError(f"nodules must have unique positive ids, got {ids}")
+    return nodules
 
 
 def _check_3d_shape(shape: object) -> tuple[int, int, int]:

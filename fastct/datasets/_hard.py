@@ -21,7 +21,14 @@ import numpy as np
 from fastct._validate import check_positive_int
 
 from ._anatomy import _build_anatomy, _in_lung_field
-from ._checks import _check_affine, _check_range, _check_real, _check_seed, _resolve_grid
+from ._checks import (
+    _check_affine,
+    _check_nodule_ids,
+    _check_range,
+    _check_real,
+    _check_seed,
+    _resolve_grid,
+)
 from ._constants import _HU_MAX, _HU_MIN, _KIND_LUNG, _STREAM_ANATOMY, HU, SCENE_CENTER_MM
 from ._hard_records import (
     NODULE_POSITIONS,
@@ -228,11 +235,7 @@ class HardScene:
 
     def with_nodules(self, nodules: Sequence[HardNoduleSpec]) -> HardScene:
         """The same chest with other nodules (unique positive ids)."""
-        nodules = tuple(nodules)
-        ids = [n.id for n in nodules]
-        if len(set(ids)) != len(ids) or any(i < 1 for i in ids):
-            raise ValueError(f"nodules must have unique positive ids, got {ids}")
-        return dataclasses.replace(self, nodules=nodules)
+        return dataclasses.replace(self, nodules=_check_nodule_ids(nodules))
 
     @functools.cached_property
     def _packed(self) -> _Packed:

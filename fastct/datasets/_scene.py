@@ -21,6 +21,7 @@ from ._checks import (
     _check_3d_shape,
     _check_affine,
     _check_entropy,
+    _check_nodule_ids,
     _check_range,
     _check_real,
     _check_seed,
@@ -131,11 +132,7 @@ class ChestScene:
 
     def with_nodules(self, nodules: Sequence[NoduleSpec]) -> ChestScene:
         """The same anatomy with a different set of nodules (ids must be unique, > 0)."""
-        nodules = tuple(nodules)
-        ids = [n.id for n in nodules]
-        if len(set(ids)) != len(ids) or any(i < 1 for i in ids):
-            raise ValueError(f"nodules must have unique positive ids, got {ids}")
-        return dataclasses.replace(self, nodules=nodules)
+        return dataclasses.replace(self, nodules=_check_nodule_ids(nodules))
 
     @functools.cached_property
     def _objects(self) -> list[_Obj]:

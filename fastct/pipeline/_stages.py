@@ -12,6 +12,7 @@ are bookkeeping (archive attributes, output files) and are not timed.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import itertools
 import json
 from collections.abc import Callable
@@ -171,7 +172,8 @@ def _detect(ctx: RunContext, tp: str) -> None:
     proba = det.predict_regions(table)
     v["probability"] = _derived(ctx.archive, f"{ctx.group(tp)}/probability", image, np.float32)
     probability_map(v["supervoxels"], table_lut(table, proba), v["probability"])
-    found = det.detect(
+    detect = functools.partial(
+        det.detect,
         table,
         proba,
         labels=v["supervoxels"],
@@ -179,23 +181,14 @@ def _detect(ctx: RunContext, tp: str) -> None:
         origin=image.origin,
         direction=image.direction,
     )
-    ctx.detections[tp] = [_detection_dict(d) for d in found]
+    ctx.detections[tp] = [_detection_dict(d) for d in detect()]
     thr = getattr(det, "threshold", None)
     ctx.thresholds[tp] = None if thr is None else float(thr)
     cands: list[dict[str, Any]] = []
     if thr is not None and float(thr) > 0:
-        try:
-            low = det.detect(
-                table,
-                proba,
-                labels=v["supervoxels"],
-                spacing=image.spacing,
-                origin=image.origin,
-                direction=image.direction,
-                threshold=CANDIDATE_FRACTION * float(thr),
-            )
-        except TypeError:  # a detector without a threshold argument: no candidates
-            low = []
+        # Candidates between CANDIDATE_FRACTION * threshold and the threshold: the
+        # report lists them apart (and notes them beside unmatched nodules).
+        low = detect(threshold=CANDIDATE_FRACTION * float(thr))
         cands = [c for c in map(_detection_dict, low) if c["probability"] < float(thr)]
         cands = sorted(cands, key=lambda d: -d["probability"])[:MAX_CANDIDATES]
     ctx.candidates[tp] = cands
