@@ -5,6 +5,10 @@ written under a temporary name in the destination's folder (same file system, so
 final ``os.replace`` is atomic) and moved into place only on success. A process
 killed at any moment leaves either the old output or the new one, plus at worst a
 hidden ``.fastct-tmp-*`` file or folder that later runs clean up.
+
+Every publish (the final rename) is recorded in :func:`published_outputs`, with SIGINT
+held back for the rename and its record, so an interrupted command can say exactly
+whether its output was written.
 """
 
 from __future__ import annotations
@@ -14,11 +18,64 @@ import errno
 import fcntl
 import os
 import shutil
+import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 TMP_PREFIX = ".fastct-tmp-"
 _HELD: set[str] = set()  # lock files this process holds
+_PUBLISHED: list[Path] = []  # outputs this process moved into place, in order
+
+
+def published_outputs(since: int = 0) -> list[Path]:
+    """Outputs published (renamed into place) by this process, from number ``since`` on.
+
+    ``len(published_outputs())`` before a command and ``published_outputs(n)`` after
+    it (or after it was interrupted) name exactly what the command wrote.
+    """
+    return list(_PUBLISHED[since:])
+
+
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[None]:
+    """Hold SIGINT back (it is acted on right after) so that a rename and its record in
+    :func:`published_outputs` happen together or not at all.
+
+    The Python-level handler is swapped for one that only notes the signal (a signal
+    mask would not do: the kernel may deliver SIGINT to any thread, e.g. a Numba worker);
+    the previous handler then runs once on exit. Only the main thread can do this.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if not callable(previous):  # SIG_IGN / SIG_DFL / not set from Python: leave it
+        yield
+        return
+    pending: list[Any] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: pending.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if pending:
+            previous(signal.SIGINT, pending[0])
+
+
+def publish_folder(tmp: Path, path: Path) -> None:
+    """Move the finished folder ``tmp`` onto ``path`` (replacing an existing one)."""
+    trash = None
+    with _sigint_held():
+        if path.exists():
+            trash = temp_name(path)
+            os.replace(path, trash)
+        os.replace(tmp, path)
+        _PUBLISHED.append(path)
+    if trash is not None:
+        shutil.rmtree(trash, ignore_errors=True)
+    fsync_dir(path.parent)
 
 
 def temp_name(path: Path) -> Path:
@@ -73,7 +130,9 @@ def fsync_dir(folder: Path) -> None:
 def commit(tmp: Path, path: Path) -> None:
     """Durably move a finished temp file onto ``path``."""
     fsync_path(tmp)
-    os.replace(tmp, path)
+    with _sigint_held():
+        os.replace(tmp, path)
+        _PUBLISHED.append(path)
     fsync_dir(path.parent)
 
 
@@ -174,14 +233,7 @@ def atomic_folder(path: str | os.PathLike, overwrite: bool) -> Iterator[Path]:
     tmp.mkdir()
     try:
         yield tmp
-        if path.exists():
-            trash = temp_name(path)
-            os.replace(path, trash)
-            os.replace(tmp, path)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-        fsync_dir(parent)
+        publish_folder(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -17,11 +17,12 @@ import argparse
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import fastct
 
-from .. import _config, _log
+from .. import _atomic, _config, _log
 from . import _classify, _data, _filters, _pipeline, _registration, _supervoxels, _warmup
 from ._common import (
     EXIT_INTERRUPTED,
@@ -92,9 +93,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupted_message(published: Sequence[Path]) -> str:
+    """What an interrupted command leaves: the outputs it had already published (each
+    complete: publishing is one rename) or nothing."""
+    written = [str(p) for p in dict.fromkeys(published) if p.exists()]
+    if not written:
+        return "interrupted; no output was written"
+    return f"interrupted after writing {', '.join(written)} (complete); nothing else was written"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
+    n_published = len(_atomic.published_outputs())
     # pydicom warns about every oddity it tolerates; the CLI reports real problems as
     # one error line instead.
     warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\..*)?$")
@@ -117,7 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             _config.set_progress(previous_progress)
     except KeyboardInterrupt:
-        print("fastct: interrupted; no output was written", file=sys.stderr)
+        print(f"fastct: {_interrupted_message(_atomic.published_outputs(n_published))}",
+              file=sys.stderr)  # fmt: skip
         return EXIT_INTERRUPTED
     except (ValueError, TypeError, KeyError, OSError, ImportError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)

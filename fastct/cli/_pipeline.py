@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import shutil
 import time
 from pathlib import Path
@@ -63,7 +62,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.size not in datasets.PRESETS:
         raise ValueError(f"--size must be one of {sorted(datasets.PRESETS)}, got {args.size!r}")
-    replace = _check_demo_out(out, args.overwrite)
+    _check_demo_out(out, args.overwrite)
     if not out.resolve().parent.is_dir():
         raise FileNotFoundError(f"folder {str(out.resolve().parent)!r} does not exist")
     det = pipeline.resolve_detector(args.model)  # a bad model fails before any work
@@ -97,13 +96,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
         summary = tmp / "report" / "summary.json"
         summary.write_text(summary.read_text().replace(str(tmp), str(out.resolve())))
-        if replace:
-            trash = _atomic.temp_name(out.resolve())
-            os.replace(out, trash)
-            os.replace(tmp, out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        _atomic.publish_folder(tmp, out)
     except BaseException:
         with contextlib.suppress(OSError):
             shutil.rmtree(tmp)

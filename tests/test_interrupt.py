@@ -1,0 +1,94 @@
+"""An interrupted command says truthfully whether its output was written.
+
+Publishing an output is one rename, recorded with SIGINT held back, so Ctrl-C either
+lands before it (nothing written) or after it (the output is there, complete).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import fastct
+from fastct import _atomic
+from fastct.cli import main
+
+
+@pytest.fixture
+def npy_input(tmp_path):
+    image = np.random.default_rng(3).normal(size=(6, 9, 8)).astype(np.float32)
+    np.save(tmp_path / "in.npy", image)
+    return tmp_path / "in.npy", image
+
+
+def _interrupt(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+def test_interrupt_before_publishing_says_nothing_was_written(
+    tmp_path, npy_input, monkeypatch, capsys
+):
+    src, _ = npy_input
+    dst = tmp_path / "out.npy"
+    monkeypatch.setattr(_atomic, "fsync_path", _interrupt)  # runs just before the rename
+    assert main(["gaussian", str(src), str(dst), "--sigma", "1", "--quiet"]) == 130
+    err = capsys.readouterr().err
+    assert err.strip() == "fastct: interrupted; no output was written"
+    assert not dst.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["in.npy"]  # no temp file left
+
+
+def test_interrupt_after_publishing_names_the_complete_output(
+    tmp_path, npy_input, monkeypatch, capsys
+):
+    src, image = npy_input
+    dst = tmp_path / "out.npy"
+    monkeypatch.setattr(_atomic, "fsync_dir", _interrupt)  # runs just after the rename
+    assert main(["gaussian", str(src), str(dst), "--sigma", "1", "--quiet"]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err == f"fastct: interrupted after writing {dst} (complete); nothing else was written"
+    assert np.array_equal(np.load(dst), fastct.gaussian(image, 1.0))
+
+
+def test_an_earlier_command_output_is_not_reported(tmp_path, npy_input, monkeypatch, capsys):
+    src, _ = npy_input
+    assert main(["gaussian", str(src), str(tmp_path / "first.npy"), "--sigma", "1"]) == 0
+    monkeypatch.setattr(_atomic, "fsync_path", _interrupt)
+    assert main(["gaussian", str(src), str(tmp_path / "second.npy"), "--sigma", "1"]) == 130
+    assert capsys.readouterr().err.strip().endswith("interrupted; no output was written")
+
+
+def test_published_folder_is_recorded_and_replaces_the_old_one(tmp_path):
+    n = len(_atomic.published_outputs())
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    with _atomic.atomic_folder(out, overwrite=True) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert _atomic.published_outputs(n) == [out]
+    assert sorted(p.name for p in out.iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]  # no trash left
+
+
+def test_sigint_during_the_rename_is_delivered_after_it_is_recorded(tmp_path):
+    """A real SIGINT sent while the rename runs: it arrives after the record."""
+    assert threading.current_thread() is threading.main_thread()
+    n = len(_atomic.published_outputs())
+    path = tmp_path / "a.bin"
+    seen_inside = []
+    with pytest.raises(KeyboardInterrupt):
+        with _atomic._sigint_held():
+            os.kill(os.getpid(), signal.SIGINT)  # pending: held back
+            time.sleep(0.05)  # the handler has run by now
+            seen_inside.append(True)  # still running: no KeyboardInterrupt yet
+            tmp = tmp_path / "tmp.bin"
+            tmp.write_bytes(b"x")
+            os.replace(tmp, path)
+            _atomic._PUBLISHED.append(path)
+    assert seen_inside == [True]
+    assert _atomic.published_outputs(n) == [path]
