@@ -15,8 +15,9 @@ only way to guarantee that datasets that existed before are never damaged.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,47 @@ COMPRESSIONS = (None, "gzip", "lzf")
 _MODES = ("r", "r+", "a", "w", "x")
 # A larger raw-chunk cache than HDF5's 1 MiB default so a block's halo re-reads hit memory.
 _CHUNK_CACHE_BYTES = 64 * 1024**2
+
+
+class ArchiveDamagedError(ValueError):
+    """The HDF5 library could not read a part of the archive file (a damaged or
+    overwritten header, B-tree, heap or chunk). A ``ValueError``, so the CLI reports it
+    in one line with exit status 2."""
+
+
+def _raised_by_hdf5(exc: BaseException) -> bool:
+    """True when ``exc`` comes from inside h5py (HDF5 library errors surface as plain
+    ``RuntimeError``/``OSError``/``KeyError``), not from the operating system."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return False  # a real I/O error (disk, permissions): leave it as it is
+    tb = exc.__traceback__
+    while tb is not None:
+        if "h5py" in Path(tb.tb_frame.f_code.co_filename).parts:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _hdf5_reads(method: Callable) -> Callable:
+    """Report HDF5 read failures of ``method`` as :class:`ArchiveDamagedError` naming the
+    file (h5py's own errors name neither the file nor the member)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (RuntimeError, OSError, KeyError) as exc:
+            if isinstance(exc, ArchiveDamagedError) or not _raised_by_hdf5(exc):
+                raise
+            archive = self if isinstance(self, Archive) else self._archive
+            where = getattr(self, "name", None)
+            member = f" (reading {where!r})" if isinstance(where, str) else ""
+            reason = " ".join(str(exc).split())
+            raise ArchiveDamagedError(
+                f"archive {str(archive.path)!r} is damaged or unreadable{member}: {reason}"
+            ) from None
+
+    return wrapper
 
 
 def _normalise_name(name: object, param: str = "name") -> str:
@@ -89,6 +131,7 @@ class Volume:
     modality, units : str or None
     """
 
+    @_hdf5_reads
     def __init__(self, dataset: h5py.Dataset, archive: Archive):
         self._ds = dataset
         self._archive = archive
@@ -180,16 +223,19 @@ class Volume:
         return None if self._direction is None else self._direction.copy()
 
     @property
+    @_hdf5_reads
     def modality(self) -> str | None:
         """Imaging modality, e.g. 'CT', or None."""
         return _str_attr(self._ds.attrs.get("modality"))
 
     @property
+    @_hdf5_reads
     def units(self) -> str | None:
         """Intensity units, e.g. 'HU', or None."""
         return _str_attr(self._ds.attrs.get("units"))
 
     @property
+    @_hdf5_reads
     def attrs(self) -> dict[str, Any]:
         """A copy of all HDF5 attributes."""
         return {k: self._ds.attrs[k] for k in self._ds.attrs}
@@ -208,6 +254,7 @@ class Volume:
     def __len__(self) -> int:
         return self.shape[0]
 
+    @_hdf5_reads
     def __getitem__(self, key: Any) -> np.ndarray:
         key, flip = _positive_step_key(key, self.shape)
         data = self._ds[key]
@@ -222,6 +269,7 @@ class Volume:
         self._archive._check_writable()
         self._ds[key] = value
 
+    @_hdf5_reads
     def read_region(self, region: tuple[slice, ...], out: np.ndarray) -> None:
         """Read a box of unit-step slices straight into a C-contiguous ``out`` (no copy)."""
         self._ds.read_direct(out, source_sel=region)
@@ -234,6 +282,7 @@ class Volume:
         else:
             self._ds[region] = data
 
+    @_hdf5_reads
     def read(self, out: np.ndarray | None = None) -> np.ndarray:
         """Read the whole volume into memory (into ``out`` if given)."""
         if out is None:
@@ -300,6 +349,7 @@ class Group:
         self._archive = archive
         self.name: str = group.name
 
+    @_hdf5_reads
     def keys(self) -> list[str]:
         return list(self._group.keys())
 
@@ -446,6 +496,7 @@ class Archive:
                 self._discard()
 
     # -- navigation -------------------------------------------------------------
+    @_hdf5_reads
     def _resolve(self, name: str) -> h5py.Dataset | h5py.Group:
         if self.closed:
             raise ValueError(f"archive {str(self.path)!r} is closed")
@@ -480,14 +531,18 @@ class Archive:
     def __contains__(self, name: object) -> bool:
         try:
             self._resolve(name)  # type: ignore[arg-type]
+        except ArchiveDamagedError:
+            raise  # "not there" must not be answered for a file that cannot be read
         except (KeyError, TypeError, ValueError):
             return False
         return True
 
+    @_hdf5_reads
     def keys(self) -> list[str]:
         """Names of the top-level groups and datasets."""
         return list(self._file.keys())
 
+    @_hdf5_reads
     def volumes(self) -> list[str]:
         """Paths of every 2-D or 3-D dataset in the archive, sorted."""
         found: list[str] = []
@@ -646,6 +701,7 @@ class Archive:
             raise KeyError(f"{path!r} not found in archive {str(self.path)!r}")
         del self._file[path]
 
+    @_hdf5_reads
     def get_attrs(self, name: str) -> dict[str, Any]:
         """The free-form attributes of a group or volume (``"/"``: the archive's own),
         as a new dict. ``KeyError`` when there is no such member; links that leave the
