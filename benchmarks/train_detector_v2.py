@@ -54,6 +54,9 @@ HELDOUT_SEEDS = tuple(range(9000, 9016))
 MIN_COUNTED_MM = 6.0
 #: The false-positive budget per scan of the operating threshold.
 FP_BUDGET = 1.0
+#: What the validation split chose (``--validate`` re-derives them; docs/detector_training.rst).
+CHOSEN_EXTRA: tuple[str, ...] = ()
+CHOSEN_THRESHOLD = 0.98
 #: Thresholds swept for the operating point (descending).
 SWEEP = tuple(np.round(np.arange(0.98, 0.0, -0.02), 2).tolist())
 PATIENT = {"LIDC-IDRI-0001": "LIDC", "lung1": "lung1",
@@ -164,10 +167,11 @@ def fit(det: NoduleDetector, records: Sequence[dict[str, Any]]) -> NoduleDetecto
     return det.fit_tables([r["table"] for r in records], [r["overlap"] for r in records])
 
 
-def recipe_detector(seeds: Sequence[int] = TRAIN_SEEDS, *, extra: Sequence[str] = ("hessian_shape",),
-                    threshold: float = 0.5, real: Sequence[dict] = (), cache: Path | None = None,
+def recipe_detector(seeds: Sequence[int] = TRAIN_SEEDS, *, extra: Sequence[str] = CHOSEN_EXTRA,
+                    threshold: float = CHOSEN_THRESHOLD, real: Sequence[dict] = (), cache: Path | None = None,
                     shape=SHAPE, spacing=SPACING, log=print) -> NoduleDetector:  # fmt: skip
-    """Fit the v2 detector on the phantom pairs ``seeds`` (plus ``real`` records)."""
+    """Fit the v2 detector on the phantom pairs ``seeds`` (plus ``real`` records,
+    :func:`real_records`) with the options chosen on the validation split (defaults)."""
     det = make_detector(extra, threshold)
     recs = phantom_records(make_detector(("hessian_shape",)), seeds, cache, "train", shape,
                            spacing, log)  # fmt: skip

@@ -89,14 +89,15 @@ def test_hit_rule_against_a_loop():
 @pytest.mark.slow
 def test_recipe_equals_a_plain_fit_on_a_tiny_configuration():
     mod = _script()
-    shape, spacing = (24, 48, 48), (5.0, 6.0, 6.0)
+    shape, spacing = (60, 120, 120), (5.0, 3.0, 3.0)
     det = mod.recipe_detector([11], shape=shape, spacing=spacing, log=lambda *a: None)
-    assert det.clip_below_hu == -1024.0 and det.extra_features == ("hessian_shape",)
+    assert det.clip_below_hu == -1024.0 and det.extra_features == mod.CHOSEN_EXTRA
     # reference: the public fit on the same two scans
     cases = [Case(image=ph.image, spacing=ph.spacing, nodule_mask=ph.nodule_labels,
                   origin=ph.origin) for _, ph in mod.phantom_scans(11, shape, spacing)]  # fmt: skip
-    ref = NoduleDetector(clip_below_hu=-1024.0, extra_features=("hessian_shape",),
-                         threshold=0.5).fit(cases)  # fmt: skip
+    ref = NoduleDetector(clip_below_hu=-1024.0, extra_features=mod.CHOSEN_EXTRA,
+                         threshold=mod.CHOSEN_THRESHOLD).fit(cases)  # fmt: skip
     table, _ = ref.case_table(cases[0])
+    assert det.threshold == ref.threshold
     np.testing.assert_array_equal(det.predict_regions(table), ref.predict_regions(table))
     assert det.n_regions_ == ref.n_regions_ and det.n_positive_ == ref.n_positive_
