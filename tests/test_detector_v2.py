@@ -101,3 +101,42 @@ def test_recipe_equals_a_plain_fit_on_a_tiny_configuration():
     assert det.threshold == ref.threshold
     np.testing.assert_array_equal(det.predict_regions(table), ref.predict_regions(table))
     assert det.n_regions_ == ref.n_regions_ and det.n_positive_ == ref.n_positive_
+
+
+# -- opt-in lung_mask_method -------------------------------------------------------------
+def test_lung_mask_method_validated_and_default_unchanged():
+    with pytest.raises(ValueError, match="lung_mask_method"):
+        NoduleDetector(lung_mask_method="otsu")._check_params()
+    assert "lung_mask_method" not in NoduleDetector()._feature_params()
+    assert NoduleDetector(lung_mask_method="anatomical")._feature_params()["lung_mask_method"] == (
+        "anatomical"
+    )
+
+
+def test_lung_mask_method_anatomical_equals_an_explicit_mask():
+    from fastct.lungs import lung_mask
+
+    ph = hard_chest_phantom(seed=5, shape=(40, 80, 80), spacing=(7.5, 4.5, 4.5), n_nodules=2)
+    det = NoduleDetector(lung_mask_method="anatomical")
+    ref_mask = lung_mask(ph.image, spacing=ph.spacing)  # the anatomical default
+    got = det.segment(ph.image, spacing=ph.spacing)
+    ref = NoduleDetector().segment(ph.image, spacing=ph.spacing, lung_mask=ref_mask)
+    np.testing.assert_array_equal(got, ref)
+    # the default (None) is the threshold mask, as before
+    thr = NoduleDetector().segment(ph.image, spacing=ph.spacing)
+    ref_thr = NoduleDetector().segment(
+        ph.image, spacing=ph.spacing, lung_mask=lung_mask(ph.image, spacing=ph.spacing,
+                                                          method="threshold")
+    )  # fmt: skip
+    np.testing.assert_array_equal(thr, ref_thr)
+
+
+@needs_v2
+def test_lung_mask_method_travels_in_the_model_file(tmp_path):
+    det = load_detector(V2_PATH)
+    assert det.lung_mask_method is None
+    det.lung_mask_method = "anatomical"
+    path = det.save(tmp_path / "m.fastct-model")
+    back = load_detector(path)
+    assert back.lung_mask_method == "anatomical"
+    assert read_meta(path)["params"]["lung_mask_method"] == "anatomical"
