@@ -58,7 +58,8 @@ class Case:
         Nodule ground truth: integer labels (> 0 inside a nodule) or bool; required
         for training.
     lung_mask : ndarray or Volume of bool, optional
-        Lung field; ``None``: :func:`fastct.lungs.lung_mask` with ``method="threshold"``.
+        Lung field; ``None``: :func:`fastct.lungs.lung_mask` with ``method="threshold"``
+        (or the detector's ``lung_mask_method``).
     origin : tuple of float, optional
         Physical position of voxel 0 (default the Volume's, else 0).
     name : str
@@ -526,8 +527,8 @@ class NoduleDetector(BaseEstimator):
         ``n_segments`` is ``n_segments_per_litre`` times the mask volume in litres.
         Integer images are segmented as float32 (exact for 16-bit CT), streamed
         through a scratch file when ``image`` is a Volume. ``lung_mask=None`` uses
-        :func:`fastct.lungs.lung_mask` with ``method="threshold"`` (in memory), which
-        reads the scan's orientation from ``direction`` (default the Volume's).
+        :func:`fastct.lungs.lung_mask` with ``method="threshold"`` (or
+        ``lung_mask_method``; in memory), which reads the scan's orientation from ``direction`` (default the Volume's).
         """
         self._check_params()
         image = _check_image(image)
