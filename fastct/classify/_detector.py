@@ -528,7 +528,8 @@ class NoduleDetector(BaseEstimator):
         Integer images are segmented as float32 (exact for 16-bit CT), streamed
         through a scratch file when ``image`` is a Volume. ``lung_mask=None`` uses
         :func:`fastct.lungs.lung_mask` with ``method="threshold"`` (or
-        ``lung_mask_method``; in memory), which reads the scan's orientation from ``direction`` (default the Volume's).
+        ``lung_mask_method``; in memory), which reads the scan's orientation from
+        ``direction`` (default the Volume's).
         """
         self._check_params()
         image = _check_image(image)
