@@ -58,7 +58,8 @@ class Case:
         Nodule ground truth: integer labels (> 0 inside a nodule) or bool; required
         for training.
     lung_mask : ndarray or Volume of bool, optional
-        Lung field; ``None``: :func:`fastct.lungs.lung_mask` with ``method="threshold"``.
+        Lung field; ``None``: :func:`fastct.lungs.lung_mask` with ``method="threshold"``
+        (or the detector's ``lung_mask_method``).
     origin : tuple of float, optional
         Physical position of voxel 0 (default the Volume's, else 0).
     name : str
@@ -300,6 +301,13 @@ class NoduleDetector(BaseEstimator):
     extra_features : sequence of str
         Opt-in feature sets added after the schema's columns (see
         :func:`detector_feature_names`); ``()`` by default.
+    lung_mask_method : {None, 'threshold', 'anatomical'}
+        The lung mask made when none is given (opt-in; ``None``, the default, is the
+        threshold mask as before). ``'anatomical'``: :func:`fastct.lungs.lung_mask`'s
+        default method (with a closing, so nodules on the pleura are inside), made
+        from the raw image by :meth:`predict` and :meth:`case_table` alike (and by
+        :meth:`segment` from the image it is given). A model trained with it records
+        it in its file.
 
     Attributes
     ----------
@@ -335,6 +343,7 @@ class NoduleDetector(BaseEstimator):
         clip_below_hu: float | None = None,
         slic_range_hu: tuple[float, float] | None = None,
         extra_features: Sequence[str] = (),
+        lung_mask_method: str | None = None,
     ):
         self.n_segments_per_litre = n_segments_per_litre
         self.compactness = compactness
@@ -348,6 +357,7 @@ class NoduleDetector(BaseEstimator):
         self.clip_below_hu = clip_below_hu
         self.slic_range_hu = slic_range_hu
         self.extra_features = extra_features
+        self.lung_mask_method = lung_mask_method
 
     # -- parameters ---------------------------------------------------------------------
     def _scales(self) -> tuple[float, ...]:
@@ -372,6 +382,21 @@ class NoduleDetector(BaseEstimator):
             check_real(self.clip_below_hu, "clip_below_hu")
         self._slic_range()
         self._extra()
+        self._lung_method()
+
+    def _lung_method(self) -> str:
+        m = self.lung_mask_method
+        if m is None:
+            return "threshold"
+        if m not in ("threshold", "anatomical"):
+            raise ValueError(
+                f"lung_mask_method must be None, 'threshold' or 'anatomical', got {m!r}"
+            )
+        return m
+
+    def _make_lung_mask(self, image: Any, sp: Any, direction: Any) -> Any:
+        """The lung mask this detector makes when it is given none."""
+        return _lung_mask(image, spacing=sp, method=self._lung_method(), direction=direction)
 
     def _slic_range(self) -> tuple[float, float] | None:
         r = self.slic_range_hu
@@ -423,6 +448,8 @@ class NoduleDetector(BaseEstimator):
             params["slic_range_hu"] = [rng[0], rng[1]]
         if self._extra():
             params["extra_features"] = list(self._extra())
+        if self.lung_mask_method is not None:
+            params["lung_mask_method"] = self._lung_method()
         return params
 
     # -- stages -------------------------------------------------------------------------
@@ -500,14 +527,15 @@ class NoduleDetector(BaseEstimator):
         ``n_segments`` is ``n_segments_per_litre`` times the mask volume in litres.
         Integer images are segmented as float32 (exact for 16-bit CT), streamed
         through a scratch file when ``image`` is a Volume. ``lung_mask=None`` uses
-        :func:`fastct.lungs.lung_mask` with ``method="threshold"`` (in memory), which
-        reads the scan's orientation from ``direction`` (default the Volume's).
+        :func:`fastct.lungs.lung_mask` with ``method="threshold"`` (or
+        ``lung_mask_method``; in memory), which reads the scan's orientation from
+        ``direction`` (default the Volume's).
         """
         self._check_params()
         image = _check_image(image)
         sp = _spacing3(spacing, image)
         if lung_mask is None:
-            lung_mask = _lung_mask(image, spacing=sp, method="threshold", direction=direction)
+            lung_mask = self._make_lung_mask(image, sp, direction)
         lung_mask = _check_labels(lung_mask, image.shape, "lung_mask")
         n_mask = _mask_count(lung_mask)
         if n_mask == 0:
@@ -766,7 +794,7 @@ class NoduleDetector(BaseEstimator):
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         if lung_mask is None:
-            lung_mask = _lung_mask(img, spacing=sp, method="threshold", direction=direction)
+            lung_mask = self._make_lung_mask(img, sp, direction)
             timings["lung_mask"] = time.perf_counter() - t0
         t = time.perf_counter()
         pre = self.preprocess(img, spacing=sp)
@@ -810,6 +838,8 @@ class NoduleDetector(BaseEstimator):
             nod = np.ascontiguousarray(view.to_lps(np.asarray(nod)))
             lung = None if lung is None else np.ascontiguousarray(view.to_lps(lung))
             sp, org, d = view.spacing, view.origin, None
+        if lung is None and self.lung_mask_method is not None:  # as predict makes it
+            lung = self._make_lung_mask(img, sp, d)
         pre = self.preprocess(img, spacing=sp)
         labels = self.segment(pre, spacing=sp, lung_mask=lung, direction=d)
         table = self.region_table(labels, pre, spacing=sp, origin=org, direction=d)
