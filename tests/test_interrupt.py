@@ -75,7 +75,17 @@ def test_published_folder_is_recorded_and_replaces_the_old_one(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]  # no trash left
 
 
-def test_sigint_during_the_rename_is_delivered_after_it_is_recorded(tmp_path):
+@pytest.fixture
+def python_sigint_handler():
+    """Python's own Ctrl-C handler (earlier code in the process may have replaced it)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_sigint_during_the_rename_is_delivered_after_it_is_recorded(
+    tmp_path, python_sigint_handler
+):
     """A real SIGINT sent while the rename runs: it arrives after the record."""
     assert threading.current_thread() is threading.main_thread()
     n = len(_atomic.published_outputs())
