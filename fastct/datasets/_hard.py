@@ -690,25 +690,7 @@ def _place_hard_nodules(
 
 
 def _lung_flags(scene: HardScene, pts: np.ndarray) -> np.ndarray:
-    from fastct._config import kernel_threads
-    from fastct._kernels.phantom import _lung_at_points
-
-    pk = scene.base._lung_packed
-    with kernel_threads():
-        return _lung_at_points(
-            np.ascontiguousarray(pts, dtype=np.float64),
-            pk.ptype,
-            pk.pparam,
-            pk.paabb,
-            pk.pobj,
-            pk.ovalue,
-            pk.okind,
-            pk.olung,
-            pk.olabel,
-            pk.oedge,
-            *scene.base.texture,
-            -1000.0,
-        )
+    return scene.base._lung_flags(pts, -1000.0)
 
 
 def _make_spec(rng, nid, center, t, shp, pos, semi, rot) -> HardNoduleSpec:

@@ -303,11 +303,11 @@ class ChestScene:
 
     # -- nodule placement --------------------------------------------------------------
 
-    def _lung_ok(self, points: np.ndarray) -> bool:
+    def _lung_flags(self, points: np.ndarray, outside_hu: float = HU["air"]) -> np.ndarray:
+        """Per point (mm, z y x): whether it lies in the lung parenchyma."""
         pk = self._lung_packed
-        tex = self.texture
         with kernel_threads():
-            flags = _lung_at_points(
+            return _lung_at_points(
                 np.ascontiguousarray(points, dtype=np.float64),
                 pk.ptype,
                 pk.pparam,
@@ -318,10 +318,12 @@ class ChestScene:
                 pk.olung,
                 pk.olabel,
                 pk.oedge,
-                *tex,
-                HU["air"],
+                *self.texture,
+                outside_hu,
             )
-        return bool(flags.all())
+
+    def _lung_ok(self, points: np.ndarray) -> bool:
+        return bool(self._lung_flags(points).all())
 
     def _fits(
         self, center: np.ndarray, radius: float, others: Sequence[NoduleSpec], exclude: int = 0
