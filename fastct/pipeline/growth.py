@@ -250,30 +250,21 @@ def growth_table(
     used_f = {j for _, j, _ in pairs}
     for i, j, d in pairs:
         rows.append(row(i, j, d))
+
+    def note(cand: dict | None, what: str) -> str:
+        """A candidate below the threshold where the unmatched nodule's partner would be."""
+        if cand is None:
+            return ""
+        return f"{what} (p={float(cand['probability']):.2f})"
+
     for i, b in enumerate(baseline):
         if i not in used_b and ok(b):
-            c = f_cands.get(i)
-            note = (
-                ""
-                if c is None
-                else (
-                    f"follow-up candidate below the threshold at the mapped position "
-                    f"(p={float(c['probability']):.2f})"
-                )
-            )
-            rows.append(row(i, None, None, note))
+            text = "follow-up candidate below the threshold at the mapped position"
+            rows.append(row(i, None, None, note(f_cands.get(i), text)))
     for j, f in enumerate(followup):
         if j not in used_f and ok(f):
-            c = b_cands.get(j)
-            note = (
-                ""
-                if c is None
-                else (
-                    f"baseline candidate below the threshold at this position "
-                    f"(p={float(c['probability']):.2f})"
-                )
-            )
-            rows.append(row(None, j, None, note))
+            text = "baseline candidate below the threshold at this position"
+            rows.append(row(None, j, None, note(b_cands.get(j), text)))
     # Most suspicious first: highest Lung-RADS-style category, then the largest size;
     # the IDs follow this order.
     from .lungrads import CATEGORIES
