@@ -189,6 +189,9 @@ def two_scans(tmp_path):
         ({"enhance_amount": float("nan")}, ValueError, "enhance_amount must be a finite number"),
         ({"report": "yes"}, TypeError, "report must be True or False"),
         ({"overwrite": "yes"}, TypeError, "overwrite must be True or False"),
+        ({"max_memory": "lots"}, ValueError, "max_memory must be a number of bytes"),
+        ({"max_memory": 0}, ValueError, "max_memory must be positive"),
+        ({"max_memory": 2.5e9}, TypeError, "max_memory must be a number of bytes"),
     ],
 )
 def test_bad_input_writes_nothing(tmp_path, two_scans, kwargs, exc, match):
@@ -437,3 +440,57 @@ def test_failure_in_a_stage_leaves_nothing(demo, tmp_path):
         )
     assert archive.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.h5"]
+
+
+def test_streamed_run_equals_in_memory_run(demo, tmp_path):
+    """``max_memory`` too small for the scan streams every per-scan stage through the
+    archive; the demo (small phantom) ran in memory. Every volume, detection and
+    table must be the same."""
+    import json
+
+    folder, _ = demo
+    archive = tmp_path / "copy.h5"
+    archive.write_bytes((folder / "demo.h5").read_bytes())
+    result = pipeline.run(
+        archive,
+        "/scans/phantom/baseline",
+        "/scans/phantom/followup",
+        out_dir=tmp_path / "out",
+        run_name="streamed",
+        interval_days=90.0,
+        report=False,
+        max_memory="1K",
+    )
+    with fastct.open(archive) as ar:
+        names = [n for n in ar.volumes() if n.startswith("/results/demo/")]
+        assert len(names) >= 10
+        for name in names:
+            other = name.replace("/results/demo/", "/results/streamed/")
+            np.testing.assert_array_equal(ar[other].read(), ar[name].read(), err_msg=name)
+        for tp in ("baseline", "followup"):
+            a = ar.get_attrs(f"/results/demo/{tp}")["detections_json"]
+            b = ar.get_attrs(f"/results/streamed/{tp}")["detections_json"]
+            assert json.loads(a) == json.loads(b)
+        assert json.loads(ar.get_attrs("/results/demo")["nodules_json"]) == result.nodules
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [("auto", None), (None, None), (1000, 1000), ("3G", 3 * 1024**3), ("512M", 512 * 1024**2),
+     ("2.5GiB", int(2.5 * 1024**3)), ("100kb", 102400), ("7", 7)],
+)  # fmt: skip
+def test_parse_memory(text, expected):
+    from fastct.pipeline._memory import fits_in_memory, parse_memory
+
+    assert parse_memory(text) == expected
+    if expected is not None:
+        assert fits_in_memory((1, 1, 1), expected) == (expected >= 24)
+
+
+def test_cli_max_memory_is_checked(tmp_path, two_scans):
+    code, _, err = cli(
+        "pipeline", two_scans, "--baseline", "/scans/a", "--followup", "/scans/b",
+        "--out", tmp_path / "o", "--max-memory", "3X",
+    )  # fmt: skip
+    assert code == 2 and "--max-memory" in err and "3X" in err
+    assert len(err.strip().splitlines()) == 1

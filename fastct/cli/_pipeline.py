@@ -33,6 +33,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
         run_name=args.run,
         overwrite=args.overwrite,
         interval_days=args.interval_days,
+        max_memory=args.max_memory,
         progress=_progress(args),
     )
     _say(args, result.summary())
@@ -92,6 +93,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             transform=args.transform,
             run_name="demo",
             interval_days=args.interval_days,
+            max_memory=args.max_memory,
             progress=_progress(args),
         )
         summary = tmp / "report" / "summary.json"
@@ -119,6 +121,28 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number of days, got {text!r}")
     return value
+
+
+def _memory_size(text: str) -> int | None:
+    from fastct.pipeline._memory import parse_memory
+
+    try:
+        return parse_memory(text, "SIZE")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_max_memory(p: argparse.ArgumentParser) -> None:
+    """``--max-memory``: when the per-scan stages run in memory."""
+    p.add_argument(
+        "--max-memory",
+        type=_memory_size,
+        default="auto",
+        metavar="SIZE",
+        help="memory the per-scan stages may hold (e.g. 3G; about 24 bytes per voxel); a scan "
+        "that does not fit streams through the archive, same results; 'auto': half the "
+        "available memory",
+    )
 
 
 def add_commands(command: AddCommand) -> None:
@@ -151,6 +175,7 @@ def add_commands(command: AddCommand) -> None:
         metavar="D",
         help="days between the scans (default: archive attributes)",
     )
+    _add_max_memory(p)
     p.add_argument("--overwrite", action="store_true", help="replace --out and /results/RUN")
 
     p = command(
@@ -174,6 +199,7 @@ def add_commands(command: AddCommand) -> None:
         metavar="D",
         help="assumed days between the phantom scans, for doubling times",
     )
+    _add_max_memory(p)
     p.add_argument(
         "--overwrite",
         action="store_true",

@@ -21,11 +21,16 @@ the comparison with a phantom's ground truth in :mod:`fastct.evaluation`.
 
 Streaming and memory
 --------------------
-Every volume stage reads and writes archive ``Volume`` objects block by block
-(filters, probability map, resampling, difference map); the lung mask works on a
-~1.5 mm working grid and keeps one bool mask of the scan in memory (100 MiB for a
-512 x 512 x 400 scan); the detector's supervoxels and features stream as its module
-documents. No stage holds several float copies of a full scan at once.
+Every result is written to the archive. A scan that fits ``max_memory`` (about 24
+bytes per voxel: 2.5 GB for 400 x 512 x 512 int16; default half the available
+memory) is read once and its per-scan stages (denoise, enhance, lung mask,
+supervoxels, features, detection) run on in-memory arrays, which cuts the CPU time
+of supervoxels and features by about 2.5x. A larger scan streams: every volume
+stage reads and writes archive ``Volume`` objects block by block, the lung mask
+works on a ~1.5 mm working grid and keeps one bool mask of the scan in memory (100
+MiB for a 512 x 512 x 400 scan), and the detector's supervoxels and features stream
+as its module documents. Both paths give the same results bit for bit (tested).
+The pair stages (registration, resampling, difference map) always stream.
 
 Nothing half-written
 --------------------
@@ -93,6 +98,7 @@ from ._inputs import (
     scan_volume,
 )
 from ._maps import difference_map, probability_map
+from ._memory import parse_memory
 from ._outputs import PipelineResult
 from ._stages import STAGES, count_steps, run_stages
 from .growth import growth_table, match_nodules, volume_doubling_time
@@ -130,6 +136,7 @@ def run(
     enhance_amount: float = 1.0,
     match_tolerance_mm: float | None = None,
     report: bool = True,
+    max_memory: int | str | None = None,
     progress: bool | Callable[[str, float], None] | None = None,
 ) -> PipelineResult:
     """Run the longitudinal pipeline on two scans of an archive.
@@ -164,6 +171,11 @@ def run(
         Largest distance of a nodule match; default ``max(10 mm, larger diameter)``.
     report : bool
         Write ``report.html`` with its figures.
+    max_memory : int, str or None
+        Bytes (or a size such as ``'3G'``) the per-scan stages may hold in memory: a
+        scan that fits (about 24 bytes per voxel, 2.5 GB for 400 x 512 x 512) runs
+        them on arrays read once, else they stream through the archive. Same results
+        either way. None or ``'auto'``: half the memory available at the start.
     progress : bool or callable, optional
         True: a progress bar over the stages on stderr; a callable is called with
         ``(stage, seconds)`` after each stage; None follows ``fastct.set_progress``.
@@ -199,6 +211,7 @@ def run(
     if match_tolerance_mm is not None:
         match_tolerance_mm = check_real(match_tolerance_mm, "match_tolerance_mm", lo=0)
     report = check_flag(report, "report")
+    max_memory = parse_memory(max_memory, "max_memory")
     run_name = check_run_name(run_name, out_dir)
     if out_dir.exists() and not overwrite:
         raise FileExistsError(
@@ -236,6 +249,7 @@ def run(
             enhance_amount=enhance_amount,
             match_tolerance_mm=match_tolerance_mm,
             report=report,
+            max_memory=max_memory,
         ),
         detector=resolve_detector(model),
         truth=truth,

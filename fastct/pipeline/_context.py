@@ -32,6 +32,7 @@ class RunOptions:
     enhance_amount: float
     match_tolerance_mm: float | None
     report: bool
+    max_memory: int | None = None
 
 
 @dataclass
@@ -56,6 +57,10 @@ class RunContext:
     # per time point: 'image', 'denoised', 'enhanced', 'lungs', 'supervoxels', 'probability'
     volumes: dict[str, dict[str, Volume]] = field(default_factory=dict)
     lung_masks: dict[str, np.ndarray] = field(default_factory=dict)  # lungs -> supervoxels
+    # per time point, when the scan fits ``max_memory``: in-memory copies of 'image',
+    # 'denoised' and 'supervoxels' that the next stages read instead of the archive
+    # (written to the archive as well; dropped after the detection)
+    arrays: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     tables: dict[str, Any] = field(default_factory=dict)
     detections: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # the pair

@@ -28,6 +28,7 @@ from ..volume import Archive, Volume
 from ._context import TIMEPOINTS, RunContext
 from ._inputs import read_interval_days
 from ._maps import difference_map, probability_map, table_lut
+from ._memory import fits_in_memory
 from ._outputs import PipelineResult, plain, write_summary, write_tables
 from .growth import growth_table, match_nodules, truth_verdicts
 from .measure import lung_extent, measure_detection
@@ -113,11 +114,25 @@ def _prepare(ctx: RunContext) -> None:
     ctx.volumes = {tp: {"image": ar[ctx.scans[tp]]} for tp in TIMEPOINTS}
 
 
+def _source(ctx: RunContext, tp: str, name: str) -> Any:
+    """The in-memory copy of a time point's volume when the scan is held in memory,
+    else the archive Volume (same values: the stages give equal results on both)."""
+    held = ctx.arrays.get(tp, {})
+    return held[name] if name in held else ctx.volumes[tp][name]
+
+
 def _denoise(ctx: RunContext, tp: str) -> None:
     v = ctx.volumes[tp]
     image = v["image"]
     v["denoised"] = ctx.archive.create_volume_like(f"{ctx.group(tp)}/denoised", image)
-    ctx.detector.preprocess(image, spacing=image.spacing, out=v["denoised"])
+    if not fits_in_memory(tuple(image.shape), ctx.options.max_memory):
+        ctx.detector.preprocess(image, spacing=image.spacing, out=v["denoised"])
+        return
+    # the scan is read once; its denoised copy feeds every later per-scan stage
+    img = image.read()
+    den = np.asarray(ctx.detector.preprocess(img, spacing=image.spacing))
+    write_all(v["denoised"], den)
+    ctx.arrays[tp] = {"image": img, "denoised": den}
 
 
 def _enhance(ctx: RunContext, tp: str) -> None:
@@ -130,7 +145,11 @@ def _enhance(ctx: RunContext, tp: str) -> None:
     src = v["denoised"]
     opts = ctx.options
     unsharp_mask(
-        src, opts.enhance_radius_mm, opts.enhance_amount, spacing=src.spacing, out=v["enhanced"]
+        _source(ctx, tp, "denoised"),
+        opts.enhance_radius_mm,
+        opts.enhance_amount,
+        spacing=src.spacing,
+        out=v["enhanced"],
     )
 
 
@@ -140,7 +159,8 @@ def _lungs(ctx: RunContext, tp: str) -> None:
     v = ctx.volumes[tp]
     image = v["image"]
     v["lungs"] = _derived(ctx.archive, f"{ctx.group(tp)}/lungs", image, np.uint8)
-    mask = lung_mask(image, spacing=image.spacing)
+    mask = lung_mask(_source(ctx, tp, "image"), spacing=image.spacing, direction=image.direction)
+    ctx.arrays.get(tp, {}).pop("image", None)  # no later stage reads the raw scan
     write_all(v["lungs"], mask)
     ctx.lung_extents[tp] = lung_extent(mask, image.spacing, image.origin, image.direction)
     ctx.lung_masks[tp] = mask  # kept for the supervoxels, then dropped
@@ -151,15 +171,26 @@ def _supervoxels(ctx: RunContext, tp: str) -> None:
     image = v["image"]
     v["supervoxels"] = _derived(ctx.archive, f"{ctx.group(tp)}/supervoxels", image, np.int32)
     mask = ctx.lung_masks.pop(tp)
-    ctx.detector.segment(v["denoised"], spacing=image.spacing, lung_mask=mask, out=v["supervoxels"])
+    held = ctx.arrays.get(tp)
+    if held is None:
+        ctx.detector.segment(
+            v["denoised"], spacing=image.spacing, lung_mask=mask, out=v["supervoxels"]
+        )
+        return
+    labels = np.asarray(
+        ctx.detector.segment(held["denoised"], spacing=image.spacing, lung_mask=mask)
+    )
+    del mask
+    write_all(v["supervoxels"], labels)
+    held["supervoxels"] = labels
 
 
 def _features(ctx: RunContext, tp: str) -> None:
     v = ctx.volumes[tp]
     image = v["image"]
     ctx.tables[tp] = ctx.detector.region_table(
-        v["supervoxels"],
-        v["denoised"],
+        _source(ctx, tp, "supervoxels"),
+        _source(ctx, tp, "denoised"),
         spacing=image.spacing,
         origin=image.origin,
         direction=image.direction,
@@ -171,12 +202,13 @@ def _detect(ctx: RunContext, tp: str) -> None:
     image, table, det = v["image"], ctx.tables[tp], ctx.detector
     proba = det.predict_regions(table)
     v["probability"] = _derived(ctx.archive, f"{ctx.group(tp)}/probability", image, np.float32)
-    probability_map(v["supervoxels"], table_lut(table, proba), v["probability"])
+    labels = _source(ctx, tp, "supervoxels")
+    probability_map(labels, table_lut(table, proba), v["probability"])
     detect = functools.partial(
         det.detect,
         table,
         proba,
-        labels=v["supervoxels"],
+        labels=labels,
         spacing=image.spacing,
         origin=image.origin,
         direction=image.direction,
@@ -193,8 +225,9 @@ def _detect(ctx: RunContext, tp: str) -> None:
         cands = sorted(cands, key=lambda d: -d["probability"])[:MAX_CANDIDATES]
     ctx.candidates[tp] = cands
     extent = ctx.lung_extents.get(tp)
-    for d in ctx.detections[tp] + cands:
+    for d in ctx.detections[tp] + cands:  # (reads only a box around each: the Volumes)
         d.update(measure_detection(d, v["supervoxels"], v["denoised"], extent, table))
+    ctx.arrays.pop(tp, None)  # the held copies are not needed after the detection
 
 
 def _record_detections(ctx: RunContext, tp: str) -> None:
