@@ -124,7 +124,10 @@ class _VolumeReader:
             if archive is None or archive.closed:
                 archive = open_archive(self.path, "r")
                 self._open[key] = archive
-        return archive[self.name]
+        volume = archive[self.name]
+        if not isinstance(volume, Volume):
+            raise ValueError(f"{self.name!r} in {self.path} is not a volume")
+        return volume
 
     def __getitem__(self, key: Any) -> np.ndarray:
         return np.asarray(self._volume()[key])
