@@ -10,26 +10,32 @@ How the halos work
 ------------------
 A filter's value at a voxel depends on the input within its support (``depth`` voxels
 per axis: the Gaussian's ``int(truncate * sigma + 0.5)``, half the median's window).
-Two steps make every chunk's result equal the whole-array result:
+Every output chunk is one dask task that builds the chunk's *halo-extended block*, the
+chunk plus ``depth`` voxels on every side, and runs the same compiled block kernel as
+fastct's streaming engine (:func:`fastct.streaming.map_overlap`) on it:
 
-1. The array is extended by ``depth`` voxels on both sides of every axis with the
-   boundary ``mode`` (scipy.ndimage's rules, :func:`fastct.streaming.boundary_index`),
-   and the extension is merged into the first and last chunks. This is the *only*
-   place the mode is applied: at the true outer edges of the volume.
-2. :func:`dask.array.map_overlap` with ``boundary='none'`` gives every chunk a halo of
-   ``depth`` real voxels from its neighbours, so each block handed to the kernel is
-   its chunk plus exactly ``depth`` voxels on every side, the same halo-extended block
-   that fastct's own streaming engine (:func:`fastct.streaming.map_overlap`) builds
-   for archive volumes. The kernels are the same compiled block kernels, and a
-   voxel's arithmetic does not depend on where its block starts, so the result is
-   bit-identical to ``fastct.gaussian(image.compute(), ...)`` for any chunk shape.
+* inside the volume the halo holds the real neighbouring voxels, taken from the
+  neighbouring chunks (the task depends on exactly the chunks its block touches);
+* past the true outer edges of the volume, and only there, the halo holds the boundary
+  ``mode``'s values (scipy.ndimage's rules, :func:`fastct.streaming.boundary_index`:
+  ``'wrap'`` reads the chunks at the other end, ``'constant'`` fills ``cval`` and the
+  Gaussian re-applies it at every pass, as scipy does).
+
+A voxel's arithmetic does not depend on where its block starts, so the result equals
+``fastct.gaussian(image.compute(), ...)`` bit for bit, for any chunk shape. This is the
+block :func:`dask.array.map_overlap` would build with the mode at the outer edges, made
+in one task per chunk that copies each voxel once: dask's own ``map_overlap`` pads the
+array, then slices a strip out of every neighbour and concatenates them (about 30 tasks
+and three copies per chunk in 3-D), which cost more than the filter itself on 64^3
+chunks (docs/benchmarks/dask.md).
 
 Chunk-size guidance
 -------------------
 * Every chunk except the first and last along an axis must be at least ``depth``
-  voxels long on that axis (a halo comes from one neighbour only); a smaller chunk
-  raises a ``ValueError`` naming the axis and the minimum. Rechunk with
-  ``image.rechunk(...)``.
+  voxels long on that axis (so a halo comes from the neighbouring chunk only); a
+  smaller chunk raises a ``ValueError`` naming the axis and the minimum. Rechunk with
+  ``image.rechunk(...)``. The first and last chunks, and the whole axis, may be
+  shorter than the halo.
 * Good chunks are much larger than the halo: a block computes ``(c + 2 d)**3`` input
   voxels for ``c**3`` results, so ``c = 64, d = 8`` (sigma 2) reads 1.95x the data,
   ``c = 128`` 1.42x. Aim at 64-256 voxels per axis (1-64 MiB per float32 chunk): big
