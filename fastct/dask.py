@@ -171,7 +171,13 @@ def to_dask(volume: Volume | np.ndarray, chunks: Any = None) -> Any:
         reader = _VolumeReader(volume)
         if chunks is None:
             chunks = volume.chunks or "auto"
-        token = f"fastct-volume-{abs(hash((reader.path, reader.name, reader.shape)))}"
+        try:
+            stamp = os.stat(reader.path).st_mtime_ns
+        except OSError:
+            stamp = 0
+        from dask.base import tokenize
+
+        token = "fastct-volume-" + tokenize(reader.path, reader.name, reader.shape, stamp)
         meta = np.empty((0,) * reader.ndim, dtype=reader.dtype)
         return da.from_array(reader, chunks=chunks, name=token, meta=meta, fancy=False)
     if isinstance(volume, da.Array):
@@ -376,7 +382,8 @@ def _gather_block(
     host_threads: dict[str, int] | None,
 ) -> np.ndarray:
     """One dask task: assemble the halo-extended block from its source chunks (every
-    voxel copied once, in the compute dtype) and run the fastct block kernel on it."""
+    voxel copied once, converted to the compute dtype ``dtype`` as NumPy's ``astype``
+    does) and run the fastct block kernel on it."""
     chunk_of = dict(zip(ids, arrays))
     data = np.empty(ext_shape, dtype=dtype)
     for combo in itertools.product(*pieces):
@@ -532,7 +539,7 @@ def gaussian(
     sig = _sigma_voxels(sigma, spacing, x.ndim, "sigma")
     cdt = smoothing_dtype(x.dtype)
     sig3 = sig if x.ndim == 3 else (0.0, *sig)
-    xc = x.astype(cdt)
+    xc = x  # converted to the compute dtype as the tasks copy it into their blocks
     what = f"gaussian (sigma={sig}, truncate={truncate})"
     if method == "recursive":
         plans = [_pass_plan(s, truncate) for s in sig3]
@@ -604,7 +611,7 @@ def unsharp_mask(
     weights = [gaussian_weights(s, truncate) for s in sig3]
     depth = tuple((len(w) - 1) // 2 for w in weights)[-x.ndim :]
     kernel = _exact_block_kernel(weights, mode, 0.0, amount, True)
-    return _map_overlap(x.astype(cdt), kernel, depth=depth, mode=mode, fill=0.0, dtype=cdt,
+    return _map_overlap(x, kernel, depth=depth, mode=mode, fill=0.0, dtype=cdt,
                         out_dtype=cdt, what=f"unsharp_mask (radius={sig})")  # fmt: skip
 
 
