@@ -110,6 +110,7 @@ def _scans(inputs: Any) -> list[_Scan]:
 def _read(scan: _Scan) -> tuple[np.ndarray, dict[str, Any]]:
     """The scan's voxels and geometry (on the worker)."""
     if scan.volume is not None:
+        from .streaming import read_all
         from .volume import Volume
         from .volume import open as open_archive
 
@@ -117,7 +118,7 @@ def _read(scan: _Scan) -> tuple[np.ndarray, dict[str, Any]]:
             vol = ar[scan.volume]
             if not isinstance(vol, Volume):
                 raise ValueError(f"scan {scan.scan_id!r}: {scan.volume} is not a volume")
-            return vol.read(), {
+            return read_all(vol), {
                 "spacing": vol.spacing,
                 "origin": vol.origin,
                 "direction": vol.direction,

@@ -136,7 +136,11 @@ class _VolumeReader:
         return volume
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        return np.asarray(self._volume()[key])
+        from .streaming import read_region  # the engine's door to volume storage
+
+        if not isinstance(key, tuple):
+            key = (key,)
+        return read_region(self._volume(), key)
 
 
 def to_dask(volume: Volume | np.ndarray, chunks: Any = None) -> Any:
