@@ -243,6 +243,9 @@ def run_batch(
     scans = _scans(inputs)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    from ._atomic import remove_stale_temps
+
+    remove_stale_temps(out)  # temp files of writers killed in an earlier run
     result = BatchResult()
     todo = []
     for scan in scans:
@@ -299,6 +302,7 @@ def run_batch(
         client.close()
         if cluster is not None:
             cluster.close()
+    remove_stale_temps(out)  # those of workers killed during this run
     result.written.sort()
     result.seconds = time.perf_counter() - t0
     return result

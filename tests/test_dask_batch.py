@@ -77,3 +77,48 @@ def test_local_cluster_batch_equals_serial_and_resumes(tmp_path):
         vol = ar["results/median"]
         assert vol.spacing == (2.0, 1.0, 1.0)
         assert np.array_equal(vol.read(), fastct.median(arrays["scan0"], size=3))
+
+
+@pytest.mark.slow  # a LocalCluster of two processes, one killed mid-batch: about 30 s
+def test_worker_killed_mid_batch_every_result_exactly_once(tmp_path):
+    import os
+    import signal
+    import threading
+
+    from distributed import Client, LocalCluster
+
+    rng = np.random.default_rng(1)
+    files, arrays = [], {}
+    for i in range(6):
+        a = rng.integers(-1000, 1000, (40, 64, 64)).astype(np.int16)
+        np.save(tmp_path / f"s{i}.npy", a)
+        files.append(tmp_path / f"s{i}.npy")
+        arrays[f"s{i}"] = a
+    out = tmp_path / "out"
+    killed: list[int] = []
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:  # fmt: skip
+        pids = client.run(os.getpid)
+
+        def kill_one_busy_worker():
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not killed:
+                busy = [w for w, tasks in client.processing().items() if tasks]
+                if busy and any(str(t).startswith("fastct-batch") for w in busy
+                                for t in client.processing()[w]):  # fmt: skip
+                    time.sleep(0.3)  # inside the task: reading or filtering
+                    os.kill(pids[busy[0]], signal.SIGKILL)
+                    killed.append(pids[busy[0]])
+                time.sleep(0.05)
+
+        killer = threading.Thread(target=kill_one_busy_worker, daemon=True)
+        killer.start()
+        res = batch.run_batch(files, out, operation="median", params={"size": 7},
+                              scheduler=cluster.scheduler_address)  # fmt: skip
+        killer.join()
+    assert killed, "no worker was killed"
+    assert res.failed == {} and res.written == sorted(arrays)
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{k}.h5" for k in arrays)
+    for scan_id, a in arrays.items():
+        with fastct.open(out / f"{scan_id}.h5") as ar:
+            assert np.array_equal(ar["results/median"].read(), fastct.median(a, size=7))
