@@ -117,6 +117,18 @@ def test_median_equals_in_memory(dtype, mode):
     assert np.array_equal(got, ref)
 
 
+@pytest.mark.parametrize("mode", ["reflect", "constant", "wrap"])
+def test_hessian_blob_equals_in_memory(mode):
+    from fastct.filters import hessian_blob
+
+    rng = np.random.default_rng(6)
+    img = image_of(rng, (20, 22, 19), np.int16)
+    x = da.from_array(img, chunks=random_chunks(rng, img.shape, (5, 6, 7)))  # the halos
+    got = fd.hessian_blob(x, 1.2, spacing=(1.5, 1.0, 0.9), mode=mode, cval=5.0).compute()
+    ref = hessian_blob(img, 1.2, spacing=(1.5, 1.0, 0.9), mode=mode, cval=5.0)
+    assert np.array_equal(got, ref)
+
+
 def test_median_footprint_2d():
     rng = np.random.default_rng(4)
     img = rng.standard_normal((30, 31)).astype(np.float32)
