@@ -316,3 +316,18 @@ def test_gaussian_edges_property(case, seed):
     img = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
     got = fd.gaussian(da.from_array(img, chunks=chunks), sigma, mode=mode, cval=-2.0)
     assert np.array_equal(got.compute(), fastct.gaussian(img, sigma, mode=mode, cval=-2.0))
+
+
+def test_numba_thread_count_restored_after_tasks():
+    import numba
+
+    img = np.random.default_rng(8).random((12, 14, 16), dtype=np.float32)
+    x = da.from_array(img, chunks=6)
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        for scheduler in ("sync", "threads"):
+            fd.median(x, size=3).compute(scheduler=scheduler)
+            assert numba.get_num_threads() == 1, scheduler
+    finally:
+        numba.set_num_threads(previous)
