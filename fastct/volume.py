@@ -292,6 +292,13 @@ class Volume:
         self._ds.read_direct(out)
         return out
 
+    def to_dask(self, chunks: Any = None) -> Any:
+        """A lazy dask array over this volume (see :func:`fastct.dask.to_dask`); chunks
+        default to the storage chunks. Needs the ``scale`` extra (dask)."""
+        from .dask import to_dask
+
+        return to_dask(self, chunks)
+
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         data = self.read()
         return data if dtype is None else data.astype(dtype, copy=False)

@@ -31,6 +31,8 @@ DISTRIBUTIONS = {
     "nibabel": "nibabel",
     "matplotlib": "matplotlib",
     "PIL": "pillow",
+    "dask": "dask",
+    "distributed": "distributed",
 }
 
 
