@@ -166,13 +166,19 @@ def region_table(
         cols["bright_nb_fraction"] = np.where(area_sum > 0, bright / area_sum, 0.0)
     # the connected bright structure (> -400 HU inside the labelled field) a region
     # touches: a nodule is a small isolated one, a vessel junction part of a big tree
-    comp_vol, comp_ext = _bright_components(labels, image, sp)
+    lab_c, img_c = labels, image
+    if not (isinstance(labels, Volume) or isinstance(image, Volume)):
+        # in memory: every labelled voxel, hence every component, lies in the box
+        box = _labelled_box(np.asarray(labels))
+        if box is not None:
+            lab_c, img_c = np.ascontiguousarray(np.asarray(labels)[box]), np.asarray(image)[box]
+    comp_vol, comp_ext = _bright_components(lab_c, img_c, sp)
     for name, img in (("bright_component_log_mm3", comp_vol),
                       ("bright_component_extent_mm", comp_ext)):  # fmt: skip
-        t = region_features(labels, img, spacing=sp, **org, properties=["max"],
+        t = region_features(lab_c, img, spacing=sp, **org, properties=["max"],
                             percentiles=())  # fmt: skip
         cols[name] = t["max"]
-    del comp_vol, comp_ext
+    del comp_vol, comp_ext, lab_c, img_c
     # multi-scale blob response, summarised per supervoxel
     _blob_columns(cols, labels, image, sp, org, scales)
     # neighbourhood maxima (region + adjacent regions) of the blob peaks and bright HU
@@ -211,6 +217,8 @@ def _blob_columns(
 
     streamed = isinstance(image, Volume) or isinstance(labels, Volume)
     box = None if streamed else _labelled_box(np.asarray(labels))
+    # only labelled voxels enter the table: the response is evaluated there alone
+    where = None if box is None else np.asarray(labels)[box] > 0
     scratch = Scratch(labels if isinstance(labels, Volume) else image)
     try:
         for s in scales:
@@ -220,7 +228,9 @@ def _blob_columns(
             elif box is None:
                 resp = np.zeros(image.shape, np.float32)
             else:
-                resp = _hessian_blob_in_box(np.asarray(image), box, s, sp, dtype=np.float32)
+                resp = _hessian_blob_in_box(
+                    np.asarray(image), box, s, sp, dtype=np.float32, where=where
+                )
             t = region_features(
                 labels, resp, spacing=sp, **org, properties=["mean", "max"], percentiles=()
             )
