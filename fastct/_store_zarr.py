@@ -774,6 +774,10 @@ class ZarrArchive(Archive):
             return
         tmp = _temp_name(self._root, node.name)
         shutil.copytree(node._folder, tmp, symlinks=True)
+        if node.name in self._attr_overlay:  # attribute changes made before this write
+            doc = _read_json(tmp / _META_JSON, self.path, node.name)
+            self._merge_attrs(doc, node.name, self._attr_overlay[node.name])
+            (tmp / _META_JSON).write_text(json.dumps(doc, indent=2))
         self._drop_pending(node.name)
         self._pending[node.name] = tmp
         self._ops.append(("publish", node.name, tmp, True))
