@@ -751,10 +751,14 @@ class Archive:
         return dict(self._resolve(name).attrs)
 
     def set_attrs(self, name: str, **attrs: Any) -> None:
-        """Set free-form attributes on a group or volume (created as a group if missing)."""
+        """Set free-form attributes on a group or volume (created as a group if missing;
+        ``"/"``: the archive's own)."""
         self._check_writable()
-        path = _normalise_name(name)
-        node = self._file.require_group(path) if path not in self._file else self._file[path]
+        if isinstance(name, str) and name.strip("/") == "":
+            node = self._file
+        else:
+            path = _normalise_name(name)
+            node = self._file.require_group(path) if path not in self._file else self._file[path]
         for key, value in attrs.items():
             node.attrs[key] = value
 
