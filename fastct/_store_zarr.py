@@ -504,6 +504,7 @@ class ZarrArchive(Archive):
             self._ops.clear()
             self._pending.clear()
             if self._tmp is not None:
+                _fsync_tree(self._tmp)
                 _atomic.publish_folder(self._tmp, self.path)
                 self._tmp = None
         finally:
@@ -538,7 +539,7 @@ class ZarrArchive(Archive):
     def _apply_publish(self, name: str, tmp: Path, overwrite: bool) -> None:
         target = self._root / name.strip("/")
         self._ensure_groups(name)
-        _atomic.fsync_dir(tmp)
+        _fsync_tree(tmp)  # the data is on disk before the name points at it
         with _atomic._sigint_held():
             try:
                 os.rename(tmp, target)
@@ -607,15 +608,17 @@ class ZarrArchive(Archive):
         if path in self._pending:
             folder = self._pending[path]
             return folder, _read_json(folder / _META_JSON, self.path, path)
+        implied = any(n.startswith(path + "/") for n in self._pending)
         if self._is_deleted(path):
-            return None
+            # deleted, unless a volume created after the delete lives under it
+            return (self._root / path.strip("/"), _group_doc()) if implied else None
         folder = self._root / path.strip("/")
         if any(p.startswith(".") for p in path.strip("/").split("/")):
             return None
         meta = folder / _META_JSON
         if meta.is_file():
             doc = _read_json(meta, self.path, path)
-        elif any(n.startswith(path + "/") for n in self._pending) or path in self._attr_overlay:
+        elif implied or path in self._attr_overlay:
             doc = _group_doc()
         else:
             return None
@@ -644,7 +647,7 @@ class ZarrArchive(Archive):
         node = self._resolve(name)
         if isinstance(node, _ZarrNode):
             return Volume(node, self)
-        return Group(node, self)  # type: ignore[arg-type]
+        return Group(node, self)
 
     def _children(self, name: str) -> list[str]:
         """Member names directly under group ``name`` (hidden names skipped)."""
@@ -845,6 +848,14 @@ class ZarrArchive(Archive):
     def __repr__(self) -> str:
         state = "closed" if self.closed else self.mode
         return f"<fastct.Archive {str(self.path)!r} (Zarr, {state})>"
+
+
+def _fsync_tree(folder: Path) -> None:
+    """fsync every file and folder under ``folder`` (durable before it is published)."""
+    for parent, _dirs, files in os.walk(folder):
+        for name in files:
+            _atomic.fsync_path(Path(parent) / name)
+        _atomic.fsync_dir(Path(parent))
 
 
 def _temp_name_beside(path: Path) -> Path:

@@ -405,3 +405,25 @@ def test_many_random_kills_leave_zarr_volumes_intact(crash_files, writer_seconds
     outcomes = kill_trials(crash_files, writer_seconds, sig, 15)
     print(sig.name, outcomes)
     assert len(set(outcomes)) >= 2  # the kills landed in different phases
+
+
+def test_transaction_view_of_pending_changes(tmp_path, image):
+    path = tmp_path / "s.zarr"
+    with fastct.open(path, "w") as ar:
+        ar.create_volume("scans/a/image", image)
+        ar.create_volume("scans/a/mask", image > 0)
+    with fastct.open(path, "a") as ar:
+        ar.delete("scans/a")
+        assert ar.volumes() == [] and "scans/a" not in ar
+        ar.create_volume("scans/a/image", image[:2])
+        assert ar.volumes() == ["/scans/a/image"] and ar["scans/a"].keys() == ["image"]
+        assert ar["scans/a/image"].shape == (2, 13, 11)
+        # published only on close: another reader still sees the old state
+        with fastct.open(path) as other:
+            assert other.volumes() == ["/scans/a/image", "/scans/a/mask"]
+            assert other["scans/a/image"].shape == image.shape
+        # hidden temporary folders are never members
+        assert not any(k.startswith(".") for k in ar.keys())
+    with fastct.open(path) as ar:
+        assert ar.volumes() == ["/scans/a/image"]
+        assert np.array_equal(ar["scans/a/image"].read(), image[:2])

@@ -78,7 +78,7 @@ def copy_archive(src: Path, dst: Path, *, chunks: Any = None, overwrite: bool = 
         def visit(group: str) -> None:
             nonlocal count
             node = sar[group] if group != "/" else None
-            names = node.keys() if node is not None else sar.keys()  # type: ignore[union-attr]
+            names = node.keys() if node is not None else sar.keys()
             for child in names:
                 path = group.rstrip("/") + "/" + child
                 member = sar[path]
