@@ -851,11 +851,24 @@ class ZarrArchive(Archive):
 
 
 def _fsync_tree(folder: Path) -> None:
-    """fsync every file and folder under ``folder`` (durable before it is published)."""
-    for parent, _dirs, files in os.walk(folder):
-        for name in files:
-            _atomic.fsync_path(Path(parent) / name)
-        _atomic.fsync_dir(Path(parent))
+    """fsync every file and folder under ``folder`` (durable before it is published).
+    One file per chunk: the fsyncs run on a few threads so the file system can batch
+    them (serial fsyncs cost about 2x the write itself)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    files: list[Path] = []
+    folders: list[Path] = []
+    for parent, _dirs, names in os.walk(folder):
+        files.extend(Path(parent) / name for name in names)
+        folders.append(Path(parent))
+    if len(files) < 8:
+        for path in files:
+            _atomic.fsync_path(path)
+    else:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(_atomic.fsync_path, files))
+    for path in reversed(folders):
+        _atomic.fsync_dir(path)
 
 
 def _temp_name_beside(path: Path) -> Path:
