@@ -396,7 +396,7 @@ def kill_trials(crash_files, writer_seconds, sig, trials):
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
 def test_random_kills_leave_zarr_volumes_intact(crash_files, writer_seconds, sig):
-    print(sig.name, kill_trials(crash_files, writer_seconds, sig, 3))
+    print(sig.name, kill_trials(crash_files, writer_seconds, sig, 2))
 
 
 @pytest.mark.slow
