@@ -10,6 +10,11 @@ the file (a copy-on-write clone where the file system supports it), and
 the ``with`` block finishes without error. A crash, ``SIGKILL`` or Ctrl-C at any
 moment leaves the original file as it was: HDF5 is not journaled, so this is the
 only way to guarantee that datasets that existed before are never damaged.
+
+Zarr v3 / OME-Zarr stores (``.zarr`` folders) are the second backend:
+:func:`open` returns a :class:`fastct._store_zarr.ZarrArchive`, a subclass of
+:class:`Archive` whose volumes are the same :class:`Volume` class over a Zarr array, with
+per-volume atomic publishing instead of a whole-file copy.
 """
 
 from __future__ import annotations
@@ -187,12 +192,12 @@ class Volume:
 
     @property
     def chunks(self) -> tuple[int, ...] | None:
-        """HDF5 chunk shape."""
+        """Chunk shape."""
         return self._ds.chunks
 
     @property
     def compression(self) -> str | None:
-        """HDF5 compression filter name, or None."""
+        """Compression filter (HDF5) or codec (Zarr) name, or None."""
         return self._ds.compression
 
     @property
