@@ -358,8 +358,28 @@ class _ZarrNode:
     def attrs(self) -> _Attrs:
         return _Attrs(self)
 
+    def _read(self, key: Any) -> Any:
+        """``self._array[key]``; a chunk that cannot be decoded is reported as
+        :class:`ArchiveDamagedError` naming the store and volume (a bad key keeps its own
+        error)."""
+        try:
+            return self._array[key]
+        except (IndexError, TypeError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if isinstance(exc, OSError) and exc.errno is not None:
+                raise  # a real I/O error (disk, permissions): leave it as it is
+            probe = np.lib.stride_tricks.as_strided(
+                np.zeros(1, np.uint8), self.shape, (0,) * self.ndim
+            )
+            probe[key]  # raises, as NumPy would, for a key that is wrong itself
+            raise ArchiveDamagedError(
+                f"archive {str(self._archive.path)!r} is damaged or unreadable (reading "
+                f"{self.name!r}): {type(exc).__name__}: {' '.join(str(exc).split())}"
+            ) from None
+
     def __getitem__(self, key: Any) -> Any:
-        data = self._array[key]
+        data = self._read(key)
         return data[()] if isinstance(data, np.ndarray) and data.ndim == 0 else data
 
     def _writable(self) -> Any:
@@ -370,7 +390,7 @@ class _ZarrNode:
         self._writable()[key] = value
 
     def read_direct(self, out: np.ndarray, source_sel: Any = None) -> None:
-        out[...] = self._array[source_sel if source_sel is not None else ...]
+        out[...] = self._read(source_sel if source_sel is not None else ...)
 
     def write_direct(self, data: np.ndarray, dest_sel: Any = None) -> None:
         self._writable()[dest_sel if dest_sel is not None else ...] = data

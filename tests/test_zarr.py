@@ -240,6 +240,22 @@ def test_foreign_zarr_is_a_clear_error(tmp_path):
     (good / "v" / "zarr.json").write_text("{not json")
     with fastct.open(good) as ar, pytest.raises(ArchiveDamagedError, match="good.zarr"):
         ar["v"]
+    # So is a chunk that cannot be decoded; a bad key keeps its own error.
+    data = np.arange(16 * 16 * 16, dtype=np.int16).reshape(16, 16, 16)
+    with fastct.open(good, "w") as ar:
+        ar.create_volume("raw", data, chunks=(8, 8, 8))
+        ar.create_volume("gz", data, chunks=(8, 8, 8), compression="gzip")
+    for name in ("raw", "gz"):
+        (good / name / "0" / "c" / "1" / "0" / "1").write_bytes(b"garbage")
+    with fastct.open(good) as ar:
+        for name in ("raw", "gz"):
+            assert np.array_equal(ar[name][:8], data[:8])  # the other chunks read fine
+            with pytest.raises(ArchiveDamagedError, match=f"good.zarr.*'/{name}'"):
+                ar[name].read()
+        with pytest.raises(IndexError):
+            ar["raw"][16]
+        with pytest.raises(ValueError, match="step"):
+            ar["raw"][::0]
 
 
 # -- concurrency and kills --------------------------------------------------------------------
