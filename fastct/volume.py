@@ -10,6 +10,11 @@ the file (a copy-on-write clone where the file system supports it), and
 the ``with`` block finishes without error. A crash, ``SIGKILL`` or Ctrl-C at any
 moment leaves the original file as it was: HDF5 is not journaled, so this is the
 only way to guarantee that datasets that existed before are never damaged.
+
+Zarr v3 / OME-Zarr stores (``.zarr`` folders) are the second backend:
+:func:`open` returns a :class:`fastct._store_zarr.ZarrArchive`, a subclass of
+:class:`Archive` whose volumes are the same :class:`Volume` class over a Zarr array, with
+per-volume atomic publishing instead of a whole-file copy.
 """
 
 from __future__ import annotations
@@ -187,12 +192,12 @@ class Volume:
 
     @property
     def chunks(self) -> tuple[int, ...] | None:
-        """HDF5 chunk shape."""
+        """Chunk shape."""
         return self._ds.chunks
 
     @property
     def compression(self) -> str | None:
-        """HDF5 compression filter name, or None."""
+        """Compression filter (HDF5) or codec (Zarr) name, or None."""
         return self._ds.compression
 
     @property
@@ -379,7 +384,12 @@ class Archive:
     Opened for writing (``mode`` other than ``'r'``), all changes go to a private
     copy that replaces the file atomically when the archive is closed without
     error; :meth:`abort` (or an exception inside a ``with`` block) discards them.
+    A Zarr store (``.zarr``) is opened as the subclass
+    :class:`fastct._store_zarr.ZarrArchive`, with the same API.
     """
+
+    #: Compression names :meth:`create_volume` takes.
+    COMPRESSIONS: tuple[str | None, ...] = COMPRESSIONS
 
     def __init__(self, path: str | os.PathLike, mode: str = "r", *, allow_external: bool = False):
         if not isinstance(mode, str) or mode not in _MODES:
@@ -654,14 +664,47 @@ class Archive:
                 if not isinstance(value, str):
                     raise TypeError(f"{key} must be a string, got {type(value).__name__}")
                 meta[key] = value
-        if compression not in COMPRESSIONS:
-            raise ValueError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
+        if compression not in self.COMPRESSIONS:
+            raise ValueError(f"compression must be one of {self.COMPRESSIONS}, got {compression!r}")
         if compression == "gzip" and compression_opts is not None:
             if not isinstance(compression_opts, int) or not 0 <= compression_opts <= 9:
                 raise ValueError(
                     f"compression_opts must be a gzip level 0-9, got {compression_opts!r}"
                 )
         chunk_shape = _check_chunks(chunks, shape)
+        ds = self._new_dataset(
+            path,
+            shape=shape,
+            dtype=dtype,
+            chunks=chunk_shape,
+            compression=compression,
+            compression_opts=compression_opts,
+            shuffle=bool(shuffle),
+            fillvalue=fillvalue,
+            meta=meta,
+            attrs=attrs,
+            overwrite=overwrite,
+        )
+        if data is not None:
+            _write_in_slabs(ds, data)
+        return Volume(ds, self)
+
+    def _new_dataset(
+        self,
+        path: str,
+        *,
+        shape: tuple[int, ...],
+        dtype: np.dtype,
+        chunks: tuple[int, ...],
+        compression: str | None,
+        compression_opts: Any,
+        shuffle: bool,
+        fillvalue: Any,
+        meta: dict[str, Any],
+        attrs: dict[str, Any] | None,
+        overwrite: bool,
+    ) -> h5py.Dataset:
+        """The storage half of :meth:`create_volume` (arguments already checked)."""
         if path in self._file:
             if not overwrite:
                 raise FileExistsError(
@@ -672,19 +715,17 @@ class Archive:
             path,
             shape=shape,
             dtype=dtype,
-            chunks=chunk_shape,
+            chunks=chunks,
             compression=compression,
             compression_opts=compression_opts if compression == "gzip" else None,
-            shuffle=bool(shuffle) if compression else False,
+            shuffle=shuffle if compression else False,
             fillvalue=fillvalue,
         )
         for key, value in meta.items():
             ds.attrs[key] = value
         for key, value in (attrs or {}).items():
             ds.attrs[key] = value
-        if data is not None:
-            _write_in_slabs(ds, data)
-        return Volume(ds, self)
+        return ds
 
     def create_volume_like(
         self, name: str, like: Volume | np.ndarray, *, dtype: Any = None, **kw: Any
@@ -694,7 +735,9 @@ class Archive:
             meta = like.metadata()
             meta.setdefault("chunks", like.chunks)
             if like.compression:
-                meta.setdefault("compression", like.compression)
+                # Between backends: a codec the target lacks becomes its general one.
+                codec = like.compression
+                meta.setdefault("compression", codec if codec in self.COMPRESSIONS else "gzip")
         else:
             meta = {}
         meta.update(kw)
@@ -720,10 +763,14 @@ class Archive:
         return dict(self._resolve(name).attrs)
 
     def set_attrs(self, name: str, **attrs: Any) -> None:
-        """Set free-form attributes on a group or volume (created as a group if missing)."""
+        """Set free-form attributes on a group or volume (created as a group if missing;
+        ``"/"``: the archive's own)."""
         self._check_writable()
-        path = _normalise_name(name)
-        node = self._file.require_group(path) if path not in self._file else self._file[path]
+        if isinstance(name, str) and name.strip("/") == "":
+            node = self._file
+        else:
+            path = _normalise_name(name)
+            node = self._file.require_group(path) if path not in self._file else self._file[path]
         for key, value in attrs.items():
             node.attrs[key] = value
 
@@ -768,12 +815,14 @@ def _write_in_slabs(ds: h5py.Dataset, data: np.ndarray) -> None:
 
 
 def open(path: str | os.PathLike, mode: str = "r", *, allow_external: bool = False) -> Archive:  # noqa: A001
-    """Open an HDF5 volume archive.
+    """Open a volume archive: an HDF5 file, or a Zarr v3 / OME-Zarr store.
 
     Parameters
     ----------
     path : str or path-like
-        The ``.h5`` file.
+        The ``.h5`` file, or a ``.zarr`` folder (a Zarr v3 store with OME-NGFF 0.5
+        metadata; needs the ``zarr`` package). Both give the same Archive/Volume API;
+        see ``docs/archive-format.rst`` for when to choose which.
     mode : {'r', 'r+', 'a', 'w', 'x'}
         ``'r'`` read-only (default); ``'r+'`` read/write, must exist; ``'a'``
         read/write, created if missing; ``'w'`` create or truncate; ``'x'`` create,
@@ -798,4 +847,8 @@ def open(path: str | os.PathLike, mode: str = "r", *, allow_external: bool = Fal
     ...     vol.shape, int(vol[1, 2, 3])
     ((2, 3, 4), 23)
     """
+    from . import _store_zarr
+
+    if isinstance(path, (str, os.PathLike)) and _store_zarr.is_zarr_path(path):
+        return _store_zarr.ZarrArchive(path, mode, allow_external=allow_external)
     return Archive(path, mode, allow_external=allow_external)

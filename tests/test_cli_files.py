@@ -79,8 +79,8 @@ def run_main(capsys, *argv):
         ("CT.NII", "nifti", "CT.NII", None),
         ("v.npy", "npy", "v.npy", None),
         ("series/", "dicom", "series", None),
-        ("s.zarr:/x", "zarr", "s.zarr", "/x"),
-        ("s.zarr", "zarr", "s.zarr", None),
+        ("s.zarr:/x", "archive", "s.zarr", "/x"),
+        ("dir/s.ZARR/:scans/x", "archive", "dir/s.ZARR", "/scans/x"),
     ],
 )
 def test_volume_spec_kinds(text, kind, path, name):
@@ -88,7 +88,7 @@ def test_volume_spec_kinds(text, kind, path, name):
     assert (ref.kind, ref.path, ref.name, str(ref)) == (kind, Path(path), name, text)
 
 
-@pytest.mark.parametrize("text", ["a.h5", "a.h5:", "a.h5:/", ""])
+@pytest.mark.parametrize("text", ["a.h5", "a.h5:", "a.h5:/", "", "s.zarr", "s.zarr/"])
 def test_volume_spec_refuses_archive_without_path(text):
     with pytest.raises(argparse.ArgumentTypeError):
         volume_spec(text)
@@ -199,12 +199,31 @@ def test_failed_command_leaves_no_output(tmp_path, capsys, image):
     assert sorted(os.listdir(tmp_path)) == before
 
 
-def test_zarr_is_a_clear_error(tmp_path, capsys, image):
+def test_zarr_store_in_and_out(tmp_path, capsys, image):
+    pytest.importorskip("zarr")
     src = write_nifti(tmp_path / "ct.nii.gz", image, LAS_AFFINE)
-    for argv in (["gaussian", src, f"{tmp_path}/s.zarr:/x", "--sigma", "1"],
-                 ["info", f"{tmp_path}/s.zarr"]):  # fmt: skip
+    code, _, err = run_main(capsys, "gaussian", src, f"{tmp_path}/s.zarr:/x", "--sigma", "1")
+    assert code == 0, err
+    code, out, err = run_main(capsys, "info", f"{tmp_path}/s.zarr")
+    assert code == 0 and "/x: 9 x 12 x 10 float32" in out
+    dst = tmp_path / "back.nii.gz"
+    assert run_main(capsys, "export", f"{tmp_path}/s.zarr:/x", dst)[0] == 0
+    assert_same_geometry(src, dst)
+    assert np.array_equal(zyx(dst), fastct.gaussian(image, 1.0))
+
+
+def test_foreign_zarr_is_a_clear_error(tmp_path, capsys, image):
+    zarr = pytest.importorskip("zarr")
+    zarr.open_group(str(tmp_path / "other.zarr"), mode="w")
+    (tmp_path / "empty.zarr").mkdir()
+    for argv in (["info", f"{tmp_path}/other.zarr"],
+                 ["info", f"{tmp_path}/empty.zarr"],
+                 ["export", f"{tmp_path}/other.zarr:/x", f"{tmp_path}/x.nii"],
+                 ["gaussian", f"{tmp_path}/s.npy", f"{tmp_path}/other.zarr:/x", "--sigma", "1"]):  # fmt: skip
+        np.save(tmp_path / "s.npy", image)
         code, _, err = run_main(capsys, *argv)
-        assert code == 2 and "Zarr" in err and "not supported" in err
+        assert code == 2 and "not a fastct archive" in err, argv
+        assert len(err.strip().splitlines()) == 1
 
 
 # -- CLI defects -------------------------------------------------------------------------

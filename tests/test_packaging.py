@@ -31,8 +31,10 @@ DISTRIBUTIONS = {
     "nibabel": "nibabel",
     "matplotlib": "matplotlib",
     "PIL": "pillow",
+    "zarr": "zarr",
     "dask": "dask",
-    "distributed": "distributed",
+    # dask.distributed is installed by the extra "dask[distributed]".
+    "distributed": "dask",
 }
 
 
@@ -114,8 +116,12 @@ def test_extras_hold_only_what_the_code_imports(project):
     # Runtime extras (not test/bench/docs tooling) install only packages fastct imports,
     # plus the pixel-data decoders pydicom loads as plugins for compressed DICOM.
     decoders = {"pylibjpeg", "pylibjpeg-libjpeg", "pylibjpeg-openjpeg", "pylibjpeg-rle"}
-    assert set(extras) == {"io", "report", "test", "bench", "docs"}  # no dask extra yet
+    assert set(extras) == {"io", "report", "scale", "test", "bench", "docs"}
     for name in ("io", "report"):
         assert _names(extras[name]) - decoders <= imported, name
+    # scale: zarr (Zarr archives) and dask[distributed] (fastct.dask and fastct batch,
+    # issue 17); both also in test so that `make test` runs their tests.
+    assert _names(extras["scale"]) == {"zarr", "dask"} and "zarr" in imported
+    assert _names(extras["scale"]) <= _names(extras["test"])
     assert decoders <= _names(extras["io"])
     assert decoders <= _names(extras["test"])  # the compressed-DICOM tests run in CI

@@ -1,6 +1,7 @@
 """The ``fastct`` command line (also ``python -m fastct``).
 
-Volumes are named ``FILE.h5:/path/in/file`` (streamed block by block) or are NIfTI files,
+Volumes are named ``FILE.h5:/path/in/file`` or ``STORE.zarr:/path`` (streamed block by
+block) or are NIfTI files,
 DICOM folders (inputs) or ``.npy`` files (read into memory). Bad input prints one line
 ``fastct: error: ...`` on stderr and exits with status 2; Ctrl-C exits with 130.
 Outputs are published atomically: an interrupted command leaves every file as it was.
@@ -23,7 +24,16 @@ from typing import Any
 import fastct
 
 from .. import _atomic, _config, _log
-from . import _classify, _data, _filters, _pipeline, _registration, _supervoxels, _warmup
+from . import (
+    _classify,
+    _convert,
+    _data,
+    _filters,
+    _pipeline,
+    _registration,
+    _supervoxels,
+    _warmup,
+)
 from ._common import (
     EXIT_INTERRUPTED,
     EXIT_USAGE,
@@ -52,7 +62,16 @@ __all__ = [
 ]
 
 #: Modules that add sub-commands, in the order ``fastct --help`` lists them.
-_COMMAND_MODULES = (_data, _filters, _supervoxels, _registration, _classify, _pipeline, _warmup)
+_COMMAND_MODULES = (
+    _data,
+    _convert,
+    _filters,
+    _supervoxels,
+    _registration,
+    _classify,
+    _pipeline,
+    _warmup,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="fastct",
         description="Compiled-kernel engine for 3-D medical volumes. A volume argument is "
-        "FILE.h5:/path/in/file (an archive volume, streamed block by block), a NIfTI file "
+        "FILE.h5:/path/in/file or STORE.zarr:/path (an archive volume, streamed block by "
+        "block), a NIfTI file "
         "(.nii, .nii.gz), a DICOM folder (inputs only) or a .npy file (with --spacing); "
         "files that are not archives are read into memory. The output format follows the "
         "destination's name and the geometry (spacing, origin, direction) travels with the "

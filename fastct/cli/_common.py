@@ -3,7 +3,7 @@ common options and the options several commands take, quiet-aware printing, open
 volumes and checking outputs, and the streamed SRC -> DST filter runner.
 
 Volumes in and out (:class:`VolumeRef`, :func:`open_source`, :func:`open_sink`): a volume
-argument is ``FILE.h5:/path`` (streamed block by block), a NIfTI file (``.nii``,
+argument is ``FILE.h5:/path`` or ``STORE.zarr:/path`` (streamed block by block), a NIfTI file (``.nii``,
 ``.nii.gz``), a DICOM folder or file (inputs only) or ``.npy`` (geometry from
 ``--spacing``/``--origin``). Files that are not archives are read into memory; outputs
 follow the destination's name and are written atomically.
@@ -160,18 +160,26 @@ def with_flag_names(func: Callable[[argparse.Namespace], int], parser: argparse.
 # -- argument types ---------------------------------------------------------------------
 #: Suffixes of the files a volume argument may name, by kind.
 _NIFTI_SUFFIXES = (".nii", ".nii.gz")
-_ARCHIVE_SUFFIXES = (".h5", ".hdf5", ".hdf")
-VOLUME_FORMS = "FILE.h5:/path, a .nii/.nii.gz file, a DICOM folder or a .npy file"
-OUTPUT_FORMS = "FILE.h5:/path, a .nii/.nii.gz file or a .npy file"
+_HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
+_ZARR_SUFFIX = ".zarr"
+_ARCHIVE_SUFFIXES = (*_HDF5_SUFFIXES, _ZARR_SUFFIX)
+VOLUME_FORMS = "FILE.h5:/path, STORE.zarr:/path, a .nii/.nii.gz file, a DICOM folder or a .npy file"
+OUTPUT_FORMS = "FILE.h5:/path, STORE.zarr:/path, a .nii/.nii.gz file or a .npy file"
+
+
+def is_archive_name(text: str) -> bool:
+    """True when ``text`` names a whole archive: an HDF5 file (``.h5``, ``.hdf5``,
+    ``.hdf``) or a Zarr store (``.zarr``, trailing slash allowed)."""
+    return text.lower().rstrip("/").endswith(_ARCHIVE_SUFFIXES)
 
 
 @dataclass(frozen=True)
 class VolumeRef:
     """A volume named on the command line.
 
-    ``kind`` is ``'archive'`` (``path`` is the HDF5 file, ``name`` the path inside it),
-    ``'nifti'``, ``'npy'``, ``'dicom'`` (a folder or a ``.dcm`` file; inputs only) or
-    ``'zarr'`` (recognised so that it gets a clear "not supported yet" error).
+    ``kind`` is ``'archive'`` (``path`` is the HDF5 file or Zarr store, ``name`` the path
+    inside it), ``'nifti'``, ``'npy'`` or ``'dicom'`` (a folder or a ``.dcm`` file; inputs
+    only).
     """
 
     text: str
@@ -187,24 +195,29 @@ class VolumeRef:
         """True for volumes read into memory (everything but archives)."""
         return self.kind != "archive"
 
+    @property
+    def store(self) -> str | None:
+        """``'zarr'`` or ``'hdf5'`` for archive volumes, None for files."""
+        if self.kind != "archive":
+            return None
+        return "zarr" if str(self.path).lower().rstrip("/").endswith(_ZARR_SUFFIX) else "hdf5"
+
 
 def volume_spec(text: str) -> VolumeRef:
-    """Parse a volume argument: ``FILE.h5:/path/in/file``, ``X.nii[.gz]``, ``X.npy``, a
-    DICOM folder or file. ``.zarr`` stores are recognised and refused when opened."""
+    """Parse a volume argument: ``FILE.h5:/path/in/file``, ``STORE.zarr:/path``,
+    ``X.nii[.gz]``, ``X.npy``, a DICOM folder or file."""
     low = text.lower()
     if low.endswith(_NIFTI_SUFFIXES):
         return VolumeRef(text, "nifti", Path(text))
     if low.endswith(".npy"):
         return VolumeRef(text, "npy", Path(text))
-    if low.rstrip("/").endswith(".zarr"):
-        return VolumeRef(text, "zarr", Path(text))
     path, sep, inner = text.rpartition(":")
     if sep and path and inner.strip("/"):
-        kind = "zarr" if path.lower().rstrip("/").endswith(".zarr") else "archive"
-        return VolumeRef(text, kind, Path(path), "/" + inner.strip("/"))
-    if low.endswith(_ARCHIVE_SUFFIXES) or sep:
+        return VolumeRef(text, "archive", Path(path), "/" + inner.strip("/"))
+    if is_archive_name(text) or sep:
         raise argparse.ArgumentTypeError(
-            f"expected FILE.h5:/path/in/file (the volume inside the archive), got {text!r}"
+            "expected FILE.h5:/path/in/file or STORE.zarr:/path/in/store (the volume inside "
+            f"the archive), got {text!r}"
         )
     if not text:
         raise argparse.ArgumentTypeError(f"expected {VOLUME_FORMS}, got an empty string")
@@ -212,10 +225,13 @@ def volume_spec(text: str) -> VolumeRef:
 
 
 def archive_spec(text: str) -> VolumeRef:
-    """A volume argument that must name a volume inside an archive (``FILE.h5:/path``)."""
+    """A volume argument that must name a volume inside an archive (``FILE.h5:/path`` or
+    ``STORE.zarr:/path``)."""
     ref = volume_spec(text)
     if ref.kind != "archive":
-        raise argparse.ArgumentTypeError(f"expected FILE.h5:/path/in/file, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected FILE.h5:/path/in/file or STORE.zarr:/path/in/store, got {text!r}"
+        )
     return ref
 
 
@@ -301,13 +317,6 @@ class Source:
         return {"spacing": self.spacing, "origin": self.origin, "direction": self.direction}
 
 
-def _zarr_error(ref: VolumeRef) -> ValueError:
-    return ValueError(
-        f"{ref.text!r}: Zarr stores (.zarr) are not supported by this version of the "
-        f"command line yet; use {OUTPUT_FORMS}"
-    )
-
-
 def check_npy_options(args: argparse.Namespace, *refs: VolumeRef | None) -> None:
     """``--spacing``/``--origin`` give the geometry of ``.npy`` inputs: an error when
     none of ``refs`` is one (other inputs carry their own geometry)."""
@@ -337,8 +346,6 @@ def open_source(
     ``--origin``) apply to ``.npy`` files, ``read_options`` (``series_uid``,
     ``recursive``, ``volume_index``) to the readers that take them.
     """
-    if ref.kind == "zarr":
-        raise _zarr_error(ref)
     if ref.kind == "archive":
         with fastct.open(ref.path) as ar:
             vol = volume_at(ar, ref)
@@ -353,13 +360,7 @@ def open_source(
     if not ref.path.exists():
         raise FileNotFoundError(f"{what} {ref.text!r} does not exist")
     if (
-        ref.kind == "dicom"
-        and ref.path.is_file()
-        and ref.path.suffix.lower()
-        in (
-            *_ARCHIVE_SUFFIXES,
-            ".zarr",
-        )
+        ref.kind == "dicom" and ref.path.is_file() and ref.path.suffix.lower() in _ARCHIVE_SUFFIXES
     ):  # pragma: no cover - caught by volume_spec
         raise ValueError(f"expected FILE.h5:/path/in/file, got {ref.text!r}")
     imported = io.read_volume(ref.path, **options)
@@ -459,8 +460,6 @@ def _is_default_geometry(like: Source) -> bool:
 def check_output(ref: VolumeRef, args: argparse.Namespace, what: str = "DST") -> None:
     """Fail before any work when an output cannot be written (wrong kind, existing file
     without --overwrite, missing folder)."""
-    if ref.kind == "zarr":
-        raise _zarr_error(ref)
     if ref.kind == "dicom":
         raise ValueError(f"{what} must be {OUTPUT_FORMS} (DICOM is input only), got {ref.text!r}")
     if ref.kind in ("nifti", "npy"):
@@ -475,7 +474,7 @@ def open_sink(
 ) -> Iterator[Any]:
     """The output volume on ``like``'s grid, yielded for a command to fill.
 
-    ``FILE.h5:/path``: a new archive volume (streamed into; the archive is committed on
+    ``FILE.h5:/path`` or ``STORE.zarr:/path``: a new archive volume (streamed into; the archive is committed on
     success). ``.nii``/``.nii.gz``: an in-memory array written, when the block succeeds,
     with ``like``'s spacing, origin and direction (a temporary file renamed into place,
     so a half-written file never appears). ``.npy``: the voxels only; a note on stderr
@@ -546,10 +545,12 @@ def add_volume(p: argparse.ArgumentParser, arg: str, name: str, **kwargs: Any) -
     p.add_argument(arg, type=volume_spec, metavar=name, **kwargs)
 
 
-SRC_HELP = "input volume: FILE.h5:/path, a .nii/.nii.gz file, a DICOM folder or .npy"
+SRC_HELP = (
+    "input volume: FILE.h5:/path, STORE.zarr:/path, a .nii/.nii.gz file, a DICOM folder or .npy"
+)
 DST_HELP = (
-    "output volume, format from the name: FILE.h5:/path (streamed), .nii/.nii.gz "
-    "(geometry kept) or .npy (voxels only)"
+    "output volume, format from the name: FILE.h5:/path or STORE.zarr:/path (streamed), "
+    ".nii/.nii.gz (geometry kept) or .npy (voxels only)"
 )
 
 

@@ -12,7 +12,6 @@ import numpy as np
 import fastct
 
 from ._common import (
-    _ARCHIVE_SUFFIXES,
     AddCommand,
     Source,
     UsageError,
@@ -23,6 +22,7 @@ from ._common import (
     archive_spec,
     check_npy_options,
     check_output,
+    is_archive_name,
     open_source,
     volume_spec,
     write_array,
@@ -104,8 +104,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     target: str = args.target
     ref = None
-    as_archive = target.lower().endswith(_ARCHIVE_SUFFIXES) or (
-        Path(target).is_file() and _is_hdf5(Path(target))
+    as_archive = (
+        is_archive_name(target)
+        or (Path(target).is_file() and _is_hdf5(Path(target)))
+        or (Path(target).is_dir() and (Path(target) / "zarr.json").is_file())
     )
     if not as_archive:
         ref = volume_spec_or_usage(target)
@@ -113,7 +115,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     doc: dict[str, Any] = {"path": target, "volumes": []}
     if ref is None:
         with fastct.open(target) as ar:
-            doc["size_bytes"] = Path(target).stat().st_size
+            doc["size_bytes"] = archive_size(Path(target))
             for name in ar.volumes():
                 try:
                     doc["volumes"].append(_describe(name, ar[name]))
@@ -148,6 +150,13 @@ def _human(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"  # pragma: no cover
+
+
+def archive_size(path: Path) -> int:
+    """Bytes on disk of an archive: the HDF5 file, or every file of a Zarr store."""
+    if not path.is_dir():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def _is_hdf5(path: Path) -> bool:
@@ -300,13 +309,13 @@ def add_commands(command: AddCommand) -> None:
         "info",
         cmd_info,
         "list the volumes of an archive, or describe one volume file",
-        description="List every volume of ARCHIVE.h5 (or describe one volume: "
-        "FILE.h5:/path, a NIfTI file, a DICOM folder or .npy): shape, dtype, chunks, "
+        description="List every volume of ARCHIVE.h5 or STORE.zarr (or describe one volume: "
+        "FILE.h5:/path, STORE.zarr:/path, a NIfTI file, a DICOM folder or .npy): shape, dtype, chunks, "
         "spacing, origin, direction and orientation code (LPS, RAS, ..., or 'oblique "
         "(closest XYZ)'), modality and units. --json prints one JSON document instead.",
         example="fastct info study.h5 --json",
     )
-    p.add_argument("target", metavar="ARCHIVE.h5|SRC")
+    p.add_argument("target", metavar="ARCHIVE.h5|STORE.zarr|SRC")
     p.add_argument(
         "--json",
         action="store_true",
@@ -332,19 +341,20 @@ def add_commands(command: AddCommand) -> None:
     p.add_argument("input", type=volume_spec, metavar="INPUT",
                    help="a DICOM folder or file, a NIfTI file or a .npy file")  # fmt: skip
     p.add_argument("dest", type=archive_spec, metavar="ARCHIVE.h5:/scans/ID/image",
-                   help="the new archive volume")  # fmt: skip
+                   help="the new archive volume (ARCHIVE.h5:/path or STORE.zarr:/path)")  # fmt: skip
     add_npy_geometry(p)
     p.add_argument("--series-uid", help="pick one series of a folder holding several")
     p.add_argument("--volume-index", type=int, help="pick one volume of a 4-D NIfTI file")
     p.add_argument("--recursive", action="store_true", help="search sub-folders for DICOM files")
-    p.add_argument("--compression", choices=["gzip", "lzf"], help="HDF5 compression filter")
+    p.add_argument("--compression", choices=["gzip", "lzf"],
+                   help="compression filter (Zarr stores: lzf becomes zstd level 1)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace an existing volume")
 
     p = command(
         "export",
         cmd_export,
         "write a volume to NIfTI (geometry kept) or .npy (voxels only)",
-        description="Write a volume (FILE.h5:/path, or any volume input) to NIfTI (.nii or "
+        description="Write a volume (FILE.h5:/path, STORE.zarr:/path, or any volume input) to NIfTI (.nii or "
         ".nii.gz; the geometry becomes a RAS affine that nibabel and ITK read back to the "
         "same physical positions) or to .npy (voxels only). The format follows OUT's "
         "extension; the volume is read into memory.",

@@ -218,7 +218,7 @@ def run(
             f"output folder {str(out_dir)!r} already exists; pass overwrite=True "
             "(--overwrite) to replace it"
         )
-    if not archive.is_file():
+    if not archive.exists():  # an HDF5 file or a Zarr store (a folder)
         raise FileNotFoundError(f"archive {str(archive)!r} does not exist")
     # Read-only checks first: nothing is opened for writing before the inputs are good.
     with _open_archive(archive) as ar:
