@@ -242,10 +242,10 @@ def run_batch(
     params = dict(params or {})
     scans = _scans(inputs)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    from ._atomic import remove_stale_temps
+    if out.exists():
+        from ._atomic import remove_stale_temps
 
-    remove_stale_temps(out)  # temp files of writers killed in an earlier run
+        remove_stale_temps(out)  # temp files of writers killed in an earlier run
     result = BatchResult()
     todo = []
     for scan in scans:
@@ -266,6 +266,7 @@ def run_batch(
 
     client, cluster = _client(scheduler, local_workers, connect_timeout)
     try:
+        out.mkdir(parents=True, exist_ok=True)  # (not before the scheduler answered)
         result.dashboard = getattr(client, "dashboard_link", None)
         _log.get_logger(__name__).info("batch: %d scans, dashboard %s", len(todo),
                                        result.dashboard)  # fmt: skip

@@ -55,7 +55,7 @@ def test_documented_command_lines_parse(line):
 
 #: The order in which the documented examples run (each may use the files of earlier ones).
 EXAMPLE_ORDER = ["warmup", "phantom", "import", "info", "export", "convert", "gaussian", "median", "unsharp", "slic",
-                 "features", "register", "detect", "pipeline", "train", "demo"]  # fmt: skip
+                 "features", "register", "detect", "pipeline", "batch", "train", "demo"]  # fmt: skip
 
 
 @pytest.mark.slow

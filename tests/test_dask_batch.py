@@ -122,3 +122,18 @@ def test_worker_killed_mid_batch_every_result_exactly_once(tmp_path):
     for scan_id, a in arrays.items():
         with fastct.open(out / f"{scan_id}.h5") as ar:
             assert np.array_equal(ar["results/median"].read(), fastct.median(a, size=7))
+
+
+def test_cli_batch_errors_are_one_line(tmp_path, capsys):
+    """``fastct batch``: an unreachable scheduler and bad numbers exit 2 with one line."""
+    from fastct.cli import main
+
+    scan = tmp_path / "a.npy"
+    np.save(scan, np.zeros((4, 5, 6), np.int16))
+    args = ["batch", str(scan), "--out", str(tmp_path / "out")]
+    code = main([*args, "--scheduler", "tcp://127.0.0.1:1", "--timeout", "1", "--sigma", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "could not be reached" in err[0]
+    assert main([*args, "--local-workers", "0"]) == 2
+    assert "--local-workers" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

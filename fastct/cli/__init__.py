@@ -25,6 +25,7 @@ import fastct
 
 from .. import _atomic, _config, _log
 from . import (
+    _batch,
     _classify,
     _convert,
     _data,
@@ -70,6 +71,7 @@ _COMMAND_MODULES = (
     _registration,
     _classify,
     _pipeline,
+    _batch,
     _warmup,
 )
 
