@@ -23,8 +23,8 @@ and writes each result to its own archive ``OUT/<id>.h5`` (volume
   the other scans go on.
 
 Status: a first version (issue 17, part 3): single operations only (``gaussian``,
-``median``, ``unsharp_mask``), HDF5 result archives, no ``fastct batch`` subcommand
-yet (``python -m fastct.batch`` runs :func:`main`).
+``median``, ``unsharp_mask``), HDF5 result archives. The command line is ``fastct
+batch`` (``python -m fastct.batch`` runs the same through :func:`main`).
 """
 
 from __future__ import annotations
