@@ -472,6 +472,12 @@ def test_streamed_run_equals_in_memory_run(demo, tmp_path):
             b = ar.get_attrs(f"/results/streamed/{tp}")["detections_json"]
             assert json.loads(a) == json.loads(b)
         assert json.loads(ar.get_attrs("/results/demo")["nodules_json"]) == result.nodules
+    # the per-stage resource profile covers every timed stage
+    assert list(result.stage_profile) == list(result.timings)
+    for row in result.stage_profile.values():
+        assert set(row) == {"cpu_s", "read_mb", "written_mb", "peak_rss_mb"}
+        assert min(row.values()) >= 0
+    assert result.stage_profile["supervoxels"]["cpu_s"] > 0
 
 
 @pytest.mark.parametrize(

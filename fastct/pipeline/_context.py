@@ -88,6 +88,26 @@ class RunContext:
         return f"{self.root}/{timepoint}"
 
 
+def _io_bytes() -> tuple[int, int] | None:
+    """Bytes this process has read from and written to storage (Linux), or None."""
+    try:
+        with open("/proc/self/io", encoding="ascii") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+        return int(fields["read_bytes"]), int(fields["write_bytes"])
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, MB (0 where unknown)."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return 0.0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1e6 if sys.platform == "darwin" else peak / 1e3  # bytes vs KiB
+
+
 class Clock:
     """Per-stage wall-clock timings, with an optional bar over the stages.
 
@@ -98,6 +118,9 @@ class Clock:
 
     def __init__(self, progress: Any, n_steps: int):
         self.timings: dict[str, float] = {}
+        #: per stage: process CPU seconds, MB read and written (Linux /proc/self/io,
+        #: storage reads and writes), and the process's peak resident MB when it ended
+        self.profile: dict[str, dict[str, float]] = {}
         self.callback = progress if callable(progress) else None
         self.bar = None
         from .. import _log
@@ -116,10 +139,19 @@ class Clock:
         label = label or name
         if self.bar is not None:
             self.bar.set_postfix_str(label)
-        t0 = time.perf_counter()
+        t0, c0, io0 = time.perf_counter(), time.process_time(), _io_bytes()
         yield
         dt = time.perf_counter() - t0
         self.timings[name] = self.timings.get(name, 0.0) + dt
+        row = self.profile.setdefault(
+            name, {"cpu_s": 0.0, "read_mb": 0.0, "written_mb": 0.0, "peak_rss_mb": 0.0}
+        )
+        row["cpu_s"] += time.process_time() - c0
+        io1 = _io_bytes()
+        if io0 is not None and io1 is not None:
+            row["read_mb"] += (io1[0] - io0[0]) / 1e6
+            row["written_mb"] += (io1[1] - io0[1]) / 1e6
+        row["peak_rss_mb"] = max(row["peak_rss_mb"], _peak_rss_mb())
         if self.bar is not None:
             self.bar.update(1)
         if self.callback is not None:

@@ -105,6 +105,11 @@ class PipelineResult:
         The run's parameters (transform, interval, enhancement, match tolerance).
     created : str
         UTC date and time of the run (ISO 8601).
+    stage_profile : dict of str to dict
+        Per timed stage: ``cpu_s`` (process CPU seconds, all threads), ``read_mb`` and
+        ``written_mb`` (storage I/O of the process, Linux; 0 elsewhere; reads served
+        from the page cache do not count) and ``peak_rss_mb`` (the process's peak
+        resident memory when the stage ended).
     """
 
     run_name: str
@@ -125,6 +130,7 @@ class PipelineResult:
     model: dict[str, Any] = dataclasses.field(default_factory=dict)
     parameters: dict[str, Any] = dataclasses.field(default_factory=dict)
     created: str = ""
+    stage_profile: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
 
     @property
     def total_seconds(self) -> float:

@@ -443,6 +443,7 @@ def _publish(ctx: RunContext) -> None:
     """Final timings; ``summary.json``; the run's attributes in the archive."""
     result = ctx.result
     result.timings = _timings(ctx)
+    result.stage_profile = {k: ctx.clock.profile[k] for k in result.timings}
     write_summary(ctx.folder, result)
     info = ctx.registration_info
     ctx.archive.set_attrs(
