@@ -68,21 +68,33 @@ def _worker(kind: str, folder: str) -> dict:
         out["first_timings"] = summary["timings"]
         out["truth"] = warm["truth"]
     else:
-        t0 = time.perf_counter()
-        result = pipeline.run(
-            folder / "clinical.h5",
-            "/scans/phantom/baseline",
-            "/scans/phantom/followup",
-            out_dir=folder / "clinical-report",
-            run_name="bench",
-            overwrite=True,
-            interval_days=90.0,
-            model=model,
-            progress=False,
-        )
-        out["total_s"] = time.perf_counter() - t0
+        # run 1: a fresh process (kernels from the on-disk cache); run 2: warm. Each run
+        # starts from the pristine archive (copied outside the timing): a run adds ~4 GB
+        # of results, which the next run's transaction would otherwise copy too.
+        import shutil
+
+        runs = []
+        for _ in range(2):
+            shutil.copyfile(folder / "clinical-pristine.h5", folder / "clinical.h5")
+            t0 = time.perf_counter()
+            result = pipeline.run(
+                folder / "clinical.h5",
+                "/scans/phantom/baseline",
+                "/scans/phantom/followup",
+                out_dir=folder / "clinical-report",
+                run_name="bench",
+                overwrite=True,
+                interval_days=90.0,
+                model=model,
+                progress=False,
+            )
+            runs.append((time.perf_counter() - t0, result))
+        (out["first_s"], first), (out["total_s"], result) = runs
+        out["first_timings"] = first.timings
         out["timings"] = result.timings
+        out["profile"] = result.stage_profile
         out["truth"] = result.truth
+        out["first_truth"] = first.truth
     out["model"] = model or "shipped"
     out["peak_rss"] = _vmhwm()
     out["other_load_cores"] = load.cores()
@@ -134,6 +146,25 @@ def _write_section(name: str, lines: list[str]) -> None:
     REPORT.write_text(head + body)
 
 
+def _profile_table(timings: dict, first: dict, profile: dict) -> list[str]:
+    rows = [
+        "| stage | first run (s) | warm (s) | warm CPU (s) | read (MB) | written (MB) "
+        "| peak RSS after (MB) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for k, v in timings.items():
+        p = profile.get(k, {})
+        rows.append(
+            f"| {k} | {first.get(k, 0):.1f} | {v:.1f} | {p.get('cpu_s', 0):.1f} "
+            f"| {p.get('read_mb', 0):.0f} | {p.get('written_mb', 0):.0f} "
+            f"| {p.get('peak_rss_mb', 0):.0f} |"
+        )
+    cpu = sum(p.get("cpu_s", 0) for p in profile.values())
+    rows.append(f"| **total** | {sum(first.values()):.1f} | {sum(timings.values()):.1f} "
+                f"| {cpu:.1f} | | | |")  # fmt: skip
+    return rows
+
+
 def _stage_table(timings: dict, first: dict | None = None) -> list[str]:
     if first:
         rows = ["| stage | first run (s) | warm (s) |", "|---|---|---|"]
@@ -170,32 +201,45 @@ def test_clinical_pair(tmp_path):
     from fastct.cli import main
 
     folder = Path(os.environ.get("FASTCT_BENCH_DIR") or tmp_path)
-    t0 = time.perf_counter()
-    code = main(
-        ["--quiet", "phantom", str(folder / "clinical.h5"), "--size", "clinical", "--overwrite"]
-    )
-    assert code == 0
-    t_phantom = time.perf_counter() - t0
+    pristine = folder / "clinical-pristine.h5"
+    t_phantom = None
+    if not pristine.exists():
+        t0 = time.perf_counter()
+        code = main(["--quiet", "phantom", str(pristine), "--size", "clinical", "--overwrite"])
+        assert code == 0
+        t_phantom = time.perf_counter() - t0
     r = _run("clinical", folder)
+    rendered = (
+        f"the pair took {t_phantom:.0f} s to render into the archive, not counted"
+        if t_phantom is not None
+        else "the pair was rendered earlier (FASTCT_BENCH_DIR), not counted"
+    )
     lines = [
         f"Machine: {_machine()}; other load {r['other_load_cores']:.2f} cores; "
         f"detector model: {r['model']}.",
         "",
-        f"Clinical preset (two 400 x 512 x 512 int16 scans, 0.75 x 0.70 x 0.70 mm; the pair "
-        f"took {t_phantom:.0f} s to render into the archive, not counted): pipeline "
-        f"{r['total_s']:.1f} s end to end including Numba compilation, **peak memory "
-        f"{r['peak_rss'] / 2**30:.2f} GiB** (target < 6 GB). {_truth_line(r['truth'])}.",
+        f"Clinical preset (two 400 x 512 x 512 int16 scans, 0.75 x 0.70 x 0.70 mm; {rendered}): "
+        f"**pipeline {r['total_s']:.1f} s end to end, warm** (second run in the process; "
+        f"target 90 s); first run in a fresh process (kernels loaded from the on-disk "
+        f"cache) {r['first_s']:.1f} s; **peak memory {r['peak_rss'] / 2**30:.2f} GiB** "
+        f"(= {r['peak_rss'] / 1e9:.2f} GB; target 3 GB). {_truth_line(r['truth'])}. "
+        f"Both runs found the same: {r['truth'] == r['first_truth']}.",
         "",
-        *_stage_table(r["timings"]),
+        "Per stage (both time points summed; CPU = process CPU time of all threads; read / "
+        "written = the process's storage I/O from /proc/self/io, page-cache hits not "
+        "counted; peak RSS = the process's high-water mark when the stage ended):",
+        "",
+        *_profile_table(r["timings"], r["first_timings"], r["profile"]),
         "",
         "Reproduce: `python -m pytest benchmarks/bench_pipeline.py -s -m slow -k clinical` "
-        "(set `FASTCT_BENCH_DIR` to a folder with ~6 GB free to keep the archive).",
+        "(set `FASTCT_BENCH_DIR` to a folder with ~8 GB free to keep the rendered pair).",
     ]
     _write_section("Clinical-size pair", lines)
     print("\n".join(lines))
     assert r["peak_rss"] < 6e9
-    for p in (folder / "clinical.h5",):
-        if not os.environ.get("FASTCT_BENCH_DIR"):
+    assert r["truth"] == r["first_truth"]
+    if not os.environ.get("FASTCT_BENCH_DIR"):
+        for p in (folder / "clinical.h5", pristine):
             p.unlink(missing_ok=True)
 
 
