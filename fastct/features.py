@@ -660,7 +660,7 @@ def region_features(
     from ._kernels import features as K
 
     if not (need_moments or need_csr or need_grad or need_faces or need_adj):
-        fast = _one_pass(lsrc, isrc, planes, props, geom, ndim)
+        fast = _one_pass(lsrc, isrc, planes, block_planes, props, geom, ndim)
         if fast is not None:
             return fast
 
@@ -747,10 +747,19 @@ _NATIVE_IMAGE = {
 # The one-pass path indexes its accumulators by label value: up to this many rows, or one
 # per 64 voxels of the image when that is more (about 3.3 bytes per voxel at most).
 _ONE_PASS_MIN_ROWS = 1 << 16
+# Rows to start with (more are added, and the slab read again for the new labels, when
+# larger label values show up).
+_ONE_PASS_FIRST_ROWS = 1 << 16
 
 
 def _one_pass(
-    lsrc: _Source, isrc: _Source, planes: int, props: set[str], geom: Geometry, ndim: int
+    lsrc: _Source,
+    isrc: _Source,
+    planes: int,
+    block_planes: int | None,
+    props: set[str],
+    geom: Geometry,
+    ndim: int,
 ) -> FeatureTable | None:
     """The table of the columns that need no second pass (count, volume, mean, min, max,
     centroid, bbox, inertia eigenvalues, elongation, flatness), in one pass over labels
@@ -771,6 +780,11 @@ def _one_pass(
     ldtype = _label_dtype(lsrc.dtype)
     idtype = None if isrc.dtype in _NATIVE_IMAGE else np.dtype(np.float64)
     need_cov = bool(props & {"inertia_eigvals", "elongation", "flatness"})
+    if not block_planes and all(
+        not s.is_volume and s.data.flags.c_contiguous and s.dtype == t
+        for s, t in ((lsrc, ldtype), (isrc, idtype or isrc.dtype))
+    ):
+        planes = nz  # views, no copies: one slab (one parallel region) for the whole volume
     spacing_t = geom.spacing
     spacing3 = np.array(
         spacing_t if ndim == 3 else (spacing_t[0], 1.0, spacing_t[1]), dtype=np.float64
@@ -782,31 +796,30 @@ def _one_pass(
     width = K.ROW_SLOTS_COV if need_cov else K.ROW_SLOTS
     with _config.kernel_threads():
         nparts = _n_parts()
-        cap = planes * ny * nx
-        ry, rx, rlen, rrow = (np.empty(cap, dtype=np.int32) for _ in range(4))
-        starts = np.zeros((planes, nparts + 1), dtype=np.int64)
-        mins = np.empty(planes, dtype=np.int64)
-        maxs = np.empty(planes, dtype=np.int64)
-        acc = _aligned_rows(0, width)
+        stats = np.zeros((nparts, 2), dtype=np.int64)
+        # zeroed lazily by the OS: rows of absent label values cost no memory
+        acc = _aligned_rows(min(limit, _ONE_PASS_FIRST_ROWS), width)
         for slab, (lab, img) in stream(
             slabs(nz, planes), read_both, desc="features", nbytes=_nbytes(lsrc, isrc)
         ):
-            nb = slab.planes
-            K.owner_runs(lab, nparts, ry, rx, rlen, rrow, starts, mins, maxs)
-            lo, hi = int(mins[:nb].min()), int(maxs[:nb].max())
-            if lo < 0:
-                raise ValueError(f"labels must be >= 0 (0 is background), found label {lo}")
-            if hi >= limit:
-                return None
-            if hi >= acc.shape[0]:
-                grown = _aligned_rows(min(limit, max(hi + 1, 2 * acc.shape[0])), width)
-                grown[: acc.shape[0]] = acc
+            lo_row = 1
+            while True:
+                K.one_pass(
+                    lab, img, slab.start, nparts, lo_row, need_cov, acc, acc.view(np.float64),
+                    stats,
+                )  # fmt: skip
+                lo, hi = int(stats[0, 0]), int(stats[0, 1])
+                if lo < 0:
+                    raise ValueError(f"labels must be >= 0 (0 is background), found label {lo}")
+                if hi >= limit:
+                    return None
+                if hi < acc.shape[0]:
+                    break
+                # labels not seen before: more rows, and the slab again for those alone
+                lo_row = acc.shape[0]
+                grown = _aligned_rows(min(limit, max(hi + 1, 2 * lo_row)), width)
+                grown[:lo_row] = acc
                 acc = grown
-            K.owner_accumulate(
-                img, slab.start, ry, rx, rlen, rrow, starts[:nb], need_cov, acc,
-                acc.view(np.float64),
-            )  # fmt: skip
-        del ry, rx, rlen, rrow
         present = np.flatnonzero(acc[:, K.ROW_COUNT]).astype(np.int64)
         if present.shape[0] == 0:
             raise ValueError("labels has no region: every voxel is 0 (background)")

@@ -173,6 +173,17 @@ def test_one_pass_falls_back_for_large_label_values(rng, monkeypatch):
     np.testing.assert_array_equal(t["label"], base["label"].astype(np.uint64) + np.uint64(2**62))
 
 
+def test_one_pass_grows_rows_and_reads_the_slab_again(rng, monkeypatch):
+    labels, image = make_case((8, 9, 10), rng, n_seeds=30)
+    expected = general(labels, image, BASIC + SHAPE)
+    monkeypatch.setattr(F, "_ONE_PASS_FIRST_ROWS", 4)
+    for planes in (None, 1, 3):
+        for threads in (1, 2):
+            fastct.set_num_threads(threads)
+            t = region_features(labels, image, properties=BASIC + SHAPE, block_planes=planes)
+            assert_bits_equal(t, expected)
+
+
 def test_one_pass_bad_labels(rng):
     labels, image = make_case((4, 5, 6), rng)
     neg = labels.copy()

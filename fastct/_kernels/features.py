@@ -264,84 +264,6 @@ def accumulate(
 
 
 # -- the one-pass path: basic columns, rows = label values ------------------------------
-@kernel("exact")
-def _plane_runs(lab, k, ry, rx, rlen, rrow, off, bounds):  # pragma: no cover - compiled
-    """Runs of labels > 0 of plane ``k`` written from ``off`` on in raster order;
-    returns (number of runs, smallest label, largest label). ``bounds`` is scratch of
-    length ``nx + 1``: each row's run starts are found first without branches."""
-    _, ny, nx = lab.shape
-    r = off
-    mn = np.int64(lab[k, 0, 0])
-    mx = mn
-    for y in range(ny):
-        row = lab[k, y]
-        nbd = 1
-        bounds[0] = 0
-        for x in range(1, nx):
-            bounds[nbd] = x
-            nbd += row[x] != row[x - 1]
-        bounds[nbd] = nx
-        for i in range(nbd):
-            x0 = bounds[i]
-            w = np.int64(row[x0])
-            mn = min(mn, w)
-            mx = max(mx, w)
-            ry[r] = y
-            rx[r] = x0
-            rlen[r] = bounds[i + 1] - x0
-            rrow[r] = np.int32(w) if w < 2147483648 else 0
-            r += w > 0
-    return r - off, mn, mx
-
-
-@kernel("exact", parallel=True)
-def owner_runs(lab, nparts, ry, rx, rlen, rrow, starts, mins, maxs):  # pragma: no cover
-    """Runs of labels > 0 of every plane of ``lab``, grouped by ownership class.
-
-    A run is (``ry``, ``rx``, ``rlen``, ``rrow``): row, first column, length and label
-    value (int32; values outside ``[0, 2**31)`` are stored as 0 and must be caught by
-    the caller from ``mins`` / ``maxs``, each plane's smallest and largest label).
-    Plane ``k``'s runs of class ``p`` (``(label >> _OWNER_SHIFT) & (nparts - 1)``)
-    occupy ``[k * ny * nx + starts[k, p], k * ny * nx + starts[k, p + 1])`` in raster
-    order (a stable grouping), so the thread that owns class ``p`` visits its regions'
-    runs in raster order without looking at the others.
-    """
-    nb, ny, nx = lab.shape
-    plane = ny * nx
-    mask = nparts - 1
-    for k in numba.prange(nb):
-        base = k * plane
-        bounds = np.empty(nx + 1, np.int32)
-        if nparts == 1:
-            r, mins[k], maxs[k] = _plane_runs(lab, k, ry, rx, rlen, rrow, base, bounds)
-            starts[k, 0] = 0
-            starts[k, 1] = r
-            continue
-        # scratch sized by the plane, then a stable counting sort by class
-        ty = np.empty(plane, np.int32)
-        tx = np.empty(plane, np.int32)
-        tlen = np.empty(plane, np.int32)
-        trow = np.empty(plane, np.int32)
-        r, mins[k], maxs[k] = _plane_runs(lab, k, ty, tx, tlen, trow, 0, bounds)
-        for p in range(nparts + 1):
-            starts[k, p] = 0
-        for i in range(r):
-            starts[k, ((trow[i] >> _OWNER_SHIFT) & mask) + 1] += 1
-        for p in range(nparts):
-            starts[k, p + 1] += starts[k, p]
-        fill = np.empty(nparts, np.int64)
-        for p in range(nparts):
-            fill[p] = base + starts[k, p]
-        for i in range(r):
-            p = (trow[i] >> _OWNER_SHIFT) & mask
-            j = fill[p]
-            ry[j] = ty[i]
-            rx[j] = tx[i]
-            rlen[j] = tlen[i]
-            rrow[j] = trow[i]
-            fill[p] = j + 1
-
-
 # Row layout of the one-pass accumulators: one row of int64 slots per label value, the
 # float slots read through a float64 view of the same buffer, 16 slots (two cache lines)
 # without second-order sums, 24 with them.
@@ -350,99 +272,135 @@ ROW_SUM, ROW_MIN, ROW_MAX, ROW_COV = 12, 13, 14, 16
 ROW_SLOTS, ROW_SLOTS_COV = 16, 24
 
 
-@kernel("exact", parallel=True)
-def owner_accumulate(
-    img, z0, ry, rx, rlen, rrow, starts, need_cov, acc, accf
-):  # pragma: no cover - compiled  # fmt: skip
-    """One slab's count, coordinate sums, bbox, sum / min / max, from :func:`owner_runs`.
+@kernel("exact")
+def _run_values(irow, x, x1, accf, a):  # pragma: no cover - compiled
+    """Sum, min and max of ``irow[x:x1]`` into row ``a``, with the NaN rule of
+    :func:`accumulate` (the first NaN makes min and max NaN for good) and the test on
+    min and max taken out of the loop."""
+    s = accf[a, 12]
+    mn = accf[a, 13]
+    mx = accf[a, 14]
+    nan = False
+    first = 0.0
+    for xx in range(x, x1):
+        v = np.float64(irow[xx])
+        s += v
+        if v < mn:
+            mn = v
+        if v > mx:
+            mx = v
+        if v != v and not nan:
+            nan = True
+            first = v  # the first NaN in raster order, as accumulate keeps
+    accf[a, 12] = s
+    if nan:
+        if mn == mn:
+            mn = first
+        if mx == mx:
+            mx = first
+    accf[a, 13] = mn
+    accf[a, 14] = mx
 
-    Plane ``k`` of ``img`` is at global index ``z0 + k``. ``acc`` (int64) and ``accf``
-    (float64) are two views of one buffer, one row per label value (layout: the
+
+@kernel("exact", parallel=True)
+def one_pass(
+    lab, img, z0, nparts, lo_row, need_cov, acc, accf, stats
+):  # pragma: no cover - compiled  # fmt: skip
+    """One slab's count, coordinate sums, bbox, sum / min / max per label value.
+
+    Plane ``k`` of ``lab`` / ``img`` is at global index ``z0 + k``. ``acc`` (int64) and
+    ``accf`` (float64) are two views of one buffer with one row per label value (the
     ``ROW_*`` slots): count; reference voxel (the first in raster order, so also the
     bbox minimum along z); sums of (index - reference); bbox y/x minimum and maximum;
-    last z; sum, min, max of the values; second-order coordinate sums zz, yy, xx, zy,
-    zx, yx with ``need_cov``. Thread ``p`` handles ownership class ``p`` only, in
-    raster order, with the arithmetic of :func:`accumulate`, so every number is
-    bit-identical to it. ``img`` may be any real dtype whose values float64 holds
-    exactly.
+    last z; sum, min, max of the values; with ``need_cov`` the second-order coordinate
+    sums zz, yy, xx, zy, zx, yx.
+
+    Thread ``p`` of ``nparts`` reads every row of labels, finds its runs (maximal
+    stretches of one label along x; the run starts first, without branches) and
+    accumulates the runs of its own labels (ownership class ``(label >> _OWNER_SHIFT)
+    & (nparts - 1)``) in raster order, with the arithmetic of :func:`accumulate`: every
+    number is bit-identical to it, for any ``nparts``. The run bookkeeping comes first,
+    then the values of the row's owned runs. Only labels in ``[lo_row, len(acc))`` are
+    accumulated (``lo_row >= 1``); ``stats[p]`` gets the smallest and largest label of
+    the slab, so the caller can grow ``acc`` and run the slab again for the new labels
+    alone (they had no voxel before). ``img`` may be any real dtype whose values float64
+    holds exactly.
     """
-    nb, ny, nx = img.shape
-    plane = ny * nx
-    nparts = starts.shape[1] - 1
+    nb, ny, nx = lab.shape
+    rows = acc.shape[0]
+    mask = nparts - 1
     for p in numba.prange(nparts):
+        bounds = np.empty(nx + 1, np.int64)
+        own = np.empty(nx, np.int64)  # this row's runs of owned labels (start index)
+        lmin = np.int64(lab[0, 0, 0])
+        lmax = lmin
         for k in range(nb):
-            zg = z0 + k
-            base = k * plane
-            for r in range(base + starts[k, p], base + starts[k, p + 1]):
-                a = rrow[r]
-                run = np.int64(rlen[r])
-                y = np.int64(ry[r])
-                x = np.int64(rx[r])
-                x1 = x + run
+            zg = np.int64(z0 + k)
+            for y in range(ny):
+                lrow = lab[k, y]
                 irow = img[k, y]
-                c = acc[a, 0]
-                if c == 0:
-                    acc[a, 1] = zg
-                    acc[a, 2] = y
-                    acc[a, 3] = x
-                    acc[a, 7] = y
-                    acc[a, 8] = x
-                    acc[a, 9] = y
-                    acc[a, 10] = x1 - 1
-                    accf[a, 13] = np.float64(irow[x])
-                    accf[a, 14] = np.float64(irow[x])
-                else:
-                    if y < acc[a, 7]:
+                nbd = 1
+                bounds[0] = 0
+                for x in range(1, nx):
+                    bounds[nbd] = x
+                    nbd += lrow[x] != lrow[x - 1]
+                bounds[nbd] = nx
+                nown = 0
+                for i in range(nbd):
+                    x = bounds[i]
+                    w = np.int64(lrow[x])
+                    lmin = min(lmin, w)
+                    lmax = max(lmax, w)
+                    if w < lo_row or w >= rows or ((w >> _OWNER_SHIFT) & mask) != p:
+                        continue
+                    own[nown] = i
+                    nown += 1
+                    a = w
+                    x1 = bounds[i + 1]
+                    run = x1 - x
+                    c = acc[a, 0]
+                    if c == 0:
+                        acc[a, 1] = zg
+                        acc[a, 2] = y
+                        acc[a, 3] = x
                         acc[a, 7] = y
-                    if x < acc[a, 8]:
                         acc[a, 8] = x
-                    if y > acc[a, 9]:
                         acc[a, 9] = y
-                    if x1 - 1 > acc[a, 10]:
                         acc[a, 10] = x1 - 1
-                acc[a, 11] = zg
-                acc[a, 0] = c + run
-                dz = zg - acc[a, 1]
-                dy = y - acc[a, 2]
-                d0 = x - acc[a, 3]
-                tri = run * (run - 1) // 2
-                sdx = run * d0 + tri
-                acc[a, 4] += run * dz
-                acc[a, 5] += run * dy
-                acc[a, 6] += sdx
-                if need_cov:
-                    sdx2 = run * d0 * d0 + 2 * d0 * tri + (run - 1) * run * (2 * run - 1) // 6
-                    acc[a, 16] += run * dz * dz
-                    acc[a, 17] += run * dy * dy
-                    acc[a, 18] += sdx2
-                    acc[a, 19] += run * dz * dy
-                    acc[a, 20] += dz * sdx
-                    acc[a, 21] += dy * sdx
-                # the NaN rule of accumulate (the first NaN makes min and max NaN for
-                # good), with the test on min and max taken out of the loop
-                s = accf[a, 12]
-                mn = accf[a, 13]
-                mx = accf[a, 14]
-                nan = False
-                first = 0.0
-                for xx in range(x, x1):
-                    v = np.float64(irow[xx])
-                    s += v
-                    if v < mn:
-                        mn = v
-                    if v > mx:
-                        mx = v
-                    if v != v and not nan:
-                        nan = True
-                        first = v  # the first NaN in raster order, as accumulate keeps
-                accf[a, 12] = s
-                if nan:
-                    if mn == mn:
-                        mn = first
-                    if mx == mx:
-                        mx = first
-                accf[a, 13] = mn
-                accf[a, 14] = mx
+                        accf[a, 13] = np.float64(irow[x])
+                        accf[a, 14] = np.float64(irow[x])
+                    else:
+                        if y < acc[a, 7]:
+                            acc[a, 7] = y
+                        if x < acc[a, 8]:
+                            acc[a, 8] = x
+                        if y > acc[a, 9]:
+                            acc[a, 9] = y
+                        if x1 - 1 > acc[a, 10]:
+                            acc[a, 10] = x1 - 1
+                    acc[a, 11] = zg
+                    acc[a, 0] = c + run
+                    dz = zg - acc[a, 1]
+                    dy = y - acc[a, 2]
+                    d0 = x - acc[a, 3]
+                    tri = run * (run - 1) // 2
+                    sdx = run * d0 + tri
+                    acc[a, 4] += run * dz
+                    acc[a, 5] += run * dy
+                    acc[a, 6] += sdx
+                    if need_cov:
+                        sdx2 = run * d0 * d0 + 2 * d0 * tri + (run - 1) * run * (2 * run - 1) // 6
+                        acc[a, 16] += run * dz * dz
+                        acc[a, 17] += run * dy * dy
+                        acc[a, 18] += sdx2
+                        acc[a, 19] += run * dz * dy
+                        acc[a, 20] += dz * sdx
+                        acc[a, 21] += dy * sdx
+                for j in range(nown):
+                    x = bounds[own[j]]
+                    _run_values(irow, x, bounds[own[j] + 1], accf, np.int64(lrow[x]))
+        stats[p, 0] = lmin
+        stats[p, 1] = lmax
 
 
 @kernel("exact", parallel=True)
