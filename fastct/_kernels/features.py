@@ -369,15 +369,11 @@ def one_pass(
                         acc[a, 10] = x1 - 1
                         accf[a, 13] = np.float64(irow[x])
                         accf[a, 14] = np.float64(irow[x])
-                    else:
-                        if y < acc[a, 7]:
-                            acc[a, 7] = y
-                        if x < acc[a, 8]:
-                            acc[a, 8] = x
-                        if y > acc[a, 9]:
-                            acc[a, 9] = y
-                        if x1 - 1 > acc[a, 10]:
-                            acc[a, 10] = x1 - 1
+                    else:  # without branches: x < xmin is not predictable
+                        acc[a, 7] = min(acc[a, 7], y)
+                        acc[a, 8] = min(acc[a, 8], x)
+                        acc[a, 9] = max(acc[a, 9], y)
+                        acc[a, 10] = max(acc[a, 10], x1 - 1)
                     acc[a, 11] = zg
                     acc[a, 0] = c + run
                     dz = zg - acc[a, 1]
