@@ -79,6 +79,16 @@ raster (C) order (the regions are split among threads by id, not the voxels), an
 the coordinate moments are exact int64 sums. So the table is bit-identical at any
 thread count, for any slab size, and streamed from an archive or in memory.
 
+One pass for the basic columns: when only ``count``, ``volume``, ``mean``, ``min``,
+``max``, ``centroid``, ``bbox``, ``inertia_eigvals``, ``elongation`` or ``flatness``
+are asked for (no percentiles, moments, gradient, surface or neighbours), labels and
+image are read once, in the image's own dtype, with no pass to find the labels first:
+the accumulators are indexed by label value (up to ``max(65536, voxels / 64)``; larger
+label values take the general path) and each thread finds the runs of the labels it
+owns and sums their values in raster order, with the same arithmetic as the general
+path, so those columns are bit-identical whichever path computed them. An in-memory
+input that needs no conversion is one slab.
+
 Memory: besides one slab of labels and image (about 4 Mi voxels, ~100-200 MB with
 read-ahead), the passes keep about 0.8 KB per region at peak (accumulators, the
 adjacency table and the output columns) and, when percentiles are requested, one
@@ -598,7 +608,9 @@ def region_features(
         Subset of :data:`PROPERTIES` to compute (``label`` is always included);
         default all. Leaving out ``percentiles``, ``std``/``skewness``/``kurtosis``,
         ``gradient_mean``, ``surface``/``sphericity`` or ``contrast``/``n_neighbors``
-        skips the corresponding work.
+        skips the corresponding work; leaving out all of them gives one pass over the
+        inputs (see the module documentation), the fastest way to ``count``, ``mean``,
+        ``min``, ``max``, ``centroid`` and ``bbox``.
     percentiles : sequence of float
         Percentiles in [0, 100] for columns ``p<q>`` (default 10, 50, 90); ``()``
         for none, which also drops the per-voxel value store.
