@@ -791,6 +791,7 @@ def _one_pass(
     limit = min(DIRECT_LABEL_LIMIT, max(_ONE_PASS_MIN_ROWS, nz * ny * nx // 64))
     ldtype = _label_dtype(lsrc.dtype)
     idtype = None if isrc.dtype in _NATIVE_IMAGE else np.dtype(np.float64)
+    int_sum = isrc.dtype.kind in "iu" and isrc.dtype.itemsize <= 2
     need_cov = bool(props & {"inertia_eigvals", "elongation", "flatness"})
     if not block_planes and all(
         not s.is_volume and s.data.flags.c_contiguous and s.dtype == t
@@ -817,8 +818,8 @@ def _one_pass(
             lo_row = 1
             while True:
                 K.one_pass(
-                    lab, img, slab.start, nparts, lo_row, need_cov, acc, acc.view(np.float64),
-                    stats,
+                    lab, img, slab.start, nparts, lo_row, need_cov, int_sum, acc,
+                    acc.view(np.float64), stats,
                 )  # fmt: skip
                 lo, hi = int(stats[0, 0]), int(stats[0, 1])
                 if lo < 0:

@@ -52,10 +52,16 @@ def loop_reference(labels, image, spacing, origin):
 
 
 # -- correctness -------------------------------------------------------------------------------
-@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16, np.uint8, np.int64])
+@pytest.mark.parametrize(
+    "dtype", [np.float32, np.float64, np.int16, np.uint16, np.uint8, np.int32, np.int64]
+)
 def test_one_pass_matches_plain_loop_and_general_path(rng, dtype):
     labels, image = make_case((9, 11, 13), rng, n_seeds=20, dtype=np.float64)
-    image = (image if np.dtype(dtype).kind == "f" else np.abs(image) % 200).astype(dtype)
+    if np.dtype(dtype).kind != "f":  # the full range of small types (summed in int64)
+        info = np.iinfo(dtype)
+        lo, hi = max(int(info.min), -(2**40)), min(int(info.max), 2**40)
+        image = rng.integers(lo, hi, size=labels.shape, endpoint=True)
+    image = image.astype(dtype)
     t = region_features(labels, image, spacing=SPACING_3D, origin=ORIGIN_3D, properties=BASIC)
     assert t.columns == general(labels, image, BASIC, spacing=SPACING_3D).columns
     ref = loop_reference(labels, image, SPACING_3D, ORIGIN_3D)

@@ -302,9 +302,28 @@ def _run_values(irow, x, x1, accf, a):  # pragma: no cover - compiled
     accf[a, 14] = mx
 
 
+@kernel("exact")
+def _run_values_int(irow, x, x1, accf, a):  # pragma: no cover - compiled
+    """:func:`_run_values` for integer values of at most 16 bits: summed in int64, then
+    added to the float64 sum at once. Every partial sum of the float64 chain is an
+    integer below 2**53 in magnitude (a region has fewer than 2**37 voxels), so each
+    float64 addition is exact and the result is the same bits as the chain."""
+    si = np.int64(0)
+    lo = np.int64(irow[x])
+    hi = lo
+    for xx in range(x, x1):
+        w = np.int64(irow[xx])
+        si += w
+        lo = min(lo, w)
+        hi = max(hi, w)
+    accf[a, 12] += np.float64(si)
+    accf[a, 13] = min(accf[a, 13], np.float64(lo))
+    accf[a, 14] = max(accf[a, 14], np.float64(hi))
+
+
 @kernel("exact", parallel=True)
 def one_pass(
-    lab, img, z0, nparts, lo_row, need_cov, acc, accf, stats
+    lab, img, z0, nparts, lo_row, need_cov, int_sum, acc, accf, stats
 ):  # pragma: no cover - compiled  # fmt: skip
     """One slab's count, coordinate sums, bbox, sum / min / max per label value.
 
@@ -324,7 +343,8 @@ def one_pass(
     accumulated (``lo_row >= 1``); ``stats[p]`` gets the smallest and largest label of
     the slab, so the caller can grow ``acc`` and run the slab again for the new labels
     alone (they had no voxel before). ``img`` may be any real dtype whose values float64
-    holds exactly.
+    holds exactly; ``int_sum`` (integers of at most 16 bits only) sums the values of a
+    run in int64 (:func:`_run_values_int`), the same bits faster.
     """
     nb, ny, nx = lab.shape
     rows = acc.shape[0]
@@ -394,7 +414,10 @@ def one_pass(
                         acc[a, 21] += dy * sdx
                 for j in range(nown):
                     x = bounds[own[j]]
-                    _run_values(irow, x, bounds[own[j] + 1], accf, np.int64(lrow[x]))
+                    if int_sum:
+                        _run_values_int(irow, x, bounds[own[j] + 1], accf, np.int64(lrow[x]))
+                    else:
+                        _run_values(irow, x, bounds[own[j] + 1], accf, np.int64(lrow[x]))
         stats[p, 0] = lmin
         stats[p, 1] = lmax
 
