@@ -463,6 +463,25 @@ def write_report() -> None:
             f"{b['fastct'] / b['read']:.1f}x the numpy read pass ({mb / b['read'] / 1e3:.1f} "
             f"GB/s over {mb:.0f} MB), {b['fastct'] / b['copy']:.1f}x the copy.",
             "",
+            "Where the time goes (one thread, measured on the kernel alone): finding the "
+            "runs (maximal stretches of one label along x, about 2 million here, 8 voxels "
+            "each) is about as fast as the NumPy read pass; the per-run bookkeeping "
+            "(count, bbox, coordinate sums) adds about as much again; the rest, about "
+            "half, is summing the values. Each region's sum is one chain of float64 "
+            "additions in raster order (the general path's order, so that every column is "
+            "bit-identical whichever path computed it and at any thread count): a chain "
+            "cannot be split or reordered without changing the last bits, so one thread "
+            "adds one value per float-add latency at best, and a mispredicted branch ends "
+            "every run. Integer images of at most 16 bits are summed per run in int64, "
+            "which is exact (same bits) and faster. With two threads each thread finds "
+            "the runs of the whole slab and keeps its own labels (so the run search is "
+            "done twice). Split evenly, the two-thread CPU seconds would give "
+            f"{b['cpu_two'] / 2:.3f} s per thread against {b['cpu_one']:.3f} s on one "
+            f"thread ({b['cpu_two'] / 2 / b['cpu_one']:.2f}x; an estimate for an idle "
+            "machine, not a measurement); when other processes keep the cores busy the "
+            "threads wait for each other and for a core, and the measured wall times "
+            "above are what this machine gave.",
+            "",
         ]
     if "common" in RESULTS:
         c = RESULTS["common"]
