@@ -757,7 +757,8 @@ _NATIVE_IMAGE = {
     for t in (np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.float32, np.float64)
 }
 # The one-pass path indexes its accumulators by label value: up to this many rows, or one
-# per 64 voxels of the image when that is more (about 3.3 bytes per voxel at most).
+# per 64 voxels of the image when that is more (at most 3 bytes per voxel: 128 or 192
+# bytes per row).
 _ONE_PASS_MIN_ROWS = 1 << 16
 # Rows to start with (more are added, and the slab read again for the new labels, when
 # larger label values show up).
