@@ -79,6 +79,16 @@ raster (C) order (the regions are split among threads by id, not the voxels), an
 the coordinate moments are exact int64 sums. So the table is bit-identical at any
 thread count, for any slab size, and streamed from an archive or in memory.
 
+One pass for the basic columns: when only ``count``, ``volume``, ``mean``, ``min``,
+``max``, ``centroid``, ``bbox``, ``inertia_eigvals``, ``elongation`` or ``flatness``
+are asked for (no percentiles, moments, gradient, surface or neighbours), labels and
+image are read once, in the image's own dtype, with no pass to find the labels first:
+the accumulators are indexed by label value (up to ``max(65536, voxels / 64)``; larger
+label values take the general path) and each thread finds the runs of the labels it
+owns and sums their values in raster order, with the same arithmetic as the general
+path, so those columns are bit-identical whichever path computed them. An in-memory
+input that needs no conversion is one slab.
+
 Memory: besides one slab of labels and image (about 4 Mi voxels, ~100-200 MB with
 read-ahead), the passes keep about 0.8 KB per region at peak (accumulators, the
 adjacency table and the output columns) and, when percentiles are requested, one
@@ -598,7 +608,9 @@ def region_features(
         Subset of :data:`PROPERTIES` to compute (``label`` is always included);
         default all. Leaving out ``percentiles``, ``std``/``skewness``/``kurtosis``,
         ``gradient_mean``, ``surface``/``sphericity`` or ``contrast``/``n_neighbors``
-        skips the corresponding work.
+        skips the corresponding work; leaving out all of them gives one pass over the
+        inputs (see the module documentation), the fastest way to ``count``, ``mean``,
+        ``min``, ``max``, ``centroid`` and ``bbox``.
     percentiles : sequence of float
         Percentiles in [0, 100] for columns ``p<q>`` (default 10, 50, 90); ``()``
         for none, which also drops the per-voxel value store.
@@ -658,6 +670,11 @@ def region_features(
     need_adj = bool(props & {"contrast", "n_neighbors"})
 
     from ._kernels import features as K
+
+    if not (need_moments or need_csr or need_grad or need_faces or need_adj):
+        fast = _one_pass(lsrc, isrc, planes, block_planes, props, geom, ndim)
+        if fast is not None:
+            return fast
 
     with _config.kernel_threads():
         nparts = _n_parts()
@@ -732,6 +749,129 @@ def region_features(
         lab_info, acc_i, acc_f, acc_c, pct, pnames, props, spacing3, geom, ndim,
         cov_ev, adjacency, mean,
     )  # fmt: skip
+
+
+# Image dtypes the one-pass kernel reads as they are (float64 holds their values exactly).
+_NATIVE_IMAGE = {
+    np.dtype(t)
+    for t in (np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.float32, np.float64)
+}
+# The one-pass path indexes its accumulators by label value: up to this many rows, or one
+# per 64 voxels of the image when that is more (at most 3 bytes per voxel: 128 or 192
+# bytes per row).
+_ONE_PASS_MIN_ROWS = 1 << 16
+# Rows to start with (more are added, and the slab read again for the new labels, when
+# larger label values show up).
+_ONE_PASS_FIRST_ROWS = 1 << 16
+
+
+def _one_pass(
+    lsrc: _Source,
+    isrc: _Source,
+    planes: int,
+    block_planes: int | None,
+    props: set[str],
+    geom: Geometry,
+    ndim: int,
+) -> FeatureTable | None:
+    """The table of the columns that need no second pass (count, volume, mean, min, max,
+    centroid, bbox, inertia eigenvalues, elongation, flatness), in one pass over labels
+    and image.
+
+    No pass to find the labels first: accumulator rows are the label values themselves
+    (grown as larger values show up) and the rows with a count become the table. The
+    image is read in its own dtype. Each region's voxels are summed by one thread in
+    raster order with the arithmetic of the general path, so the columns are
+    bit-identical to it (and to themselves at any thread count or slab size). Returns
+    None when a label value is too large to index a row; the caller then takes the
+    general path.
+    """
+    from ._kernels import features as K
+
+    nz, ny, nx = lsrc.shape3
+    limit = min(DIRECT_LABEL_LIMIT, max(_ONE_PASS_MIN_ROWS, nz * ny * nx // 64))
+    ldtype = _label_dtype(lsrc.dtype)
+    idtype = None if isrc.dtype in _NATIVE_IMAGE else np.dtype(np.float64)
+    int_sum = isrc.dtype.kind in "iu" and isrc.dtype.itemsize <= 2
+    need_cov = bool(props & {"inertia_eigvals", "elongation", "flatness"})
+    if not block_planes and all(
+        not s.is_volume and s.data.flags.c_contiguous and s.dtype == t
+        for s, t in ((lsrc, ldtype), (isrc, idtype or isrc.dtype))
+    ):
+        planes = nz  # views, no copies: one slab (one parallel region) for the whole volume
+    spacing_t = geom.spacing
+    spacing3 = np.array(
+        spacing_t if ndim == 3 else (spacing_t[0], 1.0, spacing_t[1]), dtype=np.float64
+    )
+
+    def read_both(slab: Slab) -> tuple[np.ndarray, np.ndarray]:
+        return _read_labels(lsrc, slab.lo, slab.hi, ldtype), isrc.read(slab.lo, slab.hi, idtype)
+
+    width = K.ROW_SLOTS_COV if need_cov else K.ROW_SLOTS
+    with _config.kernel_threads():
+        nparts = _n_parts()
+        stats = np.zeros((nparts, 2), dtype=np.int64)
+        # zeroed lazily by the OS: rows of absent label values cost no memory
+        acc = _aligned_rows(min(limit, _ONE_PASS_FIRST_ROWS), width)
+        for slab, (lab, img) in stream(
+            slabs(nz, planes), read_both, desc="features", nbytes=_nbytes(lsrc, isrc)
+        ):
+            lo_row = 1
+            while True:
+                K.one_pass(
+                    lab, img, slab.start, nparts, lo_row, need_cov, int_sum, acc,
+                    acc.view(np.float64), stats,
+                )  # fmt: skip
+                lo, hi = int(stats[0, 0]), int(stats[0, 1])
+                if lo < 0:
+                    raise ValueError(f"labels must be >= 0 (0 is background), found label {lo}")
+                if hi >= limit:
+                    return None
+                if hi < acc.shape[0]:
+                    break
+                # labels not seen before: more rows, and the slab again for those alone
+                lo_row = acc.shape[0]
+                grown = _aligned_rows(min(limit, max(hi + 1, 2 * lo_row)), width)
+                grown[:lo_row] = acc
+                acc = grown
+        present = np.flatnonzero(acc[:, K.ROW_COUNT]).astype(np.int64)
+        if present.shape[0] == 0:
+            raise ValueError("labels has no region: every voxel is 0 (background)")
+        acc_i, acc_f = _general_layout(acc[present], need_cov)
+        del acc
+        cov_ev = _covariance_eigvals(acc_i, spacing3, ndim) if need_cov else None
+    n = present.shape[0]
+    lab_info = _Labels(present, acc_i[:, 0], True, np.zeros(0, np.int32), ldtype)
+    mean = acc_f[:, 0] / acc_i[:, 0]
+    return _assemble(
+        lab_info, acc_i, acc_f, np.zeros((n, 3)), np.zeros((n, 0)), [], props, spacing3, geom,
+        ndim, cov_ev, None, mean,
+    )  # fmt: skip
+
+
+def _aligned_rows(rows: int, width: int) -> np.ndarray:
+    """A zeroed ``(rows, width)`` int64 array starting on a 64-byte boundary (so a
+    16-slot row is exactly two cache lines)."""
+    raw = np.zeros(rows * width + 8, dtype=np.int64)
+    skip = (-raw.ctypes.data % 64) // 8
+    return raw[skip : skip + rows * width].reshape(rows, width)
+
+
+def _general_layout(rows: np.ndarray, need_cov: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The one-pass rows in the ``acc_i`` / ``acc_f`` layout of the general kernels."""
+    from ._kernels import features as K
+
+    acc_i = np.zeros((rows.shape[0], K.N_ACC_I), dtype=np.int64)
+    acc_f = np.zeros((rows.shape[0], K.N_ACC_F), dtype=np.float64)
+    acc_i[:, 0:7] = rows[:, 0:7]  # count, reference voxel, sums of offsets
+    if need_cov:
+        acc_i[:, 7:13] = rows[:, K.ROW_COV : K.ROW_COV + 6]
+    acc_i[:, 13] = rows[:, K.ROW_REF]  # the first voxel in raster order has the least z
+    acc_i[:, 14:16] = rows[:, K.ROW_LO : K.ROW_LO + 2]
+    acc_i[:, 16] = rows[:, K.ROW_ZMAX]
+    acc_i[:, 17:19] = rows[:, K.ROW_HI : K.ROW_HI + 2]
+    acc_f[:, 0:3] = rows[:, K.ROW_SUM : K.ROW_SUM + 3].view(np.float64)
+    return acc_i, acc_f
 
 
 def _covariance_eigvals(acc_i: np.ndarray, spacing3: np.ndarray, ndim: int) -> np.ndarray:

@@ -263,6 +263,165 @@ def accumulate(
                     acc_i[a, 21] += 2  # a maximal run has one exposed x face at each end
 
 
+# -- the one-pass path: basic columns, rows = label values ------------------------------
+# Row layout of the one-pass accumulators: one row of int64 slots per label value, the
+# float slots read through a float64 view of the same buffer, 16 slots (two cache lines)
+# without second-order sums, 24 with them.
+ROW_COUNT, ROW_REF, ROW_SUM_D, ROW_LO, ROW_HI, ROW_ZMAX = 0, 1, 4, 7, 9, 11
+ROW_SUM, ROW_MIN, ROW_MAX, ROW_COV = 12, 13, 14, 16
+ROW_SLOTS, ROW_SLOTS_COV = 16, 24
+
+
+@kernel("exact")
+def _run_values(irow, x, x1, accf, a):  # pragma: no cover - compiled
+    """Sum, min and max of ``irow[x:x1]`` into row ``a``, with the NaN rule of
+    :func:`accumulate` (the first NaN makes min and max NaN for good) and the test on
+    min and max taken out of the loop."""
+    s = accf[a, 12]
+    mn = accf[a, 13]
+    mx = accf[a, 14]
+    nan = False
+    first = 0.0
+    for xx in range(x, x1):
+        v = np.float64(irow[xx])
+        s += v
+        if v < mn:
+            mn = v
+        if v > mx:
+            mx = v
+        if v != v and not nan:
+            nan = True
+            first = v  # the first NaN in raster order, as accumulate keeps
+    accf[a, 12] = s
+    if nan:
+        if mn == mn:
+            mn = first
+        if mx == mx:
+            mx = first
+    accf[a, 13] = mn
+    accf[a, 14] = mx
+
+
+@kernel("exact")
+def _run_values_int(irow, x, x1, accf, a):  # pragma: no cover - compiled
+    """:func:`_run_values` for integer values of at most 16 bits: summed in int64, then
+    added to the float64 sum at once. Every partial sum of the float64 chain is an
+    integer below 2**53 in magnitude (a region has fewer than 2**37 voxels), so each
+    float64 addition is exact and the result is the same bits as the chain."""
+    si = np.int64(0)
+    lo = np.int64(irow[x])
+    hi = lo
+    for xx in range(x, x1):
+        w = np.int64(irow[xx])
+        si += w
+        lo = min(lo, w)
+        hi = max(hi, w)
+    accf[a, 12] += np.float64(si)
+    accf[a, 13] = min(accf[a, 13], np.float64(lo))
+    accf[a, 14] = max(accf[a, 14], np.float64(hi))
+
+
+@kernel("exact", parallel=True)
+def one_pass(
+    lab, img, z0, nparts, lo_row, need_cov, int_sum, acc, accf, stats
+):  # pragma: no cover - compiled  # fmt: skip
+    """One slab's count, coordinate sums, bbox, sum / min / max per label value.
+
+    Plane ``k`` of ``lab`` / ``img`` is at global index ``z0 + k``. ``acc`` (int64) and
+    ``accf`` (float64) are two views of one buffer with one row per label value (the
+    ``ROW_*`` slots): count; reference voxel (the first in raster order, so also the
+    bbox minimum along z); sums of (index - reference); bbox y/x minimum and maximum;
+    last z; sum, min, max of the values; with ``need_cov`` the second-order coordinate
+    sums zz, yy, xx, zy, zx, yx.
+
+    Thread ``p`` of ``nparts`` reads every row of labels, finds its runs (maximal
+    stretches of one label along x; the run starts first, without branches) and
+    accumulates the runs of its own labels (ownership class ``(label >> _OWNER_SHIFT)
+    & (nparts - 1)``) in raster order, with the arithmetic of :func:`accumulate`: every
+    number is bit-identical to it, for any ``nparts``. The run bookkeeping comes first,
+    then the values of the row's owned runs. Only labels in ``[lo_row, len(acc))`` are
+    accumulated (``lo_row >= 1``); ``stats[p]`` gets the smallest and largest label of
+    the slab, so the caller can grow ``acc`` and run the slab again for the new labels
+    alone (they had no voxel before). ``img`` may be any real dtype whose values float64
+    holds exactly; ``int_sum`` (integers of at most 16 bits only) sums the values of a
+    run in int64 (:func:`_run_values_int`), the same bits faster.
+    """
+    nb, ny, nx = lab.shape
+    rows = acc.shape[0]
+    mask = nparts - 1
+    for p in numba.prange(nparts):
+        bounds = np.empty(nx + 1, np.int64)
+        own = np.empty(nx, np.int64)  # this row's runs of owned labels (start index)
+        lmin = np.int64(lab[0, 0, 0])
+        lmax = lmin
+        for k in range(nb):
+            zg = np.int64(z0 + k)
+            for y in range(ny):
+                lrow = lab[k, y]
+                irow = img[k, y]
+                nbd = 1
+                bounds[0] = 0
+                for x in range(1, nx):
+                    bounds[nbd] = x
+                    nbd += lrow[x] != lrow[x - 1]
+                bounds[nbd] = nx
+                nown = 0
+                for i in range(nbd):
+                    x = bounds[i]
+                    w = np.int64(lrow[x])
+                    lmin = min(lmin, w)
+                    lmax = max(lmax, w)
+                    if w < lo_row or w >= rows or ((w >> _OWNER_SHIFT) & mask) != p:
+                        continue
+                    own[nown] = i
+                    nown += 1
+                    a = w
+                    x1 = bounds[i + 1]
+                    run = x1 - x
+                    c = acc[a, 0]
+                    if c == 0:
+                        acc[a, 1] = zg
+                        acc[a, 2] = y
+                        acc[a, 3] = x
+                        acc[a, 7] = y
+                        acc[a, 8] = x
+                        acc[a, 9] = y
+                        acc[a, 10] = x1 - 1
+                        accf[a, 13] = np.float64(irow[x])
+                        accf[a, 14] = np.float64(irow[x])
+                    else:  # without branches: x < xmin is not predictable
+                        acc[a, 7] = min(acc[a, 7], y)
+                        acc[a, 8] = min(acc[a, 8], x)
+                        acc[a, 9] = max(acc[a, 9], y)
+                        acc[a, 10] = max(acc[a, 10], x1 - 1)
+                    acc[a, 11] = zg
+                    acc[a, 0] = c + run
+                    dz = zg - acc[a, 1]
+                    dy = y - acc[a, 2]
+                    d0 = x - acc[a, 3]
+                    tri = run * (run - 1) // 2
+                    sdx = run * d0 + tri
+                    acc[a, 4] += run * dz
+                    acc[a, 5] += run * dy
+                    acc[a, 6] += sdx
+                    if need_cov:
+                        sdx2 = run * d0 * d0 + 2 * d0 * tri + (run - 1) * run * (2 * run - 1) // 6
+                        acc[a, 16] += run * dz * dz
+                        acc[a, 17] += run * dy * dy
+                        acc[a, 18] += sdx2
+                        acc[a, 19] += run * dz * dy
+                        acc[a, 20] += dz * sdx
+                        acc[a, 21] += dy * sdx
+                for j in range(nown):
+                    x = bounds[own[j]]
+                    if int_sum:
+                        _run_values_int(irow, x, bounds[own[j] + 1], accf, np.int64(lrow[x]))
+                    else:
+                        _run_values(irow, x, bounds[own[j] + 1], accf, np.int64(lrow[x]))
+        stats[p, 0] = lmin
+        stats[p, 1] = lmax
+
+
 @kernel("exact", parallel=True)
 def central_sums(img, zc0, rpos, rlen, rid, nruns, nparts, mean, acc_c):  # pragma: no cover
     """Second pass without stored values: sums of (v - mean)^2, ^3, ^4 per region."""
