@@ -77,8 +77,14 @@ def _sample(coef: np.ndarray, sp: np.ndarray, world: np.ndarray) -> np.ndarray:
 
 def make_pair(seed: int, *, scan: str | Path | None = None, shape=(96, 128, 128),
               voxel: float = 1.0, max_rotation: float = 10.0, max_translation: float = 10.0,
-              noise: float = 15.0) -> Pair:  # fmt: skip
-    """One seeded pair (see the module notes); raises FileNotFoundError without the scan."""
+              noise: float = 15.0, fill: float | None = None) -> Pair:  # fmt: skip
+    """One seeded pair (see the module notes); raises FileNotFoundError without the scan.
+
+    ``fill`` (HU) makes the *dishonest* template-like variant used to investigate issue 19:
+    the moving image is the (noise-free) fixed crop itself warped by cubic B-splines,
+    with ``fill`` wherever the warp leaves the crop, so its field of view ends in a fill
+    border that biases every metric (docs/benchmarks/registration.md).
+    """
     from fastct.datasets import random_transform
 
     path = Path(scan) if scan is not None else realct_folder() / DEFAULT_SCAN
@@ -99,7 +105,17 @@ def make_pair(seed: int, *, scan: str | Path | None = None, shape=(96, 128, 128)
                          max_translation_mm=max_translation)  # fmt: skip
     inv = np.linalg.inv(m)
     fixed = _sample(coef, sp, grid)
-    moving = _sample(coef, sp, grid @ inv[:3, :3].T + inv[:3, 3])
+    src = grid @ inv[:3, :3].T + inv[:3, 3]
+    if fill is None:
+        moving = _sample(coef, sp, src)
+    else:
+        from scipy import ndimage
+
+        idx = (src - origin) / voxel
+        moving = ndimage.map_coordinates(fixed, idx.reshape(-1, 3).T, order=3,
+                                         mode="nearest").reshape(shape)  # fmt: skip
+        outside = ((idx < -0.5) | (idx > np.asarray(shape) - 0.5)).any(axis=-1)
+        moving[outside] = fill
     fixed += rng.normal(0.0, noise, size=fixed.shape)
     moving += rng.normal(0.0, noise, size=moving.shape)
     return Pair(fixed.astype(np.float32), moving.astype(np.float32), (voxel,) * 3,
