@@ -376,3 +376,20 @@ def mi_pass(
             _acc_bin(dd, o, 1.0, v0, v1, v2, v3, v4, v5, v6)
             _acc_bin(dd, o + N_VPAD, t, v0, v1, v2, v3, v4, v5, v6)
             _acc_bin(dd, o + 2 * N_VPAD, t2, v0, v1, v2, v3, v4, v5, v6)
+
+
+@kernel("exact")
+def jitter_samples(img, zyx, off, pos, vals):  # pragma: no cover - compiled
+    """Off-grid fixed samples: ``pos[i] = clip(zyx[i] + off[i], 0, shape - 1)`` per axis
+    and ``vals[i]`` the trilinear interpolant of ``img`` there (serial: the caller draws
+    the offsets, so the result does not depend on threads)."""
+    n0, n1, n2 = img.shape
+    for i in range(zyx.shape[0]):
+        p0 = min(max(zyx[i, 0] + off[i, 0], 0.0), n0 - 1.0)
+        p1 = min(max(zyx[i, 1] + off[i, 1], 0.0), n1 - 1.0)
+        p2 = min(max(zyx[i, 2] + off[i, 2], 0.0), n2 - 1.0)
+        pos[i, 0] = p0
+        pos[i, 1] = p1
+        pos[i, 2] = p2
+        v, _, _, _ = _trilinear_grad(img, p0, p1, p2)
+        vals[i] = v

@@ -76,6 +76,29 @@ def _default_pyramid(fixed_shape: tuple, spacing: tuple) -> tuple[tuple, tuple]:
     return tuple(factors), sigmas
 
 
+def _jittered(fixed: np.ndarray, zyx: np.ndarray, rng: np.random.Generator):
+    """Random sample positions moved off the grid: each of the chosen voxels ``zyx``
+    (float (n, 3)) by a uniform offset in [-0.5, 0.5) voxel per axis (kept inside the
+    grid), with the fixed value interpolated trilinearly there (float32).
+
+    Why: on grid-aligned samples, the moving image's linear interpolation blurs by an
+    amount that depends on the transform's sub-voxel phase (none at whole-voxel shifts,
+    most at half-voxel ones), so a similarity metric has grid-locked ripples and an
+    optimum biased toward the phase that suits the noise (correlation prefers the
+    half-voxel blur that removes noise). Off-grid samples have uniformly distributed
+    phases whatever the transform, which removes that bias (elastix's
+    ``RandomCoordinate`` sampler, Thevenaz et al. 2008).
+    """
+    from .._kernels.registration import jitter_samples
+
+    off = rng.uniform(-0.5, 0.5, size=zyx.shape)
+    off[:, np.asarray(fixed.shape) == 1] = 0.0
+    pos = np.empty_like(zyx)
+    vals = np.empty(len(zyx), dtype=np.float32)
+    jitter_samples(fixed, np.ascontiguousarray(zyx), off, pos, vals)
+    return pos, vals
+
+
 # -- metric evaluation on one level ------------------------------------------------------------
 class _Level:
     """The metric on one pyramid level.
@@ -92,7 +115,7 @@ class _Level:
     """
 
     def __init__(self, fixed, fsp, forig, mask, moving, msp, morig, metric, bins, sampling,
-                 max_samples, rng, index, fdir=None, mdir=None):  # fmt: skip
+                 max_samples, rng, index, fdir=None, mdir=None, jitter=True):  # fmt: skip
         self.fixed = fixed
         self.fsp = np.asarray(fsp, dtype=float)
         self.forig = np.asarray(forig, dtype=float)
@@ -123,7 +146,10 @@ class _Level:
             n = max(1, int(round(sampling * n_vox)))
         else:
             n = min(n_vox, int(sampling))
-        if n >= n_vox and candidates is None:
+        # Every sampling but 'full' draws its samples off the grid (see _jittered); with
+        # 'auto' and fewer voxels than max_samples, every voxel once, jittered.
+        jitter = jitter and sampling != "full"
+        if n >= n_vox and candidates is None and not jitter:
             self.use_all = True
             self.pts = np.zeros((1, 3))
             self.fvals = fflat
@@ -131,18 +157,19 @@ class _Level:
         else:
             self.use_all = False
             if n >= n_vox:
-                sidx = candidates
+                sidx = np.arange(n_vox) if candidates is None else candidates
             else:
                 pick = rng.choice(n_vox, size=n, replace=False)
                 pick.sort()
                 sidx = pick if candidates is None else candidates[pick]
             self.n = sidx.size
-            zyx = np.unravel_index(sidx, fixed.shape)
-            self.pts = np.ascontiguousarray(
-                np.stack([o + np.asarray(k, dtype=np.float64) * s
-                          for o, k, s in zip(self.forig, zyx, self.fsp)], axis=1)
-            )  # fmt: skip
-            self.fvals = np.ascontiguousarray(fflat[sidx])
+            zyx = np.stack(np.unravel_index(sidx, fixed.shape), axis=1).astype(np.float64)
+            if jitter:
+                zyx, vals = _jittered(fixed, zyx, rng)
+            else:
+                vals = fflat[sidx]
+            self.pts = np.ascontiguousarray(self.forig + zyx * self.fsp)
+            self.fvals = np.ascontiguousarray(vals)
         values = fflat if candidates is None else fflat[candidates]
         fmin, fmax = float(values.min()), float(values.max())
         mmin, mmax = float(moving.min()), float(moving.max())
@@ -174,9 +201,11 @@ class _Level:
             self.acc = np.zeros((nblocks, N_STATS + 3 * N_V))
             self.nblocks = nblocks
 
-    def evaluate(self, a3, off3, center3, coef):
+    def evaluate(self, a3, off3, center3, coef, gradient: bool = True):
         """(value, dvalue/dtheta, number of valid samples); ``coef`` from
-        :meth:`_Model.coefficients`."""
+        :meth:`_Model.coefficients`. With ``gradient=False`` the gradient is zeros (the
+        coarse searches only compare values; Mattes MI then skips expanding the
+        histogram derivative)."""
         from .._kernels import registration as k
 
         args = (self.pts, self.n, self.use_all, self.fshape, self.fsp, self.forig)
@@ -186,7 +215,8 @@ class _Level:
             with _threads(self.nblocks):
                 k.mi_pass(self.fixbin, *args, *geo, self.mbs, self.mnmin, self.bins,
                           self.block, self.hist, self.dhist)  # fmt: skip
-            joint, dsum = _expand_parzen(self.hist.sum(axis=0), self.dhist.sum(axis=0), self.bins)
+            dsum_pow = self.dhist.sum(axis=0) if gradient else None
+            joint, dsum = _expand_parzen(self.hist.sum(axis=0), dsum_pow, self.bins)
             total = float(joint.sum())
             count = int(round(total))
             if count < _MIN_OVERLAP:
@@ -197,6 +227,8 @@ class _Level:
             with np.errstate(divide="ignore", invalid="ignore"):
                 logratio = np.where(p > 0, np.log(p / pm[None, :]), 0.0)
                 mi = float(np.sum(np.where(p > 0, p * (logratio - np.log(pf)[:, None]), 0.0)))
+            if dsum is None:
+                return -mi, np.zeros(len(coef)), count
             sums = self._physical(logratio.reshape(-1) @ dsum.reshape(-1, k.N_V))
             return -mi, coef @ sums / (total * self.mbs), count
         with _threads(self.nblocks):
@@ -248,18 +280,24 @@ class _Level:
         return v if self.mdir is None else self.rot7 @ v
 
 
-def _expand_parzen(hpow: np.ndarray, dpow: np.ndarray, bins: int):
+def _expand_parzen(hpow: np.ndarray, dpow: np.ndarray | None, bins: int):
     """Joint histogram (bins, bins) and its derivative (bins, bins, N_V) from the power
-    sums of :func:`fastct._kernels.registration.mi_pass` (summed over blocks)."""
+    sums of :func:`fastct._kernels.registration.mi_pass` (summed over blocks); the
+    derivative is None when ``dpow`` is None (value only)."""
     from .._kernels.registration import N_DPOW, N_POW, N_V, N_VPAD, PARZEN_D, PARZEN_W
 
     hp = hpow.reshape(bins, bins, N_POW)[:, 2 : bins - 2]  # km in [2, bins - 3]
-    dp = dpow.reshape(bins, bins, N_DPOW, N_VPAD)[:, 2 : bins - 2, :, :N_V]
+    w = hp @ PARZEN_W.T  # (bins, bins - 4, 4): the weight of bin k = km - 1 + j
     joint = np.zeros((bins, bins))
+    for j in range(4):
+        joint[:, 1 + j : bins - 3 + j] += w[..., j]
+    if dpow is None:
+        return joint, None
+    dp = dpow.reshape(bins, bins, N_DPOW, N_VPAD)[:, 2 : bins - 2, :, :N_V]
+    d = np.matmul(PARZEN_D, dp)  # (bins, bins - 4, 4, N_V)
     deriv = np.zeros((bins, bins, N_V))
-    for j in range(4):  # bin k = km - 1 + j
-        joint[:, 1 + j : bins - 3 + j] += hp @ PARZEN_W[j]
-        deriv[:, 1 + j : bins - 3 + j] += np.einsum("lkpv,p->lkv", dp, PARZEN_D[j])
+    for j in range(4):
+        deriv[:, 1 + j : bins - 3 + j] += d[:, :, j]
     return joint, deriv
 
 

@@ -198,7 +198,7 @@ def _translation_search(model, theta, level, max_shift3, seed, ff, fsp, forig, m
 
     def score(th):
         a3, off3 = model.affine3(th)
-        v, _, count = level.evaluate(a3, off3, model.center3, coef)
+        v, _, count = level.evaluate(a3, off3, model.center3, coef, gradient=False)
         return v, count
 
     v_ref, count_ref = score(theta)

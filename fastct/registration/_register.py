@@ -138,7 +138,7 @@ def register(
     smoothing_sigmas: Any = None,
     bins: int = 32,
     sampling: Any = "auto",
-    max_samples: int = 100_000,
+    max_samples: int = 400_000,
     seed: int = 0,
     max_iterations: int = 100,
     tolerance: float = 1e-7,
@@ -187,8 +187,13 @@ def register(
     sampling : 'auto', 'full', float or int
         Fixed samples per level: all voxels, a fraction, or a count (seeded random
         voxels without replacement); ``'auto'`` uses ``min(voxels, max_samples)``.
+        Except with ``'full'`` (every voxel, on the grid), each sample is moved off the
+        grid by a seeded uniform offset of up to half a voxel per axis, the fixed image
+        interpolated there: this removes the sub-voxel phase bias that linear
+        interpolation gives grid-aligned samples (module notes).
     max_samples : int
-        Sample budget of ``sampling='auto'``.
+        Sample budget of ``sampling='auto'`` at the full-resolution level (default
+        400 000); a level shrunk by ``f`` uses at most ``max_samples // f``.
     seed : int
         Seed of the random sampling; the result is reproducible bit for bit.
     max_iterations : int
@@ -369,8 +374,11 @@ def register(
         mfac = _moving_factors(fac3, fsp3, fdir3, m3.shape, msp3, mdir3)
         mm, msp_l, morig_l, _ = _shrink(m3, tuple(msp3), tuple(morig3), mfac, sigma, mdir3)
         lmask = None if mask3 is None else np.ascontiguousarray(mask3[fsl])
+        # sampling='auto': max_samples at full resolution, max_samples / f on a level
+        # shrunk by f (coarse levels take many cheap evaluations, the finest few)
+        budget = max(1, max_samples // max(factors))
         level = _Level(ff, fsp_l, forig_l, lmask, mm, msp_l, morig_l, metric, bins, sampling,
-                       max_samples, rng_levels[li], li, fdir3, mdir3)  # fmt: skip
+                       budget, rng_levels[li], li, fdir3, mdir3)  # fmt: skip
         if level.constant[0] or level.constant[1]:
             which = "fixed" if level.constant[0] else "moving"
             raise ValueError(
