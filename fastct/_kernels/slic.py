@@ -1078,11 +1078,12 @@ def _update_region(p, za, zb, X, M, L, owner, coords, ip, sums, counts):
     start = ip[IP_START]
     oy = ip[IP_Z]
     ox = oy + ip[IP_Y]
+    z_off = ip[IP_ZOFF]  # slices of a slab: z + z_off is the volume's slice
     n_k = owner.shape[0]
     # integer-valued sums up to this are exact in the float type (coordinates are whole)
     lim = np.float64(1 << 24) if sums.itemsize == 4 else np.float64(1 << 53)
     for z in range(za, zb):
-        zf = coords[z]
+        zf = coords[z + z_off]
         for y in range(ny):
             yf = coords[oy + y]
             lr = L[z, y, :]
@@ -1172,7 +1173,9 @@ def update_parts(X, M, L, owner, bounds, zend, coords, ip, sums, counts):
 
 @kernel("exact")
 def update_serial(X, M, L, coords, ip, sums, counts):
-    """scikit-image's update loop as it is: one C-order pass over the volume."""
+    """scikit-image's update loop as it is: one C-order pass over the volume, or over a
+    slab of it (slice ``z`` is the volume's ``z + ip[IP_ZOFF]``): streamed slabs come
+    in z order and ``sums``/``counts`` carry over, so the additions are the same."""
     owner = np.empty(sums.shape[0], np.int64)
     _update_region(np.int64(-1), np.int64(0), L.shape[0], X, M, L, owner, coords, ip, sums, counts)
 
