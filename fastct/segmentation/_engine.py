@@ -36,6 +36,8 @@ class _Engine:
         self._fsteps: Any = None
         self._fbuf: np.ndarray | None = None
         self._cached = False
+        # (zmin, zmax) per label of the stored labels when the k-means pass took them
+        self.z_extent: tuple[np.ndarray, np.ndarray] | None = None
 
     def slabs(self) -> list[Slab]:
         return slabs(self.shape[0], self.slab_z)

@@ -144,6 +144,11 @@ def _run_pass(
         count = np.zeros(nK, np.int64)
         sums = np.zeros((nK, nf), ft)
         any_change = False
+        # the labels of the last iteration are the result: their z extent per label
+        # (what the streamed connectivity needs) is taken here, not in another pass
+        extent = None
+        if final and not need_update:
+            extent = (np.full(nK, np.iinfo(np.int64).max, np.int64), np.full(nK, -1, np.int64))
         distinct = []
         for slab, (V, M, use_mask, L) in eng.stream(
             lambda slab, fresh=fresh, fill=fill: eng.read_slab(slab, fresh, fill),
@@ -163,12 +168,15 @@ def _run_pass(
                     old = eng.read_labels(z0, z1, False)
                     np.copyto(L, old, where=L == fill)
                 eng.write_labels(z0, z1, L)
+                if extent is not None:
+                    K.label_z_extent(L, z0, mask_label, start_label, *extent)
                 if slic_zero:
                     distinct.append(res[:, 0].copy())
                 any_change = any_change or bool(res[:, 1].any())
                 if need_update:  # scikit-image's C-order pass, continued slab by slab
                     _update_slab(Xs, M, L, windows, alive, coords, p, sums, count,
                                  bool(res[:, 2].any()))  # fmt: skip
+        eng.z_extent = extent
         if not any_change or not need_update:
             break
         K.finalize_centres(count, sums, centers, alive)
