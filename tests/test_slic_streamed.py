@@ -36,6 +36,8 @@ def test_streamed_parallel_update_parts(archive_path, rng, monkeypatch):
     img += rng.normal(0, 0.05, img.shape).astype(np.float32)
     kw = dict(n_segments=300, compactness=0.5, max_num_iter=6)
     ref = skimage_seg.slic(img, channel_axis=None, start_label=1, **kw)
+    # (in memory first: the compiled k-means step links the real update_parts)
+    ours = slic(img, **kw)
     parts = []
     original = K.update_parts
 
@@ -53,7 +55,41 @@ def test_streamed_parallel_update_parts(archive_path, rng, monkeypatch):
         fastct.set_num_threads(old)
     assert max(parts, default=0) >= 2  # the parallel parts ran
     np.testing.assert_array_equal(got, ref)
-    np.testing.assert_array_equal(got, slic(img, **kw))
+    np.testing.assert_array_equal(got, ours)
+
+
+@pytest.mark.parametrize("use_mask", [False, True])
+def test_streamed_parallel_update_parts_along_y(archive_path, rng, monkeypatch, use_mask):
+    """Slabs lower than two windows but many windows high along y: the update runs in y
+    parts (``update_parts_y``) on two threads, each label's sums still in C order."""
+    monkeypatch.setattr(_slabs, "_PARALLEL_MIN_VOXELS", 0)
+    img = np.cumsum(rng.random((14, 90, 12)) > 0.5, axis=1).astype(np.float32) * 0.1
+    img += rng.normal(0, 0.05, img.shape).astype(np.float32)
+    mask = np.ones(img.shape, bool)
+    mask[:, 40:44, 2:9] = False
+    mask = mask if use_mask else None
+    kw = dict(n_segments=150, compactness=0.5, max_num_iter=6, mask=mask)
+    ours = slic(img, **kw)
+    parts = []
+    original = K.update_parts_y
+
+    def spy(X, M, L, owner, bounds, *args):
+        parts.append(len(bounds) - 1)
+        return original(X, M, L, owner, bounds, *args)
+
+    monkeypatch.setattr(K, "update_parts_y", spy)
+    _slabs_of(monkeypatch, 5 * 90 * 12 * 13)  # a few slices per slab
+    old = fastct.get_num_threads()
+    fastct.set_num_threads(2)
+    try:
+        got = _stream(archive_path, img, kw)
+    finally:
+        fastct.set_num_threads(old)
+    assert max(parts, default=0) >= 2  # the y parts ran
+    np.testing.assert_array_equal(got, ours)
+    if mask is None:
+        ref = skimage_seg.slic(img, channel_axis=None, start_label=1, **kw)
+        np.testing.assert_array_equal(got, ref)
 
 
 @pytest.mark.parametrize("use_mask", [False, True])

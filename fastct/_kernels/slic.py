@@ -934,10 +934,11 @@ def _find_entry(ent_label, base, n, lab):
 
 
 @kernel("exact")
-def _update_region(p, za, zb, X, M, L, owner, coords, ip, sums, counts):
-    """scikit-image's running sums over slices ``[za, zb)`` in C order, for the voxels
-    whose label is owned by part ``p`` (``owner[k] == p``; ``p < 0``: every label)."""
-    ny, nx = L.shape[1], L.shape[2]
+def _update_region(p, za, zb, ya, yb, X, M, L, owner, coords, ip, sums, counts):
+    """scikit-image's running sums over slices ``[za, zb)``, rows ``[ya, yb)``, in C
+    order, for the voxels whose label is owned by part ``p`` (``owner[k] == p``;
+    ``p < 0``: every label)."""
+    nx = L.shape[2]
     nc = X.shape[3]
     use_mask = ip[IP_USE_MASK] != 0
     start = ip[IP_START]
@@ -949,7 +950,7 @@ def _update_region(p, za, zb, X, M, L, owner, coords, ip, sums, counts):
     lim = np.float64(1 << 24) if sums.itemsize == 4 else np.float64(1 << 53)
     for z in range(za, zb):
         zf = coords[z + z_off]
-        for y in range(ny):
+        for y in range(ya, yb):
             yf = coords[oy + y]
             lr = L[z, y, :]
             x = 0
@@ -1027,13 +1028,14 @@ def update_parts(X, M, L, owner, bounds, zend, coords, ip, sums, counts):
     The sums do not depend on the partition.
     """
     Z = L.shape[0]
+    ny = L.shape[1]
     n_parts = zend.shape[0]
     for p in prange(n_parts):
-        _update_region(np.int64(p), bounds[p], bounds[p + 1], X, M, L, owner, coords, ip, sums,
-                       counts)  # fmt: skip
+        _update_region(np.int64(p), bounds[p], bounds[p + 1], 0, ny, X, M, L, owner, coords,
+                       ip, sums, counts)  # fmt: skip
         if p < n_parts - 1:
-            _update_region(np.int64(p), bounds[p + 1], min(zend[p], Z), X, M, L, owner, coords,
-                           ip, sums, counts)  # fmt: skip
+            _update_region(np.int64(p), bounds[p + 1], min(zend[p], Z), 0, ny, X, M, L, owner,
+                           coords, ip, sums, counts)  # fmt: skip
 
 
 @kernel("exact")
@@ -1042,7 +1044,23 @@ def update_serial(X, M, L, coords, ip, sums, counts):
     slab of it (slice ``z`` is the volume's ``z + ip[IP_ZOFF]``): streamed slabs come
     in z order and ``sums``/``counts`` carry over, so the additions are the same."""
     owner = np.empty(sums.shape[0], np.int64)
-    _update_region(np.int64(-1), np.int64(0), L.shape[0], X, M, L, owner, coords, ip, sums, counts)
+    _update_region(np.int64(-1), np.int64(0), L.shape[0], np.int64(0), L.shape[1], X, M, L, owner,
+                   coords, ip, sums, counts)  # fmt: skip
+
+
+@kernel("exact", parallel=True)
+def update_parts_y(X, M, L, owner, bounds, yend, coords, ip, sums, counts):
+    """The update step of a slab in parallel parts along y, with scikit-image's sums:
+    ``update_parts`` with the roles of z and y exchanged, for slabs lower than two
+    windows (streamed). Label ``k`` is owned by the part where its window's y range
+    starts (``owner[k]``); part ``p`` scans every slice, rows ``[bounds[p], yend[p])``
+    (its labels' rows: at most into the next part), and adds its own labels' voxels:
+    each label's voxels in C order (slice by slice, row by row), as in one serial pass.
+    """
+    nz = L.shape[0]
+    for p in prange(yend.shape[0]):
+        _update_region(np.int64(p), np.int64(0), nz, bounds[p], max(bounds[p], yend[p]), X, M, L,
+                       owner, coords, ip, sums, counts)  # fmt: skip
 
 
 @kernel("exact")

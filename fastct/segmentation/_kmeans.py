@@ -207,8 +207,9 @@ def _windows(centers, alive, two, shape_f) -> np.ndarray:
 def _update_slab(Xs, M, L, windows, alive, coords, p, sums, count, kept: bool) -> None:
     """scikit-image's update over one streamed slab, continuing the running sums of the
     slabs before it: in parallel z parts (``update_parts``) with the windows cut to the
-    slab (a label is owned by the part where its window enters the slab), serial when
-    a voxel that no window reached kept its label (it may lie outside its window)."""
+    slab (a label is owned by the part where its window enters the slab), or in y parts
+    (``update_parts_y``) when the slab is too low for as many z parts; serial when a
+    voxel that no window reached kept its label (it may lie outside its window)."""
     import numba
 
     from .._kernels import slic as K
@@ -223,4 +224,12 @@ def _update_slab(Xs, M, L, windows, alive, coords, p, sums, count, kept: bool) -
     np.clip(local[:, :2] - z0, 0, nz, out=local[:, :2])
     inside = alive & (local[:, 1] > local[:, 0])
     owner, bounds, zend = K.update_parts_plan(local, inside, nz, n_threads)
+    if len(bounds) - 1 < n_threads:  # a slab lower than a few windows: parts along y
+        ny = L.shape[1]
+        owner_y, bounds_y, yend = K.update_parts_plan(
+            np.ascontiguousarray(local[:, 2:4]), inside, ny, n_threads
+        )
+        if len(bounds_y) > len(bounds):
+            K.update_parts_y(Xs, M, L, owner_y, bounds_y, yend, coords, p, sums, count)
+            return
     K.update_parts(Xs, M, L, owner, bounds, zend, coords, p, sums, count)
