@@ -586,11 +586,16 @@ def _print_profile(rounds: int = 3) -> None:
         )
 
 
-def _print_streamed(rounds: int) -> None:
+def _print_streamed(rounds: int, cpu: bool = False) -> None:
     """3-D in memory and streamed (archive in and out, chunks 64^3) in alternating
-    rounds on the benchmark volume: min wall time of each and their ratio."""
+    rounds on the benchmark volume: min wall time of each and their ratio (``cpu``: CPU
+    seconds of the process on one thread instead, less sensitive to other load)."""
     import fastct
     from fastct.segmentation import slic
+
+    clock = time.process_time if cpu else time.perf_counter
+    if cpu:
+        fastct.set_num_threads(1)
 
     img, _ = get_input("3d")
     with tempfile.TemporaryDirectory() as tmp:
@@ -611,14 +616,15 @@ def _print_streamed(rounds: int) -> None:
         load = OtherLoad()
         for _ in range(rounds):
             for name, fn in (("in memory", lambda: run_fastct(img, "3d")), ("streamed", streamed)):
-                t0 = time.perf_counter()
+                t0 = clock()
                 fn()
-                times[name].append(time.perf_counter() - t0)
+                times[name].append(clock() - t0)
         with fastct.open(path) as ar:
             same = np.array_equal(ar["scans/a/labels"].read(), ref)
     best = {k: min(v) for k, v in times.items()}
     print(
-        f"3-D {SHAPE_3D} {N_SEG_3D} segments, {fastct.get_num_threads()} threads, other load "
+        f"3-D {SHAPE_3D} {N_SEG_3D} segments, {fastct.get_num_threads()} threads, "
+        f"{'CPU' if cpu else 'wall'} seconds, other load "
         f"{load.cores():.2f} cores: in memory {best['in memory']:.2f} s, streamed "
         f"{best['streamed']:.2f} s, ratio {best['streamed'] / best['in memory']:.2f}x, "
         f"identical labels: {same}; all rounds {times}"
@@ -653,5 +659,5 @@ if __name__ == "__main__":
         res = {(n, dt): realct_case(n, np.dtype(dt)) for dt in ("int16", "float32") for n in segs}
         print(f"{realct_slice()[1]}; {os.cpu_count()} cores")
         print("\n".join(realct_table(res)))
-    elif sys.argv[1:2] == ["streamed"]:  # python benchmarks/bench_slic.py streamed [ROUNDS]
-        _print_streamed(int(sys.argv[2]) if len(sys.argv) > 2 else 3)
+    elif sys.argv[1:2] == ["streamed"]:  # ... streamed [ROUNDS] [cpu]
+        _print_streamed(int(sys.argv[2]) if len(sys.argv) > 2 else 3, "cpu" in sys.argv[3:])
