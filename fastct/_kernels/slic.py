@@ -22,8 +22,9 @@ candidate-against-row evaluation is branch-free and vectorises.
 The update reproduces scikit-image's running sums (in the features' float type, voxels
 in C order). On a whole volume, z parts at least a window high own the labels whose
 window starts in them, and add their voxels in C order in two parallel sweeps
-(``update_parts``); streamed, one centre per thread scans its bounding box, continuing
-unchanged from one slab to the next. Both are independent of the thread count.
+(``update_parts``); streamed, the same per slab (the windows cut to the slab; one C-order
+pass, ``update_serial``, on one thread), the sums continuing unchanged from one slab to
+the next. Both are independent of the thread count.
 
 Parallel kernels are thin ``prange`` wrappers around plain per-tile functions, with
 their parameters packed into two small vectors: Numba's compile time grows quickly
@@ -933,157 +934,23 @@ def _find_entry(ent_label, base, n, lab):
 
 
 @kernel("exact")
-def _bbox_tile(lt, M, L, ip, offsets, ent_label, ent_box):
-    nzs, ny, nx = L.shape
-    use_mask = ip[IP_USE_MASK] != 0
-    mask_label = ip[IP_MASKLAB]
-    lz0, lz1, y0, y1, x0, x1, _ = _tile_box(lt, ip, nzs, ny, nx)
-    base = offsets[lt]
-    n = np.int64(0)  # (never the literal: one compilation of _find_entry)
-    last = mask_label
-    e = -1
-    for lz in range(lz0, lz1):
-        gz = lz + ip[IP_ZOFF]
-        for y in range(y0, y1):
-            lr = L[lz, y, x0:x1]
-            mr = M[lz, y, x0:x1] if use_mask else M[0, 0, 0:1]
-            w = x1 - x0
-            i = 0
-            while i < w:
-                if use_mask and mr[i] == 0:
-                    i += 1
-                    continue
-                lab = lr[i]
-                j = i + 1  # the run of equal labels (and inside the mask) from i
-                if use_mask:
-                    while j < w and lr[j] == lab and mr[j] != 0:
-                        j += 1
-                else:
-                    while j < w and lr[j] == lab:
-                        j += 1
-                if lab != mask_label:
-                    if lab != last:
-                        e = _find_entry(ent_label, base, n, lab)
-                        if e < 0:
-                            e = base + n
-                            n += 1
-                            ent_label[e] = lab
-                            ent_box[e, 0] = gz
-                            ent_box[e, 2] = y
-                            ent_box[e, 3] = y
-                            ent_box[e, 4] = x0 + i
-                            ent_box[e, 5] = x0 + j - 1
-                        last = lab
-                    ent_box[e, 1] = gz  # z only grows in raster order
-                    if y < ent_box[e, 2]:
-                        ent_box[e, 2] = y
-                    if y > ent_box[e, 3]:
-                        ent_box[e, 3] = y
-                    if x0 + i < ent_box[e, 4]:
-                        ent_box[e, 4] = x0 + i
-                    if x0 + j - 1 > ent_box[e, 5]:
-                        ent_box[e, 5] = x0 + j - 1
-                i = j
-
-
-@kernel("exact", parallel=True)
-def bbox_slab(M, L, ip, offsets, ent_label, ent_box):
-    """Per-tile bounding boxes ``[z0, z1, y0, y1, x0, x1]`` (global, inclusive) per label,
-    compacted at ``offsets``."""
-    for lt in prange(_n_local(ip)):
-        _bbox_tile(np.int64(lt), M, L, ip, offsets, ent_label, ent_box)
-
-
-@kernel("exact")
-def reduce_bbox(ent_label, ent_box, start_label, box):
-    """Union of the tile boxes per centre (min/max: order-independent)."""
-    for e in range(ent_label.shape[0]):
-        k = ent_label[e] - start_label
-        for a in range(3):
-            if ent_box[e, 2 * a] < box[k, 2 * a]:
-                box[k, 2 * a] = ent_box[e, 2 * a]
-            if ent_box[e, 2 * a + 1] > box[k, 2 * a + 1]:
-                box[k, 2 * a + 1] = ent_box[e, 2 * a + 1]
-
-
-@kernel("exact")
-def _update_one(k, X, M, L, box, coords, ip, sums, counts):
-    nzs = L.shape[0]
-    nc = X.shape[3]
-    z_off = ip[IP_ZOFF]
-    use_mask = ip[IP_USE_MASK] != 0
-    oy = ip[IP_Z]
-    ox = oy + ip[IP_Y]
-    lab = k + ip[IP_START]
-    za = max(box[k, 0] - z_off, 0)
-    zb = min(box[k, 1] - z_off + 1, nzs)
-    xa = box[k, 4]
-    xb = box[k, 5] + 1
-    n = counts[k]
-    # the running sums live in registers (the same additions in the same order)
-    s0 = sums[k, 0]
-    s1 = sums[k, 1]
-    s2 = sums[k, 2]
-    s3 = sums[k, 3] if nc == 1 else sums[k, 0]
-    for lz in range(za, zb):
-        zf = coords[lz + z_off]
-        for y in range(box[k, 2], box[k, 3] + 1):
-            yf = coords[oy + y]
-            lr = L[lz, y, xa:xb]
-            xr = X[lz, y, xa:xb, 0]
-            cr = coords[ox + xa : ox + xb]
-            for i in range(xb - xa):
-                if lr[i] != lab:
-                    continue
-                if use_mask and M[lz, y, xa + i] == 0:
-                    continue
-                n += 1
-                s0 += zf
-                s1 += yf
-                s2 += cr[i]
-                if nc == 1:
-                    s3 += xr[i]
-                else:
-                    for c in range(nc):
-                        sums[k, 3 + c] += X[lz, y, xa + i, c]
-    sums[k, 0] = s0
-    sums[k, 1] = s1
-    sums[k, 2] = s2
-    if nc == 1:
-        sums[k, 3] = s3
-    counts[k] = n
-
-
-@kernel("exact", parallel=True)
-def update_slab(X, M, L, box, coords, ip, sums, counts):
-    """Running sums per centre over its voxels in C order, one centre per thread.
-
-    This is scikit-image's update loop (``segments[k, c] += value`` in the image's float
-    type, voxels in C order) restricted to each label's bounding box, so the sums are
-    the same numbers, computed in parallel over centres. ``sums``/``counts`` carry over
-    from slab to slab (slabs come in z order, so the order of the additions is kept).
-    """
-    for k in prange(box.shape[0]):
-        if box[k, 1] >= box[k, 0]:
-            _update_one(np.int64(k), X, M, L, box, coords, ip, sums, counts)
-
-
-@kernel("exact")
-def _update_region(p, za, zb, X, M, L, owner, coords, ip, sums, counts):
-    """scikit-image's running sums over slices ``[za, zb)`` in C order, for the voxels
-    whose label is owned by part ``p`` (``owner[k] == p``; ``p < 0``: every label)."""
-    ny, nx = L.shape[1], L.shape[2]
+def _update_region(p, za, zb, ya, yb, X, M, L, owner, coords, ip, sums, counts):
+    """scikit-image's running sums over slices ``[za, zb)``, rows ``[ya, yb)``, in C
+    order, for the voxels whose label is owned by part ``p`` (``owner[k] == p``;
+    ``p < 0``: every label)."""
+    nx = L.shape[2]
     nc = X.shape[3]
     use_mask = ip[IP_USE_MASK] != 0
     start = ip[IP_START]
     oy = ip[IP_Z]
     ox = oy + ip[IP_Y]
+    z_off = ip[IP_ZOFF]  # slices of a slab: z + z_off is the volume's slice
     n_k = owner.shape[0]
     # integer-valued sums up to this are exact in the float type (coordinates are whole)
     lim = np.float64(1 << 24) if sums.itemsize == 4 else np.float64(1 << 53)
     for z in range(za, zb):
-        zf = coords[z]
-        for y in range(ny):
+        zf = coords[z + z_off]
+        for y in range(ya, yb):
             yf = coords[oy + y]
             lr = L[z, y, :]
             x = 0
@@ -1161,20 +1028,39 @@ def update_parts(X, M, L, owner, bounds, zend, coords, ip, sums, counts):
     The sums do not depend on the partition.
     """
     Z = L.shape[0]
+    ny = L.shape[1]
     n_parts = zend.shape[0]
     for p in prange(n_parts):
-        _update_region(np.int64(p), bounds[p], bounds[p + 1], X, M, L, owner, coords, ip, sums,
-                       counts)  # fmt: skip
+        _update_region(np.int64(p), bounds[p], bounds[p + 1], 0, ny, X, M, L, owner, coords,
+                       ip, sums, counts)  # fmt: skip
         if p < n_parts - 1:
-            _update_region(np.int64(p), bounds[p + 1], min(zend[p], Z), X, M, L, owner, coords,
-                           ip, sums, counts)  # fmt: skip
+            _update_region(np.int64(p), bounds[p + 1], min(zend[p], Z), 0, ny, X, M, L, owner,
+                           coords, ip, sums, counts)  # fmt: skip
 
 
 @kernel("exact")
 def update_serial(X, M, L, coords, ip, sums, counts):
-    """scikit-image's update loop as it is: one C-order pass over the volume."""
+    """scikit-image's update loop as it is: one C-order pass over the volume, or over a
+    slab of it (slice ``z`` is the volume's ``z + ip[IP_ZOFF]``): streamed slabs come
+    in z order and ``sums``/``counts`` carry over, so the additions are the same."""
     owner = np.empty(sums.shape[0], np.int64)
-    _update_region(np.int64(-1), np.int64(0), L.shape[0], X, M, L, owner, coords, ip, sums, counts)
+    _update_region(np.int64(-1), np.int64(0), L.shape[0], np.int64(0), L.shape[1], X, M, L, owner,
+                   coords, ip, sums, counts)  # fmt: skip
+
+
+@kernel("exact", parallel=True)
+def update_parts_y(X, M, L, owner, bounds, yend, coords, ip, sums, counts):
+    """The update step of a slab in parallel parts along y, with scikit-image's sums:
+    ``update_parts`` with the roles of z and y exchanged, for slabs lower than two
+    windows (streamed). Label ``k`` is owned by the part where its window's y range
+    starts (``owner[k]``); part ``p`` scans every slice, rows ``[bounds[p], yend[p])``
+    (its labels' rows: at most into the next part), and adds its own labels' voxels:
+    each label's voxels in C order (slice by slice, row by row), as in one serial pass.
+    """
+    nz = L.shape[0]
+    for p in prange(yend.shape[0]):
+        _update_region(np.int64(p), np.int64(0), nz, bounds[p], max(bounds[p], yend[p]), X, M, L,
+                       owner, coords, ip, sums, counts)  # fmt: skip
 
 
 @kernel("exact")

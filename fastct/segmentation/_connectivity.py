@@ -92,10 +92,13 @@ def _connectivity_stream(eng: _Engine, nK: int, min_size: int, max_size: int, st
 
     mask_label = start_label - 1
     Z = eng.shape[0]
-    zmin = np.full(nK, np.iinfo(np.int64).max, np.int64)
-    zmax = np.full(nK, -1, np.int64)
-    for slab, L in eng.stream(lambda slab: eng.read_labels(slab.start, slab.stop, False)):
-        K.label_z_extent(L, slab.start, mask_label, start_label, zmin, zmax)
+    if eng.z_extent is not None:  # taken by the last k-means iteration
+        zmin, zmax = eng.z_extent
+    else:
+        zmin = np.full(nK, np.iinfo(np.int64).max, np.int64)
+        zmax = np.full(nK, -1, np.int64)
+        for slab, L in eng.stream(lambda slab: eng.read_labels(slab.start, slab.stop, False)):
+            K.label_z_extent(L, slab.start, mask_label, start_label, zmin, zmax)
     present = zmax >= 0
     H = int((zmax[present] - zmin[present]).max()) if present.any() else 0
     # the scan's steps: slices [zs, ze) scanned after reading the window's new [r0, r1)

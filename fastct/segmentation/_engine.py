@@ -36,6 +36,8 @@ class _Engine:
         self._fsteps: Any = None
         self._fbuf: np.ndarray | None = None
         self._cached = False
+        # (zmin, zmax) per label of the stored labels when the k-means pass took them
+        self.z_extent: tuple[np.ndarray, np.ndarray] | None = None
 
     def slabs(self) -> list[Slab]:
         return slabs(self.shape[0], self.slab_z)
@@ -54,12 +56,19 @@ class _Engine:
         nbytes = math.prod(self.shape) * self.src.nc * self.src.dtype.itemsize
         return stream(self.slabs(), read, prefetch=self.stored, desc=desc, nbytes=nbytes)
 
-    def read_slab(self, slab: Slab, fresh: bool) -> tuple[np.ndarray, np.ndarray, bool, Any]:
+    def read_slab(
+        self, slab: Slab, fresh: bool, fill: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, bool, Any]:
         """Raw values, mask (and whether there is one) and labels of a slab: what the
-        k-means steps read (on the I/O thread when streamed)."""
+        k-means steps read (on the I/O thread when streamed). With ``fill`` the labels
+        of a stored volume are not read: a new buffer filled with ``fill``."""
         z0, z1 = slab.start, slab.stop
         M, use_mask = self.mask(z0, z1)
-        return self.values(z0, z1), M, use_mask, self.read_labels(z0, z1, fresh)
+        if fill is not None and not isinstance(self.labels, np.ndarray):
+            L = np.full((z1 - z0, *self.shape[1:]), fill, np.int32)
+        else:
+            L = self.read_labels(z0, z1, fresh)
+        return self.values(z0, z1), M, use_mask, L
 
     def features(self, z0: int, z1: int, X: np.ndarray | None = None) -> np.ndarray:
         """Features of slices ``[z0, z1)`` (from their values ``X`` when already read):

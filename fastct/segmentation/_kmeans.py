@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..volume import Volume
 from ._engine import _Engine
 from ._slabs import _offsets, _threads_for
 
@@ -75,9 +76,10 @@ def _run_pass(
     ip[K.IP_Z] = Z
     ip[K.IP_Y] = Y
     # one slab (in memory, or a small streamed volume): the update runs over the whole
-    # volume in parallel parts and needs no per-tile label lists (SLICO's maxima do)
+    # volume in parallel parts; streamed, the update is one C-order pass per slab. Only
+    # SLICO's maxima need the per-tile label lists.
     whole = eng.slab_z >= Z
-    ip[K.IP_COUNT] = not (whole and not slic_zero)
+    ip[K.IP_COUNT] = slic_zero
 
     def slab_params(z0: int, z1: int, use_mask: bool) -> np.ndarray:
         p = ip.copy()
@@ -124,10 +126,15 @@ def _run_pass(
         eng.write_labels(0, Z, L)
         return
 
-    # streamed: per slab, the update from each label's bounding box; the next slab's
-    # values, mask and labels are read while this one is computed
+    # streamed: per slab, the assignment and scikit-image's update pass continued from
+    # the previous slab; the next slab's values and mask are read while this one is
+    # computed. The previous labels are only needed for voxels that no window reaches
+    # (they keep theirs; rare): the assignment starts from the unassigned label and
+    # the stored labels are read only for a slab where such a voxel was met.
+    lazy_labels = isinstance(eng.labels, Volume)
     for it in range(max_num_iter):
         fresh = it == 0
+        fill = mask_label if lazy_labels and not fresh else None
         windows = _windows(centers, alive, two, shape_f)
         indptr, indices = K.build_candidates(windows, tile, ntiles)
         max_cand = max(1, int(np.diff(indptr).max()))
@@ -137,9 +144,15 @@ def _run_pass(
         count = np.zeros(nK, np.int64)
         sums = np.zeros((nK, nf), ft)
         any_change = False
+        # the labels of the last iteration are the result: their z extent per label
+        # (what the streamed connectivity needs) is taken here, not in another pass
+        extent = None
+        if final and not need_update:
+            extent = (np.full(nK, np.iinfo(np.int64).max, np.int64), np.full(nK, -1, np.int64))
         distinct = []
         for slab, (V, M, use_mask, L) in eng.stream(
-            lambda slab, fresh=fresh: eng.read_slab(slab, fresh), desc=f"slic {it + 1}"
+            lambda slab, fresh=fresh, fill=fill: eng.read_slab(slab, fresh, fill),
+            desc=f"slic {it + 1}",
         ):
             z0, z1 = slab.start, slab.stop
             Xs = eng.features(z0, z1, V)
@@ -149,19 +162,21 @@ def _run_pass(
             with _threads_for(L.size):
                 K.assign_slab(Xs, M, L, centers, windows, maxdc, sp, coords, indptr, indices, p, fp,
                               res, max_cand, ibits)  # fmt: skip
+                if fill is not None and res[:, 2].any():
+                    # voxels no window reached (left at ``fill``) keep the stored label;
+                    # assigned voxels have other labels, masked-out ones had ``fill``
+                    old = eng.read_labels(z0, z1, False)
+                    np.copyto(L, old, where=L == fill)
                 eng.write_labels(z0, z1, L)
-                distinct.append(res[:, 0].copy())
+                if extent is not None:
+                    K.label_z_extent(L, z0, mask_label, start_label, *extent)
+                if slic_zero:
+                    distinct.append(res[:, 0].copy())
                 any_change = any_change or bool(res[:, 1].any())
-                if need_update:
-                    offsets = _offsets(res[:, 0])
-                    ent_label = np.empty(int(offsets[-1]), np.int32)
-                    ent_box = np.empty((int(offsets[-1]), 6), np.int64)
-                    K.bbox_slab(M, L, p, offsets, ent_label, ent_box)
-                    box = np.empty((nK, 6), np.int64)
-                    box[:, 0::2] = np.iinfo(np.int64).max
-                    box[:, 1::2] = -1
-                    K.reduce_bbox(ent_label, ent_box, start_label, box)
-                    K.update_slab(Xs, M, L, box, coords, p, sums, count)
+                if need_update:  # scikit-image's C-order pass, continued slab by slab
+                    _update_slab(Xs, M, L, windows, alive, coords, p, sums, count,
+                                 bool(res[:, 2].any()))  # fmt: skip
+        eng.z_extent = extent
         if not any_change or not need_update:
             break
         K.finalize_centres(count, sums, centers, alive)
@@ -187,3 +202,34 @@ def _windows(centers, alive, two, shape_f) -> np.ndarray:
     out = np.empty((centers.shape[0], 6), np.int64)
     K.windows_into(centers, alive.astype(np.bool_, copy=False), two, shape_f, out)
     return out
+
+
+def _update_slab(Xs, M, L, windows, alive, coords, p, sums, count, kept: bool) -> None:
+    """scikit-image's update over one streamed slab, continuing the running sums of the
+    slabs before it: in parallel z parts (``update_parts``) with the windows cut to the
+    slab (a label is owned by the part where its window enters the slab), or in y parts
+    (``update_parts_y``) when the slab is too low for as many z parts; serial when a
+    voxel that no window reached kept its label (it may lie outside its window)."""
+    import numba
+
+    from .._kernels import slic as K
+
+    nz = L.shape[0]
+    n_threads = numba.get_num_threads()
+    if kept or n_threads == 1 or not _PARALLEL_UPDATE:
+        K.update_serial(Xs, M, L, coords, p, sums, count)
+        return
+    z0 = int(p[K.IP_ZOFF])
+    local = windows.copy()
+    np.clip(local[:, :2] - z0, 0, nz, out=local[:, :2])
+    inside = alive & (local[:, 1] > local[:, 0])
+    owner, bounds, zend = K.update_parts_plan(local, inside, nz, n_threads)
+    if len(bounds) - 1 < n_threads:  # a slab lower than a few windows: parts along y
+        ny = L.shape[1]
+        owner_y, bounds_y, yend = K.update_parts_plan(
+            np.ascontiguousarray(local[:, 2:4]), inside, ny, n_threads
+        )
+        if len(bounds_y) > len(bounds):
+            K.update_parts_y(Xs, M, L, owner_y, bounds_y, yend, coords, p, sums, count)
+            return
+    K.update_parts(Xs, M, L, owner, bounds, zend, coords, p, sums, count)
