@@ -18,6 +18,7 @@ import numpy as np
 
 import fastct
 
+from ..streaming import read_region, write_all, write_region
 from ._common import (
     AddCommand,
     UsageError,
@@ -47,16 +48,12 @@ def _endpoint(text: str) -> Any:
 
 def copy_volume(src: Any, dst: Any) -> None:
     """Copy the voxels of archive volume ``src`` into ``dst`` (same shape), one row of
-    ``dst``'s chunks at a time, so memory stays bounded by one slab."""
+    ``dst``'s chunks at a time (through the streaming engine, the only door to
+    storage), so memory stays bounded by one slab."""
     step = (dst.chunks or src.shape)[0]
-    buf = np.empty((step, *src.shape[1:]), dtype=src.dtype)
-    rest = tuple(slice(0, n) for n in src.shape[1:])
     for start in range(0, src.shape[0], step):
-        stop = min(start + step, src.shape[0])
-        region = (slice(start, stop), *rest)
-        part = buf[: stop - start]
-        src.read_region(region, part)
-        dst.write_region(region, part if part.dtype == dst.dtype else part.astype(dst.dtype))
+        region = (slice(start, min(start + step, src.shape[0])),)
+        write_region(dst, region, read_region(src, region))
 
 
 def copy_archive(src: Path, dst: Path, *, chunks: Any = None, overwrite: bool = False) -> int:
@@ -124,8 +121,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
                         ar.set_attrs(dst.name, **extra)
                     copy_volume(source.data, out)
                 else:
-                    data = np.ascontiguousarray(source.read())
-                    out.write_region(tuple(slice(0, n) for n in data.shape), data)
+                    write_all(out, np.ascontiguousarray(source.read()))
         else:
             with open_sink(dst, args, source, source.dtype) as out:
                 out[...] = source.read()
