@@ -14,6 +14,11 @@ Run (a warm-up call compiles the kernels first, on the same preset)::
     python benchmarks/bench_slic_masked.py --size large
     python benchmarks/bench_slic_masked.py --size clinical --save /tmp/labels.npy
     python benchmarks/bench_slic_masked.py --size clinical --compare /tmp/labels.npy
+    python benchmarks/bench_slic_masked.py --size clinical --vq   # the seeding's search only
+
+``--vq`` times one Lloyd iteration's nearest-code search of the seeding (all mask voxels
+against the seeds ``_mask_centroids`` draws) with the per-voxel grid search
+(``vq_grid``) and with the block search (``vq_blocks``), and checks they agree.
 
 Not a pytest suite: one clinical call takes tens of seconds and ~2.5 GB.
 """
@@ -53,7 +58,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--save", help="write the labels to this .npy")
     ap.add_argument("--compare", help="check the labels equal this .npy")
     ap.add_argument("--no-warmup", action="store_true", help="time the first call too")
+    ap.add_argument("--vq", action="store_true", help="time the seeding's search only")
     args = ap.parse_args(argv)
+    if args.vq:
+        _bench_vq(args.size, Path(args.cache) if args.cache else None)
+        return
 
     import fastct
     from fastct.classify import default_detector
@@ -100,6 +109,35 @@ def main(argv: list[str] | None = None) -> None:
         print("labels identical to", args.compare, ":", same)
         if not same:
             raise SystemExit(1)
+
+
+def _bench_vq(size: str, cache: Path | None) -> None:
+    import math
+
+    from fastct.classify import default_detector
+    from fastct.segmentation import _seeds
+
+    _, mask, spacing = _phantom(size, cache)
+    n_mask = int(mask.sum())
+    litres = n_mask * math.prod(spacing) / 1e6
+    n_seg = max(1, int(round(float(default_detector().n_segments_per_litre) * litres)))
+    data = np.argwhere(mask).astype(np.int32)  # the mask voxels in C order
+    rng = np.random.RandomState(123)  # the seeds _mask_centroids draws
+    codes = data[np.sort(rng.permutation(n_mask)[:n_seg])].astype(np.float64)
+    print(f"size={size} mask voxels={n_mask} codes={len(codes)}")
+    _seeds._vq(data[:1000], codes[:10])  # compile
+    _seeds._vq(data[:1000], codes[:10], method="grid")
+    w0, c0 = time.perf_counter(), time.process_time()
+    plan = _seeds._VqPlan(data, len(codes))
+    print(f"blocks plan (once): wall {time.perf_counter() - w0:.2f} s  "
+          f"cpu {time.process_time() - c0:.2f} s  blocks {len(plan.box)} of {plan.bs}")  # fmt: skip
+    got = {}
+    for method in ("blocks", "grid"):
+        w0, c0 = time.perf_counter(), time.process_time()
+        got[method] = _seeds._vq(data, codes, plan, method=method)
+        print(f"{method}: wall {time.perf_counter() - w0:.2f} s  "
+              f"cpu {time.process_time() - c0:.2f} s")  # fmt: skip
+    print("same labels:", bool(np.array_equal(got["blocks"], got["grid"])))
 
 
 if __name__ == "__main__":
