@@ -1,6 +1,6 @@
 """Masked SLIC on sparse masks (issue 19): the block-based nearest-code search of
-maskSLIC's seeding and the assignment's skipping of rows without mask voxels must give
-the very labels of scipy / scikit-image, in memory, streamed and in 2-D."""
+maskSLIC's seeding must give scipy's labels, and masked SLIC with sparse masks (tiles and
+rows of tiles without mask voxels) scikit-image's, in memory, streamed and in 2-D."""
 
 from __future__ import annotations
 
