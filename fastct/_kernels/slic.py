@@ -1360,6 +1360,246 @@ def vq_grid(data, codes, cell, origin, gshape, cell_start, cell_items, labels):
         _vq_one(np.int64(i), data, codes, cell, origin, gshape, cell_start, cell_items, labels)
 
 
+# --------------------------------------------------------------------------------------
+# maskSLIC seeding: nearest codes by blocks of the lattice (exact, as scipy.cluster.vq)
+# --------------------------------------------------------------------------------------
+# At most this many candidate codes are kept per block; a block with more searches the
+# whole code grid for each of its points (``_vq_one``).
+_VQ_CAP = 24
+# Relative margin of the dominance test (float64 rounding is ~1e-16 relative).
+_VQ_TOL = 1e-9
+
+
+@kernel("exact")
+def vq_block_plan(data, bs, dlo, nb):
+    """Blocks of the observations (integer coordinates) for ``vq_blocks``: block
+    ``((z - dlo0) // bs0, (y - dlo1) // bs1, (x - dlo2) // bs2)`` in a grid of ``nb``
+    blocks. Returns the occupied block of every observation (an index into the
+    occupied blocks, in order of first appearance) and the occupied blocks' bounding
+    boxes ``[z0, y0, x0, z1, y1, x1]`` (inclusive) of their observations. The blocks
+    depend only on the observations, so one plan serves every Lloyd iteration."""
+    n = data.shape[0]
+    nbt = nb[0] * nb[1] * nb[2]
+    slot = np.full(nbt, -1, np.int64)
+    pblk = np.empty(n, np.int32)
+    cap = 1024
+    box = np.empty((cap, 6), np.int64)
+    n_occ = 0
+    for i in range(n):
+        z = np.int64(data[i, 0])
+        y = np.int64(data[i, 1])
+        x = np.int64(data[i, 2])
+        bz = (z - dlo[0]) // bs[0]
+        b = (bz * nb[1] + (y - dlo[1]) // bs[1]) * nb[2] + (x - dlo[2]) // bs[2]
+        o = slot[b]
+        if o < 0:
+            o = n_occ
+            n_occ += 1
+            slot[b] = o
+            if o >= cap:
+                grown = np.empty((2 * cap, 6), np.int64)
+                grown[:cap] = box
+                box = grown
+                cap *= 2
+            box[o, 0] = z
+            box[o, 1] = y
+            box[o, 2] = x
+            box[o, 3] = z
+            box[o, 4] = y
+            box[o, 5] = x
+        else:
+            box[o, 0] = min(box[o, 0], z)
+            box[o, 1] = min(box[o, 1], y)
+            box[o, 2] = min(box[o, 2], x)
+            box[o, 3] = max(box[o, 3], z)
+            box[o, 4] = max(box[o, 4], y)
+            box[o, 5] = max(box[o, 5], x)
+        pblk[i] = o
+    return pblk, box[:n_occ].copy()
+
+
+@kernel("exact")
+def _vq_dominated(codes, i, j, c0, c1, c2, e0, e1, e2):
+    """Whether code ``i`` is strictly nearer than code ``j`` to every point of the box
+    with centre ``c`` and half extents ``e``, with a margin far beyond float64
+    rounding: then ``j`` wins no point of the box, even under scipy's arithmetic and
+    tie rule. ``|p - i|^2 - |p - j|^2`` is affine in ``p``: its maximum over the box
+    is ``|c - i|^2 - |c - j|^2 + 2 sum_a e_a |j_a - i_a|``."""
+    a0 = c0 - codes[i, 0]
+    a1 = c1 - codes[i, 1]
+    a2 = c2 - codes[i, 2]
+    b0 = c0 - codes[j, 0]
+    b1 = c1 - codes[j, 1]
+    b2 = c2 - codes[j, 2]
+    di = a0 * a0 + a1 * a1 + a2 * a2
+    dj = b0 * b0 + b1 * b1 + b2 * b2
+    s = 2.0 * (
+        e0 * abs(codes[j, 0] - codes[i, 0])
+        + e1 * abs(codes[j, 1] - codes[i, 1])
+        + e2 * abs(codes[j, 2] - codes[i, 2])
+    )
+    fmax = di - dj + s
+    tol = _VQ_TOL * (di + dj + s + e0 * e0 + e1 * e1 + e2 * e2 + 1.0)
+    return fmax < -tol
+
+
+@kernel("exact")
+def _vq_block(o, box, codes, lo, cell, g, cstart, citems, scratch, cands, ncand):
+    """Candidate codes of block ``o``: every code that can be nearest to one of its
+    points. A code near the box centre (``j0``) bounds the distance of every point of
+    the box to its nearest code by ``j0``'s farthest distance ``D`` over the box; the
+    codes within ``sqrt(D)`` of the box that ``j0`` does not dominate there are kept,
+    then those dominated by another kept code are dropped."""
+    gz, gy, gx = g[0], g[1], g[2]
+    c0 = 0.5 * (box[o, 0] + box[o, 3])
+    c1 = 0.5 * (box[o, 1] + box[o, 4])
+    c2 = 0.5 * (box[o, 2] + box[o, 5])
+    e0 = 0.5 * (box[o, 3] - box[o, 0])
+    e1 = 0.5 * (box[o, 4] - box[o, 1])
+    e2 = 0.5 * (box[o, 5] - box[o, 2])
+    # -- j0: the code nearest to the centre (shells of grid cells)
+    q0 = min(max(int(np.floor((c0 - lo[0]) / cell[0])), 0), gz - 1)
+    q1 = min(max(int(np.floor((c1 - lo[1]) / cell[1])), 0), gy - 1)
+    q2 = min(max(int(np.floor((c2 - lo[2]) / cell[2])), 0), gx - 1)
+    hmin = min(cell[0], min(cell[1], cell[2]))
+    rmax = max(gz, max(gy, gx))
+    best = np.inf
+    j0 = -1
+    for r in range(rmax + 1):
+        if j0 >= 0:
+            lb = (r - 1) * hmin
+            if lb > 0 and lb * lb > best:
+                break
+        for a in range(max(q0 - r, 0), min(q0 + r, gz - 1) + 1):
+            for b in range(max(q1 - r, 0), min(q1 + r, gy - 1) + 1):
+                edge_ab = abs(a - q0) == r or abs(b - q1) == r
+                for c in range(max(q2 - r, 0), min(q2 + r, gx - 1) + 1):
+                    if not edge_ab and abs(c - q2) != r:
+                        continue
+                    cid = (a * gy + b) * gx + c
+                    for q in range(cstart[cid], cstart[cid + 1]):
+                        j = citems[q]
+                        t0 = codes[j, 0] - c0
+                        t1 = codes[j, 1] - c1
+                        t2 = codes[j, 2] - c2
+                        d = t0 * t0 + t1 * t1 + t2 * t2
+                        if d < best:
+                            best = d
+                            j0 = j
+    # -- D: j0's largest squared distance over the box; the codes within sqrt(D)
+    t0 = abs(codes[j0, 0] - c0) + e0
+    t1 = abs(codes[j0, 1] - c1) + e1
+    t2 = abs(codes[j0, 2] - c2) + e2
+    rad = np.sqrt(t0 * t0 + t1 * t1 + t2 * t2) * (1.0 + 1e-6) + 1e-6
+    a0 = min(max(int(np.floor((c0 - e0 - rad - lo[0]) / cell[0])), 0), gz - 1)
+    a1 = min(max(int(np.floor((c0 + e0 + rad - lo[0]) / cell[0])), 0), gz - 1)
+    b0 = min(max(int(np.floor((c1 - e1 - rad - lo[1]) / cell[1])), 0), gy - 1)
+    b1 = min(max(int(np.floor((c1 + e1 + rad - lo[1]) / cell[1])), 0), gy - 1)
+    d0 = min(max(int(np.floor((c2 - e2 - rad - lo[2]) / cell[2])), 0), gx - 1)
+    d1 = min(max(int(np.floor((c2 + e2 + rad - lo[2]) / cell[2])), 0), gx - 1)
+    n = 0
+    cap = scratch.shape[0]
+    for a in range(a0, a1 + 1):
+        for b in range(b0, b1 + 1):
+            for c in range(d0, d1 + 1):
+                cid = (a * gy + b) * gx + c
+                for q in range(cstart[cid], cstart[cid + 1]):
+                    j = citems[q]
+                    if j != j0 and _vq_dominated(codes, j0, j, c0, c1, c2, e0, e1, e2):
+                        continue
+                    if n < cap:
+                        scratch[n] = j
+                    n += 1
+    if n > cap:
+        ncand[o] = -1  # too many: full search for each point
+        return
+    # -- drop the candidates that another candidate dominates over the box (dominance
+    # is transitive, so all of them at once)
+    m = 0
+    for u in range(n):
+        j = scratch[u]
+        keep = True
+        for v in range(n):
+            if v != u and _vq_dominated(codes, scratch[v], j, c0, c1, c2, e0, e1, e2):
+                keep = False
+                break
+        if keep:
+            if m < cands.shape[1]:
+                cands[o, m] = j
+            m += 1
+    ncand[o] = m if m <= cands.shape[1] else -1
+
+
+@kernel("exact")
+def vq_blocks(data, codes, pblk, box, lo, cell, g, cstart, citems, grid_cell, grid_lo, grid_g,
+              grid_start, grid_items, labels):  # fmt: skip
+    """Nearest code of every observation, exactly as scipy.cluster.vq.vq (nfeat < 5),
+    by blocks of observations (``vq_block_plan``).
+
+    Each block first gets the codes that can be nearest to one of its points (those
+    that no other code beats everywhere in the block's bounding box, with a margin
+    far beyond rounding: see ``_vq_dominated``), usually a few; each observation then
+    compares itself with those only, with scipy's arithmetic (the squared distance
+    accumulated feature by feature in float64 from 0) and its tie rule (the lowest
+    index wins). Codes are bucketed in a grid (``lo``, ``cell``, ``g``; cells
+    ``floor((code - lo) / cell)``, CSR ``cstart``/``citems``). A block with too many
+    candidates falls back to ``vq_grid``'s search (its grid: the ``grid_*``
+    arguments).
+    """
+    cands, ncand = vq_candidates(codes, box, lo, cell, g, cstart, citems)
+    vq_assign(data, codes, pblk, cands, ncand, grid_cell, grid_lo, grid_g, grid_start, grid_items,
+              labels)  # fmt: skip
+
+
+@kernel("exact", parallel=True)
+def vq_candidates(codes, box, lo, cell, g, cstart, citems):
+    """Candidate codes of every block (``_vq_block``), in chunks of 256 blocks."""
+    n_occ = box.shape[0]
+    cands = np.empty((n_occ, _VQ_CAP), np.int32)
+    ncand = np.empty(n_occ, np.int64)
+    n_chunks = (n_occ + 255) // 256
+    for ch in prange(n_chunks):
+        scratch = np.empty(8 * _VQ_CAP, np.int64)
+        for o in range(ch * 256, min((ch + 1) * 256, n_occ)):
+            _vq_block(o, box, codes, lo, cell, g, cstart, citems, scratch, cands, ncand)
+    return cands, ncand
+
+
+@kernel("exact", parallel=True)
+def vq_assign(data, codes, pblk, cands, ncand, grid_cell, grid_lo, grid_g, grid_start, grid_items,
+              labels):  # fmt: skip
+    """Each observation against its block's candidates (scipy's arithmetic and tie
+    rule); blocks without a list (``ncand < 0``) search the whole grid (``_vq_one``)."""
+    n = data.shape[0]
+    n_chunks = (n + 16383) // 16384
+    for ch in prange(n_chunks):
+        for i in range(ch * 16384, min((ch + 1) * 16384, n)):
+            o = pblk[i]
+            m = ncand[o]
+            if m < 0:
+                _vq_one(np.int64(i), data, codes, grid_cell, grid_lo, grid_g, grid_start,
+                        grid_items, labels)  # fmt: skip
+                continue
+            p0 = np.float64(data[i, 0])
+            p1 = np.float64(data[i, 1])
+            p2 = np.float64(data[i, 2])
+            best = np.inf
+            bj = -1
+            for u in range(m):
+                j = np.int64(cands[o, u])
+                dist = 0.0
+                t = codes[j, 0] - p0
+                dist += t * t
+                t = codes[j, 1] - p1
+                dist += t * t
+                t = codes[j, 2] - p2
+                dist += t * t
+                if dist < best or (dist == best and j < bj):
+                    best = dist
+                    bj = j
+            labels[i] = bj
+
+
 @kernel("exact")
 def cluster_means(data, labels, nc, old):
     """scipy's update_cluster_means for integer observations (sums are exact)."""

@@ -84,8 +84,9 @@ def _mask_centroids(src: _Source, n_segments: int, n_mask: int, multichannel: bo
     coords_seed = _rank_coords(src, idx)
     data = _rank_coords(src, idx_dense) if dense else _rank_coords(src, None, n_mask)
     codes = coords_seed.astype(np.float64)
+    plan = _VqPlan(data, codes.shape[0])
     for _ in range(5):
-        labels = _vq(data, codes)
+        labels = _vq(data, codes, plan)
         codes, empty = K.cluster_means(data, labels, codes.shape[0], codes)
         if empty:
             warnings.warn(
@@ -117,11 +118,37 @@ def _rank_coords(src: _Source, ranks: np.ndarray | None, n_all: int = 0) -> np.n
     return out
 
 
-def _vq(data: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    from .._kernels import slic as K
+class _VqPlan:
+    """What the nearest-code searches of one set of observations share across Lloyd
+    iterations: their range and their blocks (see ``_kernels.slic.vq_blocks``)."""
 
-    lo = np.minimum(data.min(0).astype(np.float64), codes.min(0))
-    hi = np.maximum(data.max(0).astype(np.float64), codes.max(0))
+    def __init__(self, data: np.ndarray, n_codes: int) -> None:
+        from .._kernels import slic as K
+
+        self.dmin = data.min(0).astype(np.int64) if len(data) else np.zeros(3, np.int64)
+        self.dmax = data.max(0).astype(np.int64) if len(data) else np.zeros(3, np.int64)
+        ext = self.dmax - self.dmin + 1
+        span = ext > 1
+        nd = max(1, int(span.sum()))
+        # blocks about half the codes' spacing on a side (points per code ** 1 / nd):
+        # a few candidate codes per block
+        h = (max(1, data.shape[0]) / max(1, n_codes)) ** (1.0 / nd)
+        side = int(min(max(1, round(_VQ_BLOCK * h)), 64))
+        self.bs = np.where(span, side, 1).astype(np.int64)
+        self.nb = -(-ext // self.bs)
+        self.pblk, self.box = K.vq_block_plan(np.ascontiguousarray(data), self.bs, self.dmin,
+                                              self.nb)  # fmt: skip
+
+
+# The blocks' side in units of the codes' spacing (measured on the large lung phantom,
+# 41,000 codes: 0.5 -> 0.67 s CPU per iteration, 0.8 -> 0.47 s, 1.2 -> 0.53 s).
+_VQ_BLOCK = 0.8
+
+
+def _vq_cells(dlo: np.ndarray, dhi: np.ndarray, codes: np.ndarray):
+    """A uniform grid over the observations and the codes, about one code per cell."""
+    lo = np.minimum(dlo.astype(np.float64), codes.min(0))
+    hi = np.maximum(dhi.astype(np.float64), codes.max(0))
     ext = np.maximum(hi - lo, 1.0)
     nontrivial = ext > 1.0
     nd = max(1, int(nontrivial.sum()))
@@ -133,15 +160,42 @@ def _vq(data: np.ndarray, codes: np.ndarray) -> np.ndarray:
     h = max(h, 1.0)
     g = np.clip(np.ceil(ext / h), 1, 512).astype(np.int64)
     cell = ext / g
-    cidx = np.clip(((codes - lo) // cell).astype(np.int64), 0, g - 1)
+    return lo, cell, g
+
+
+def _bucket(cidx: np.ndarray, g: np.ndarray):
     cid = (cidx[:, 0] * g[1] + cidx[:, 1]) * g[2] + cidx[:, 2]
     order = np.argsort(cid, kind="stable")
     start = np.zeros(int(np.prod(g)) + 1, np.int64)
     np.add.at(start, cid + 1, 1)
     np.cumsum(start, out=start)
+    return start, order.astype(np.int64)
+
+
+def _vq(data: np.ndarray, codes: np.ndarray, plan: _VqPlan | None = None,
+        method: str = "blocks") -> np.ndarray:  # fmt: skip
+    """scipy.cluster.vq.vq's labels of integer observations (bit for bit, ties to the
+    lowest code). ``method="grid"``: each observation searches the code grid in shells
+    (``vq_grid``); ``"blocks"`` (default, several times faster on maskSLIC's lattice
+    points): blocks of observations share a short list of candidate codes
+    (``vq_blocks``)."""
+    from .._kernels import slic as K
+
+    if plan is None:
+        plan = _VqPlan(data, codes.shape[0])
+    lo, cell, g = _vq_cells(plan.dmin, plan.dmax, codes)
+    cidx = np.clip(((codes - lo) // cell).astype(np.int64), 0, g - 1)
+    start, order = _bucket(cidx, g)
     labels = np.empty(data.shape[0], np.int64)
     with _threads_for(data.shape[0] * 8):
-        K.vq_grid(data, codes, cell, lo, g, start, order.astype(np.int64), labels)
+        if method == "grid":
+            K.vq_grid(data, codes, cell, lo, g, start, order, labels)
+        else:
+            # the blocks' grid: cells floor((code - lo) / cell), as the kernel computes
+            fidx = np.clip(np.floor((codes - lo) / cell).astype(np.int64), 0, g - 1)
+            fstart, forder = _bucket(fidx, g)
+            K.vq_blocks(data, codes, plan.pblk, plan.box, lo, cell, g, fstart, forder, cell, lo,
+                        g, start, order, labels)  # fmt: skip
     return labels
 
 
