@@ -198,7 +198,9 @@ def _parts_dir(out: Path) -> Path:
     return out.with_name(f".{out.name}.parts")
 
 
-def _compute(scan: _Scan, operation: str, params: dict[str, Any]):
+def _compute(
+    scan: _Scan, operation: str, params: dict[str, Any]
+) -> tuple[np.ndarray, dict[str, Any]]:
     import fastct
 
     data, geometry = _read(scan)
@@ -276,8 +278,8 @@ def _copy_group(src: Any, dst: Any, group: str) -> None:
                                 **member.metadata())  # fmt: skip
         step = (member.chunks or member.shape)[0]
         for start in range(0, member.shape[0], step):
-            region = (slice(start, min(start + step, member.shape[0])),)
-            region += tuple(slice(0, n) for n in member.shape[1:])
+            stop = min(start + step, member.shape[0])
+            region = (slice(start, stop), *(slice(0, n) for n in member.shape[1:]))
             buf = np.empty(tuple(s.stop - s.start for s in region), member.dtype)
             member.read_region(region, buf)
             out.write_region(region, buf)
@@ -297,6 +299,21 @@ def _run_pair(scan: _Scan, out: Path, params: dict[str, Any]) -> None:
         kw = {"run_name": PIPELINE_RUN, "progress": False, **params}
         run_pipeline(work, f"{scan.volume}/baseline", f"{scan.volume}/followup",
                      out_dir=folder / "report", **kw)  # fmt: skip
+        _final_paths(folder / "report" / "summary.json", folder, out / scan.scan_id)
+
+
+def _final_paths(summary: Path, folder: Path, final: Path) -> None:
+    """Name the published folder, not the working one, in the run's ``summary.json``."""
+    import json
+
+    if not summary.is_file():
+        return
+    doc = json.loads(summary.read_text())
+    for key in ("archive", "out_dir", "report_path"):
+        value = doc.get(key)
+        if isinstance(value, str) and value.startswith(str(folder)):
+            doc[key] = str(final) + value[len(str(folder)) :]
+    summary.write_text(json.dumps(doc, indent=2))
 
 
 def _client(scheduler: str | None, local_workers: int | None, connect_timeout: float):
@@ -340,7 +357,9 @@ def _done_in_archive(out: Path, names: dict[str, str]) -> set[str]:
         return {k for k, name in names.items() if name in ar}
 
 
-def _plan(scans: list[_Scan], out: Path, kind: str, operation: str, resume: bool):
+def _plan(
+    scans: list[_Scan], out: Path, kind: str, operation: str, resume: bool
+) -> tuple[list[str], list[_Scan], set[str]]:
     """(skipped ids, scans to compute, ids whose per-task archive awaits the merge),
     removing the results that ``resume=False`` recomputes."""
     from . import _atomic
@@ -507,8 +526,19 @@ def run_batch(
     return result
 
 
-def _run_tasks(todo, out, kind, operation, params, scheduler, local_workers, retries,
-               connect_timeout, progress, result) -> None:  # fmt: skip
+def _run_tasks(
+    todo: list[_Scan],
+    out: Path,
+    kind: str,
+    operation: str,
+    params: dict[str, Any],
+    scheduler: str | None,
+    local_workers: int | None,
+    retries: int,
+    connect_timeout: float,
+    progress: bool | None,
+    result: BatchResult,
+) -> None:
     """Submit one task per scan of ``todo`` and record each outcome in ``result``."""
     from distributed import as_completed
 

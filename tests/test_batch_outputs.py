@@ -116,3 +116,44 @@ def test_output_argument_errors(tmp_path):
     with pytest.raises(ValueError, match="takes one archive"):
         batch.run_batch([tmp_path / "a.npy"], tmp_path / "o", operation="pipeline",
                         local_workers=1)  # fmt: skip
+
+
+@pytest.mark.slow  # two tiny phantom pairs through the whole pipeline: about 30 s warm
+def test_pipeline_per_pair_equals_serial_run_and_resumes(tmp_path, scheduler):
+    import hashlib
+    import json
+    import shutil
+
+    from fastct.cli import main as cli
+    from fastct.pipeline import run as run_pipeline
+
+    study = tmp_path / "study.h5"
+    for seed in (1, 2):
+        assert cli(["phantom", str(study), "--size", "tiny", "--seed", str(seed),
+                    "--prefix", f"scans/p{seed}", "--quiet"]) == 0  # fmt: skip
+    digest = hashlib.sha256(study.read_bytes()).hexdigest()
+    out = tmp_path / "pairs"
+    res = batch.run_batch(study, out, operation="pipeline", params={"report": False},
+                          scheduler=scheduler)  # fmt: skip
+    assert res.written == ["p1", "p2"] and res.failed == {}
+    assert hashlib.sha256(study.read_bytes()).hexdigest() == digest  # inputs only read
+    assert sorted(p.name for p in out.iterdir()) == ["p1", "p2"]  # no temporary left
+    # the serial run of pair p1 on a copy of the archive
+    serial = tmp_path / "serial.h5"
+    shutil.copy(study, serial)
+    run_pipeline(serial, "/scans/p1/baseline", "/scans/p1/followup", out_dir=tmp_path / "ref",
+                 run_name="pipeline", report=False, progress=False)  # fmt: skip
+    with fastct.open(out / "p1" / "results.h5") as got, fastct.open(serial) as ref:
+        names = [n for n in ref.volumes() if n.startswith("/results/pipeline/")]
+        assert len(names) >= 8
+        assert [n for n in got.volumes() if n.startswith("/results/")] == names
+        for name in names:
+            assert np.array_equal(got[name].read(), ref[name].read()), name
+        assert got.get_attrs("/scans/p1/truth")["seed"] == 1  # truth copied with the pair
+    for table in ("nodules.csv", "detections_baseline.csv", "detections_followup.csv"):
+        assert (out / "p1" / "report" / table).read_text() == (tmp_path / "ref" / table).read_text()
+    summary = json.loads((out / "p1" / "report" / "summary.json").read_text())
+    assert summary["archive"] == str((out / "p1" / "results.h5").resolve())
+    assert summary["truth"] is not None
+    again = batch.run_batch(study, out, operation="pipeline", scheduler=UNREACHABLE)
+    assert again.skipped == ["p1", "p2"] and again.written == []
