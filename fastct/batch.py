@@ -47,7 +47,6 @@ through :func:`main`).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import shutil
@@ -594,43 +593,14 @@ def _run_tasks(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m fastct.batch INPUTS... --out DIR (--scheduler ADDR | --local-workers N)``.
+    """``python -m fastct.batch ARGS...``: the same as ``fastct batch ARGS...``.
 
     Exit status 0 when every scan is written or skipped, 1 when some failed, 2 on bad
     arguments or an unreachable scheduler.
     """
-    p = argparse.ArgumentParser(
-        prog="fastct batch",
-        description="Run one fastct operation over many scans on dask.distributed.",
-    )
-    p.add_argument("inputs", nargs="+", help="an archive, or NIfTI / .npy files, DICOM folders")
-    p.add_argument("--out", required=True, help="folder of the <id>.h5 results")
-    p.add_argument("--operation", default="gaussian", choices=OPERATIONS)
-    p.add_argument("--sigma", type=float, help="gaussian sigma (mm)")
-    p.add_argument("--size", type=int, help="median window")
-    p.add_argument("--radius", type=float, help="unsharp_mask radius (mm)")
-    p.add_argument("--amount", type=float, help="unsharp_mask amount")
-    where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--scheduler", help="tcp://HOST:PORT of a running scheduler")
-    where.add_argument("--local-workers", type=int, help="start a LocalCluster of N workers")
-    p.add_argument("--no-resume", action="store_true", help="recompute finished scans")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds to reach the scheduler")
-    args = p.parse_args(argv)
-    params = {k: getattr(args, k) for k in ("sigma", "size", "radius", "amount")}
-    params = {k: v for k, v in params.items() if v is not None}
-    inputs: Any = args.inputs[0] if len(args.inputs) == 1 else args.inputs
-    try:
-        res = run_batch(inputs, args.out, operation=args.operation, params=params,
-                        scheduler=args.scheduler, local_workers=args.local_workers,
-                        resume=not args.no_resume, connect_timeout=args.timeout)  # fmt: skip
-    except (ValueError, TypeError, ImportError) as exc:
-        print(f"fastct batch: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"{len(res.written)} written, {len(res.skipped)} skipped, {len(res.failed)} failed "
-          f"in {res.seconds:.1f} s")  # fmt: skip
-    for scan_id, error in sorted(res.failed.items()):
-        print(f"  {scan_id}: {error}", file=sys.stderr)
-    return 1 if res.failed else 0
+    from .cli import main as cli_main
+
+    return cli_main(["batch", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":  # pragma: no cover

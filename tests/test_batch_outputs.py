@@ -157,3 +157,17 @@ def test_pipeline_per_pair_equals_serial_run_and_resumes(tmp_path, scheduler):
     assert summary["truth"] is not None
     again = batch.run_batch(study, out, operation="pipeline", scheduler=UNREACHABLE)
     assert again.skipped == ["p1", "p2"] and again.written == []
+
+
+def test_cli_batch_options_belong_to_the_operation(tmp_path, capsys):
+    from fastct.cli import main
+
+    np.save(tmp_path / "a.npy", np.zeros((4, 5, 6), np.int16))
+    args = ["batch", str(tmp_path / "a.npy"), "--out", str(tmp_path / "o.zarr"),
+            "--scheduler", UNREACHABLE]  # fmt: skip
+    assert main([*args, "--operation", "median", "--sigma", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--sigma: not an option of --operation median" in err[0]
+    assert main([*args, "--no-report", "--size", "3"]) == 2
+    assert "--no-report, --size: not an option of --operation gaussian" in capsys.readouterr().err
+    assert not (tmp_path / "o.zarr").exists()
