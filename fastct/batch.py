@@ -486,8 +486,11 @@ def run_batch(
     >>> d = tempfile.mkdtemp()
     >>> np.save(os.path.join(d, "a.npy"), np.zeros((4, 5, 6), np.float32))
     >>> run_batch([os.path.join(d, "a.npy")], os.path.join(d, "out.zarr"),
-    ...           params={"sigma": 1.0}, local_workers=1).written  # doctest: +SKIP
+    ...           params={"sigma": 1.0}, local_workers=1, progress=False).written
     ['a']
+    >>> with fastct.open(os.path.join(d, "out.zarr")) as ar:
+    ...     ar["results/a/gaussian"].shape
+    (4, 5, 6)
     """
     if operation not in OPERATIONS:
         raise ValueError(f"operation must be one of {OPERATIONS}, got {operation!r}")
