@@ -59,6 +59,8 @@ from typing import Any
 
 import numpy as np
 
+from . import _atomic
+
 __all__ = ["OPERATIONS", "BatchResult", "main", "run_batch"]
 
 #: Operations a batch can run, by name: fastct functions (keyword parameters as the
@@ -286,7 +288,6 @@ def _copy_group(src: Any, dst: Any, group: str) -> None:
 
 def _run_pair(scan: _Scan, out: Path, params: dict[str, Any]) -> None:
     """The pipeline on one pair, published as ``out/<id>/`` by one rename."""
-    from . import _atomic
     from .pipeline import run as run_pipeline
     from .volume import open as open_archive
 
@@ -361,7 +362,6 @@ def _plan(
 ) -> tuple[list[str], list[_Scan], set[str]]:
     """(skipped ids, scans to compute, ids whose per-task archive awaits the merge),
     removing the results that ``resume=False`` recomputes."""
-    from . import _atomic
     from .volume import open as open_archive
 
     ids = [s.scan_id for s in scans]
@@ -419,6 +419,7 @@ def _merge(out: Path, ids: list[str], operation: str) -> None:
     for i in ids:
         with contextlib.suppress(OSError):
             (folder / f"{i}.h5").unlink()
+    _atomic.remove_stale_temps(folder)  # those of workers killed while writing
     with contextlib.suppress(OSError):
         folder.rmdir()  # only once empty
 
@@ -520,9 +521,11 @@ def run_batch(
         _merge(out, finished, operation)
         result.written = finished
     elif kind == "folder" and out.exists():
-        from . import _atomic
-
         _atomic.remove_stale_folders(out)  # those of workers killed during this run
+    elif kind == "zarr" and out.is_dir():
+        from ._store_zarr import remove_stale
+
+        remove_stale(out)  # the same inside the store
     result.written.sort()
     result.seconds = time.perf_counter() - t0
     return result
