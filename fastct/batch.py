@@ -234,7 +234,7 @@ def _process(
                 return scan.scan_id, "exists"
     else:
         folder = _parts_dir(out) if kind == "h5" else out
-        target = folder / f"{scan.scan_id}.h5"
+        target = folder / (scan.scan_id if operation == "pipeline" else f"{scan.scan_id}.h5")
         if target.exists():
             return scan.scan_id, "exists"
     fastct.set_num_threads(task_threads(host_threads))

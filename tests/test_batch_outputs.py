@@ -170,4 +170,6 @@ def test_cli_batch_options_belong_to_the_operation(tmp_path, capsys):
     assert len(err) == 1 and "--sigma: not an option of --operation median" in err[0]
     assert main([*args, "--no-report", "--size", "3"]) == 2
     assert "--no-report, --size: not an option of --operation gaussian" in capsys.readouterr().err
+    assert main(args) == 2
+    assert "--sigma is required with --operation gaussian" in capsys.readouterr().err
     assert not (tmp_path / "o.zarr").exists()

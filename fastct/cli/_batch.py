@@ -26,6 +26,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if wrong:
         names = ", ".join("--" + k.replace("_", "-") for k in wrong)
         raise ValueError(f"{names}: not an option of --operation {args.operation}")
+    if args.operation == "gaussian" and args.sigma is None:
+        raise ValueError("--sigma is required with --operation gaussian")
     params: dict[str, object] = {k: getattr(args, k) for k in given}
     if args.operation == "pipeline":
         params["report"] = not params.pop("no_report", False)
