@@ -157,6 +157,17 @@ def test_pipeline_per_pair_equals_serial_run_and_resumes(tmp_path, scheduler):
     assert summary["truth"] is not None
     again = batch.run_batch(study, out, operation="pipeline", scheduler=UNREACHABLE)
     assert again.skipped == ["p1", "p2"] and again.written == []
+    # a Zarr input archive gives the same results
+    assert cli(["convert", str(study), str(tmp_path / "study.zarr"), "--quiet"]) == 0
+    res = batch.run_batch(tmp_path / "study.zarr", tmp_path / "z", operation="pipeline",
+                          params={"report": False}, scheduler=scheduler)  # fmt: skip
+    assert res.written == ["p1", "p2"]
+    for pair in ("p1", "p2"):
+        with fastct.open(tmp_path / "z" / pair / "results.h5") as z, \
+                fastct.open(out / pair / "results.h5") as h:  # fmt: skip
+            assert z.volumes() == h.volumes()
+            for name in h.volumes():
+                assert np.array_equal(z[name].read(), h[name].read()), name
 
 
 def test_cli_batch_options_belong_to_the_operation(tmp_path, capsys):
