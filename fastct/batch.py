@@ -1,18 +1,37 @@
-"""Run one fastct operation over many scans on a dask.distributed cluster.
+"""Run one fastct operation, or the whole pipeline, over many scans on a
+dask.distributed cluster.
 
 :func:`run_batch` takes the scans of an archive (every ``scans/<id>/image``) or a list
 of files (NIfTI, ``.npy``, DICOM folders), runs one task per scan on a
 ``dask.distributed`` cluster (an existing scheduler, or a ``LocalCluster`` it starts)
-and writes each result to its own archive ``OUT/<id>.h5`` (volume
-``results/<operation>``, the scan's geometry kept).
+and writes the results where ``out_dir`` says:
 
-* **Safe outputs**: each result archive is written under a temporary name and published
-  by one rename when complete (:func:`fastct.open`), so a reader sees a whole result or
-  none, and a task that dies leaves nothing visible.
-* **Resumable**: a scan whose result archive exists is skipped (``resume=True``).
+* a folder: one archive ``OUT/<id>.h5`` per scan (volume ``results/<operation>``);
+* a Zarr store ``OUT.zarr``: volume ``results/<id>/<operation>`` of one store; each
+  task writes its own volume in its own transaction (Zarr takes writers of distinct
+  volumes at once, each volume published by one rename);
+* an HDF5 archive ``OUT.h5``: volume ``results/<id>/<operation>`` of one file; HDF5
+  takes one writer at a time, so each task writes its own small archive in a hidden
+  folder ``.OUT.h5.parts`` beside it, and the client (the one writer) merges them
+  into the archive in one atomic transaction, then removes them.
+
+With ``operation='pipeline'`` a task takes a *pair*, ``scans/<id>/baseline/image``
+and ``scans/<id>/followup/image`` of an archive (the layout ``fastct phantom``
+writes), and runs :func:`fastct.pipeline.run` on it: the task copies the pair's
+``scans/<id>`` group (scans, labels, truth, attributes) into a working archive of its
+own, runs the pipeline there and publishes the folder ``OUT/<id>/`` (``results.h5``:
+the copied scans and ``results/pipeline/...``; ``report/``: ``report.html``, CSV
+tables, ``transform.json``) by one rename. The input archive is only read.
+
+* **Safe outputs**: every result is written under a temporary name and published by
+  one rename when complete, so a reader sees a whole result or none, and a task that
+  dies leaves nothing visible (its temporary files are removed by the next run).
+* **Resumable**: a scan whose result exists is skipped (``resume=True``); with an
+  HDF5 ``out_dir`` the per-task files of tasks that finished before an interrupted
+  merge are merged at the next run, not recomputed.
 * **Workers that die**: dask.distributed reruns a task whose worker was lost on
   another worker (``retries`` more times for errors raised by the task); a rerun
-  publishes the same archive under the same name, so every result appears exactly
+  publishes the same result under the same name, so every result appears exactly
   once.
 * **Threads**: each task runs fastct's kernels on
   :func:`fastct.dask.task_threads` threads (the host's cores over the threads of the
@@ -22,15 +41,15 @@ and writes each result to its own archive ``OUT/<id>.h5`` (volume
   workers, a bad file) is reported in the result's ``failed`` list with its error,
   the other scans go on.
 
-Status: a first version (issue 17, part 3): single operations only (``gaussian``,
-``median``, ``unsharp_mask``), HDF5 result archives. The command line is ``fastct
-batch`` (``python -m fastct.batch`` runs the same through :func:`main`).
+The command line is ``fastct batch`` (``python -m fastct.batch`` runs the same
+through :func:`main`).
 """
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import os
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -40,10 +59,16 @@ from typing import Any
 
 import numpy as np
 
+from . import _atomic
+
 __all__ = ["OPERATIONS", "BatchResult", "main", "run_batch"]
 
-#: Operations a batch can run, by name (keyword parameters as the fastct function's).
-OPERATIONS = ("gaussian", "median", "unsharp_mask")
+#: Operations a batch can run, by name: fastct functions (keyword parameters as the
+#: function's) and ``'pipeline'`` (:func:`fastct.pipeline.run` per scan pair).
+OPERATIONS = ("gaussian", "median", "unsharp_mask", "pipeline")
+
+#: Run name of the pipeline results inside ``OUT/<id>/results.h5``.
+PIPELINE_RUN = "pipeline"
 
 
 @dataclass
@@ -59,32 +84,65 @@ class BatchResult:
 
 @dataclass(frozen=True)
 class _Scan:
-    """One scan: an id and where to read it (a file, or an archive and volume name)."""
+    """One scan: an id and where to read it (a file, or an archive and volume name).
+    For a pipeline pair, ``volume`` is the pair's group ``/scans/<id>``."""
 
     scan_id: str
     path: str
     volume: str | None = None
 
 
-def _scans(inputs: Any) -> list[_Scan]:
-    """The scans of an archive path or of a list of files."""
+def _out_kind(out_dir: Path) -> str:
+    """'zarr', 'h5' (one merged archive) or 'folder' (one archive per scan)."""
+    name = out_dir.name.lower()
+    if name.endswith(".zarr"):
+        return "zarr"
+    if name.endswith((".h5", ".hdf5")):
+        return "h5"
+    return "folder"
+
+
+def _is_archive(path: Path) -> bool:
+    return path.suffix.lower() in (".h5", ".hdf5", ".zarr")
+
+
+def _scans(inputs: Any, pairs: bool = False) -> list[_Scan]:
+    """The scans (or, with ``pairs``, the baseline/follow-up pairs) of an archive path
+    or of a list of files."""
     if isinstance(inputs, (str, os.PathLike)):
         path = Path(inputs)
-        if path.suffix in (".h5", ".hdf5", ".zarr"):
+        if _is_archive(path):
             from .volume import open as open_archive
 
             if not path.exists():
                 raise ValueError(f"inputs: archive {str(path)!r} does not exist")
-            scans = []
+            found: dict[str, set[str]] = {}
             with open_archive(path) as ar:
                 for name in ar.volumes():
                     parts = name.strip("/").split("/")
                     if len(parts) == 3 and parts[0] == "scans" and parts[2] == "image":
-                        scans.append(_Scan(parts[1], str(path.resolve()), name))
-            if not scans:
+                        found.setdefault(parts[1], set()).add("image")
+                    elif len(parts) == 4 and parts[0] == "scans" and parts[3] == "image":
+                        found.setdefault(parts[1], set()).add(parts[2])
+            where = str(path.resolve())
+            if pairs:
+                ids = [k for k, v in found.items() if {"baseline", "followup"} <= v]
+                if not ids:
+                    raise ValueError(
+                        f"inputs: archive {str(path)!r} has no scan pair (scans/<id>/baseline/"
+                        "image and scans/<id>/followup/image)"
+                    )
+                return [_Scan(k, where, f"/scans/{k}") for k in sorted(ids)]
+            ids = [k for k, v in found.items() if "image" in v]
+            if not ids:
                 raise ValueError(f"inputs: archive {str(path)!r} has no scans/<id>/image volume")
-            return scans
+            return [_Scan(k, where, f"/scans/{k}/image") for k in sorted(ids)]
         inputs = [inputs]
+    if pairs:
+        raise ValueError(
+            "inputs: operation='pipeline' takes one archive holding scans/<id>/baseline/image "
+            f"and scans/<id>/followup/image, got {inputs!r}"
+        )
     if not isinstance(inputs, Sequence) or isinstance(inputs, (str, bytes)):
         raise TypeError(
             f"inputs must be an archive path or a list of files, got {type(inputs).__name__}"
@@ -131,31 +189,131 @@ def _read(scan: _Scan) -> tuple[np.ndarray, dict[str, Any]]:
     return got.array, {"spacing": got.spacing, "origin": got.origin, "direction": got.direction}
 
 
+def _result_name(scan_id: str, operation: str) -> str:
+    """The result volume's name in a Zarr or merged HDF5 ``out_dir``."""
+    return f"results/{scan_id}/{operation}"
+
+
+def _parts_dir(out: Path) -> Path:
+    """The hidden folder of the per-task archives of a merged HDF5 ``out_dir``."""
+    return out.with_name(f".{out.name}.parts")
+
+
+def _compute(
+    scan: _Scan, operation: str, params: dict[str, Any]
+) -> tuple[np.ndarray, dict[str, Any]]:
+    import fastct
+
+    data, geometry = _read(scan)
+    kw = dict(params)
+    if operation in ("gaussian", "unsharp_mask") and "spacing" not in kw:
+        kw["spacing"] = geometry["spacing"]  # sigma / radius in mm
+    return getattr(fastct, operation)(data, **kw), geometry
+
+
 def _process(
-    scan: _Scan, out_dir: str, operation: str, params: dict[str, Any], host_threads: Any
+    scan: _Scan,
+    out_dir: str,
+    operation: str,
+    params: dict[str, Any],
+    host_threads: Any,
+    kind: str = "folder",
 ) -> tuple[str, str]:
-    """One task: read, compute, publish ``out_dir/<id>.h5`` atomically. Returns
-    ``(scan_id, 'written' | 'exists')``."""
+    """One task: read, compute, publish the result atomically (``kind``: see
+    :func:`_out_kind`). Returns ``(scan_id, 'written' | 'exists')``."""
     import fastct
 
     from .dask import task_threads
     from .volume import open as open_archive
 
-    target = Path(out_dir) / f"{scan.scan_id}.h5"
-    if target.exists():  # a rerun after a lost worker whose first run finished
-        return scan.scan_id, "exists"
+    out = Path(out_dir)
+    if kind == "zarr":
+        name = _result_name(scan.scan_id, operation)
+        with open_archive(out) as ar:
+            if name in ar:  # a rerun after a lost worker whose first run finished
+                return scan.scan_id, "exists"
+    else:
+        folder = _parts_dir(out) if kind == "h5" else out
+        target = folder / (scan.scan_id if operation == "pipeline" else f"{scan.scan_id}.h5")
+        if target.exists():
+            return scan.scan_id, "exists"
     fastct.set_num_threads(task_threads(host_threads))
     try:
-        data, geometry = _read(scan)
-        kw = dict(params)
-        if operation in ("gaussian", "unsharp_mask") and "spacing" not in kw:
-            kw["spacing"] = geometry["spacing"]  # sigma / radius in mm
-        result = getattr(fastct, operation)(data, **kw)
-        with open_archive(target, "w") as ar:
-            ar.create_volume(f"results/{operation}", result, **geometry)
+        if operation == "pipeline":
+            _run_pair(scan, out, params)
+            return scan.scan_id, "written"
+        result, geometry = _compute(scan, operation, params)
+        if kind == "zarr":
+            try:  # one transaction, one volume: published by one rename on close
+                with open_archive(out, "a") as ar:
+                    ar.create_volume(name, result, **geometry)
+            except FileExistsError:  # the same task ran twice at once: same bits
+                return scan.scan_id, "exists"
+        else:
+            inner = _result_name(scan.scan_id, operation) if kind == "h5" else None
+            with open_archive(target, "w") as ar:
+                ar.create_volume(inner or f"results/{operation}", result, **geometry)
     finally:
         fastct.set_num_threads(None)
     return scan.scan_id, "written"
+
+
+def _copy_group(src: Any, dst: Any, group: str) -> None:
+    """Copy every volume and group attribute under ``group`` of archive ``src`` into
+    ``dst`` (same names), one slab of chunks at a time."""
+    from .volume import Volume
+
+    attrs = src.get_attrs(group)
+    if attrs:
+        dst.set_attrs(group, **attrs)
+    for child in src[group].keys():
+        path = f"{group.rstrip('/')}/{child}"
+        member = src[path]
+        if not isinstance(member, Volume):
+            _copy_group(src, dst, path)
+            continue
+        meta = {"spacing", "origin", "direction", "modality", "units"}
+        extra = {k: v for k, v in member.attrs.items() if k not in meta}
+        out = dst.create_volume(path, shape=member.shape, dtype=member.dtype,
+                                chunks=member.chunks, attrs=extra,
+                                **member.metadata())  # fmt: skip
+        step = (member.chunks or member.shape)[0]
+        for start in range(0, member.shape[0], step):
+            stop = min(start + step, member.shape[0])
+            region = (slice(start, stop), *(slice(0, n) for n in member.shape[1:]))
+            buf = np.empty(tuple(s.stop - s.start for s in region), member.dtype)
+            member.read_region(region, buf)
+            out.write_region(region, buf)
+
+
+def _run_pair(scan: _Scan, out: Path, params: dict[str, Any]) -> None:
+    """The pipeline on one pair, published as ``out/<id>/`` by one rename."""
+    from .pipeline import run as run_pipeline
+    from .volume import open as open_archive
+
+    assert scan.volume is not None
+    with _atomic.atomic_folder(out / scan.scan_id, overwrite=True) as folder:
+        work = folder / "results.h5"
+        with open_archive(scan.path) as src, open_archive(work, "w") as dst:
+            _copy_group(src, dst, scan.volume)
+        kw = {"run_name": PIPELINE_RUN, "progress": False, **params}
+        run_pipeline(work, f"{scan.volume}/baseline", f"{scan.volume}/followup",
+                     out_dir=folder / "report", **kw)  # fmt: skip
+        _final_paths(folder / "report" / "summary.json", folder, out / scan.scan_id)
+
+
+def _final_paths(summary: Path, folder: Path, final: Path) -> None:
+    """Name the published folder, not the working one, in the run's ``summary.json``."""
+    import json
+
+    if not summary.is_file():
+        return
+    doc = json.loads(summary.read_text())
+    for key in ("archive", "out_dir", "report_path"):
+        value = doc.get(key)
+        if isinstance(value, str) and value.startswith(str(folder)):
+            doc[key] = str(final) + value[len(str(folder)) :]
+    summary.write_text(json.dumps(doc, indent=2))
 
 
 def _client(scheduler: str | None, local_workers: int | None, connect_timeout: float):
@@ -189,6 +347,83 @@ def _client(scheduler: str | None, local_workers: int | None, connect_timeout: f
     return Client(cluster), cluster
 
 
+def _done_in_archive(out: Path, names: dict[str, str]) -> set[str]:
+    """Ids whose result volume (``names``: id -> volume name) exists in archive ``out``."""
+    from .volume import open as open_archive
+
+    if not out.exists():
+        return set()
+    with open_archive(out) as ar:
+        return {k for k, name in names.items() if name in ar}
+
+
+def _plan(
+    scans: list[_Scan], out: Path, kind: str, operation: str, resume: bool
+) -> tuple[list[str], list[_Scan], set[str]]:
+    """(skipped ids, scans to compute, ids whose per-task archive awaits the merge),
+    removing the results that ``resume=False`` recomputes."""
+    from .volume import open as open_archive
+
+    ids = [s.scan_id for s in scans]
+    if kind == "folder":
+        if out.exists():
+            _atomic.remove_stale_folders(out)  # temp files of writers killed earlier
+        name = "{}" if operation == "pipeline" else "{}.h5"
+        done = {i for i in ids if (out / name.format(i)).exists()}
+        if not resume:
+            for i in done:
+                target = out / name.format(i)
+                if target.is_dir():
+                    shutil.rmtree(target)
+                else:
+                    target.unlink()
+    else:
+        names = {i: _result_name(i, operation) for i in ids}
+        done = _done_in_archive(out, names)
+        if not resume and done:
+            with open_archive(out, "a") as ar:
+                for i in done:
+                    ar.delete(names[i])
+    parts: set[str] = set()
+    if kind == "h5":
+        folder = _parts_dir(out)
+        if folder.exists():
+            _atomic.remove_stale_temps(folder)
+            for i in ids:
+                part = folder / f"{i}.h5"
+                if not part.exists():
+                    continue
+                if i in done or not resume:  # merged before the last run was stopped
+                    part.unlink()
+                else:
+                    parts.add(i)
+    if not resume:
+        done = set()
+    skipped = [i for i in ids if i in done]
+    todo = [s for s in scans if s.scan_id not in done and s.scan_id not in parts]
+    return skipped, todo, parts
+
+
+def _merge(out: Path, ids: list[str], operation: str) -> None:
+    """Copy the per-task archives of ``ids`` (each holding its
+    ``results/<id>/<operation>``) into the HDF5 archive ``out`` in one transaction of
+    one writer (this process), then delete them."""
+    from .volume import open as open_archive
+
+    folder = _parts_dir(out)
+    if ids:
+        with open_archive(out, "a") as ar:
+            for i in ids:
+                with open_archive(folder / f"{i}.h5") as part:
+                    _copy_group(part, ar, f"/results/{i}")
+    for i in ids:
+        with contextlib.suppress(OSError):
+            (folder / f"{i}.h5").unlink()
+    _atomic.remove_stale_temps(folder)  # those of workers killed while writing
+    with contextlib.suppress(OSError):
+        folder.rmdir()  # only once empty
+
+
 def run_batch(
     inputs: Any,
     out_dir: str | os.PathLike,
@@ -202,22 +437,30 @@ def run_batch(
     connect_timeout: float = 10.0,
     progress: bool | None = None,
 ) -> BatchResult:
-    """Run ``operation`` on every scan of ``inputs``, one dask.distributed task per scan.
+    """Run ``operation`` on every scan (or scan pair) of ``inputs``, one
+    dask.distributed task each.
 
     Parameters
     ----------
     inputs : path or list of paths
-        An archive (every ``scans/<id>/image`` volume is a scan) or files readable by
-        :func:`fastct.io.read_volume` (the scan id is the file name without suffix).
+        An archive (HDF5 or Zarr; every ``scans/<id>/image`` volume is a scan) or files
+        readable by :func:`fastct.io.read_volume` (the scan id is the file name without
+        suffix). For ``operation='pipeline'``: an archive whose
+        ``scans/<id>/baseline/image`` and ``scans/<id>/followup/image`` make a pair.
         Workers read them by path: the paths must exist on the workers.
     out_dir : path
-        Folder of the results: ``<id>.h5`` per scan, volume ``results/<operation>``.
-    operation : {'gaussian', 'median', 'unsharp_mask'}
-        The fastct function to run.
+        Where the results go, by its name: a folder (``<id>.h5`` per scan, volume
+        ``results/<operation>``; for the pipeline a folder ``<id>/`` per pair holding
+        ``results.h5`` and ``report/``), a Zarr store ``*.zarr`` or an HDF5 archive
+        ``*.h5`` (volume ``results/<id>/<operation>`` of that one archive; the HDF5
+        one is merged by this process from per-task files).
+    operation : {'gaussian', 'median', 'unsharp_mask', 'pipeline'}
+        The fastct function to run, or :func:`fastct.pipeline.run` per pair.
     params : dict, optional
         Its keyword arguments (``{'sigma': 1.0}``); for ``gaussian`` and
         ``unsharp_mask`` lengths are in mm (the scan's spacing is passed) unless
-        ``spacing`` is given.
+        ``spacing`` is given. For the pipeline, those of :func:`fastct.pipeline.run`
+        (``transform``, ``model``, ``report``, ...).
     scheduler : str, optional
         Address of a running scheduler, ``tcp://HOST:PORT``.
     local_workers : int, optional
@@ -236,37 +479,86 @@ def run_batch(
     -------
     BatchResult
         ``written``, ``skipped``, ``failed`` (id -> error), ``seconds``, ``dashboard``.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os, fastct
+    >>> from fastct.batch import run_batch
+    >>> d = tempfile.mkdtemp()
+    >>> np.save(os.path.join(d, "a.npy"), np.zeros((4, 5, 6), np.float32))
+    >>> run_batch([os.path.join(d, "a.npy")], os.path.join(d, "out.zarr"),
+    ...           params={"sigma": 1.0}, local_workers=1, progress=False).written
+    ['a']
+    >>> with fastct.open(os.path.join(d, "out.zarr")) as ar:
+    ...     ar["results/a/gaussian"].shape
+    (4, 5, 6)
     """
     if operation not in OPERATIONS:
         raise ValueError(f"operation must be one of {OPERATIONS}, got {operation!r}")
+    if not isinstance(params, (dict, type(None))):
+        raise TypeError(f"params must be a dict of keyword arguments, got {type(params).__name__}")
     params = dict(params or {})
-    scans = _scans(inputs)
     out = Path(out_dir)
-    if out.exists():
-        from ._atomic import remove_stale_temps
-
-        remove_stale_temps(out)  # temp files of writers killed in an earlier run
+    kind = _out_kind(out)
+    if operation == "pipeline" and kind != "folder":
+        raise ValueError(
+            "out_dir: operation='pipeline' writes one folder per pair (report and archive): "
+            f"give a folder, not {str(out)!r}"
+        )
+    if kind == "h5" and out.is_dir():
+        raise ValueError(f"out_dir: {str(out)!r} is a folder, not an HDF5 archive")
+    if kind != "folder" and not out.parent.is_dir():
+        raise ValueError(f"out_dir: folder {str(out.parent)!r} does not exist")
+    scans = _scans(inputs, pairs=operation == "pipeline")
     result = BatchResult()
-    todo = []
-    for scan in scans:
-        done = (out / f"{scan.scan_id}.h5").exists()
-        if done and resume:
-            result.skipped.append(scan.scan_id)
-        else:
-            if done:
-                (out / f"{scan.scan_id}.h5").unlink()
-            todo.append(scan)
+    result.skipped, todo, parts = _plan(scans, out, kind, operation, resume)
     t0 = time.perf_counter()
-    if not todo:
-        return result
+    if todo:
+        _run_tasks(todo, out, kind, operation, params, scheduler, local_workers, retries,
+                   connect_timeout, progress, result)  # fmt: skip
+    if kind == "h5":
+        finished = sorted(parts | set(result.written))
+        _merge(out, finished, operation)
+        result.written = finished
+    elif kind == "folder" and out.exists():
+        _atomic.remove_stale_folders(out)  # those of workers killed during this run
+    elif kind == "zarr" and out.is_dir():
+        from ._store_zarr import remove_stale
+
+        remove_stale(out)  # the same inside the store
+    result.written.sort()
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _run_tasks(
+    todo: list[_Scan],
+    out: Path,
+    kind: str,
+    operation: str,
+    params: dict[str, Any],
+    scheduler: str | None,
+    local_workers: int | None,
+    retries: int,
+    connect_timeout: float,
+    progress: bool | None,
+    result: BatchResult,
+) -> None:
+    """Submit one task per scan of ``todo`` and record each outcome in ``result``."""
     from distributed import as_completed
 
     from . import _log
     from .dask import _host_threads
+    from .volume import open as open_archive
 
     client, cluster = _client(scheduler, local_workers, connect_timeout)
     try:
-        out.mkdir(parents=True, exist_ok=True)  # (not before the scheduler answered)
+        # Created only once the scheduler answered.
+        if kind == "zarr":
+            with open_archive(out, "a"):
+                pass  # the store exists before the tasks open it
+        else:
+            (_parts_dir(out) if kind == "h5" else out).mkdir(parents=True, exist_ok=True)
         result.dashboard = getattr(client, "dashboard_link", None)
         _log.get_logger(__name__).info("batch: %d scans, dashboard %s", len(todo),
                                        result.dashboard)  # fmt: skip
@@ -279,6 +571,7 @@ def run_batch(
                 operation,
                 params,
                 host_threads,
+                kind,
                 key=f"fastct-batch-{scan.scan_id}-{time.time_ns()}",
                 retries=retries,
                 pure=False,
@@ -303,50 +596,17 @@ def run_batch(
         client.close()
         if cluster is not None:
             cluster.close()
-    remove_stale_temps(out)  # those of workers killed during this run
-    result.written.sort()
-    result.seconds = time.perf_counter() - t0
-    return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m fastct.batch INPUTS... --out DIR (--scheduler ADDR | --local-workers N)``.
+    """``python -m fastct.batch ARGS...``: the same as ``fastct batch ARGS...``.
 
     Exit status 0 when every scan is written or skipped, 1 when some failed, 2 on bad
     arguments or an unreachable scheduler.
     """
-    p = argparse.ArgumentParser(
-        prog="fastct batch",
-        description="Run one fastct operation over many scans on dask.distributed.",
-    )
-    p.add_argument("inputs", nargs="+", help="an archive, or NIfTI / .npy files, DICOM folders")
-    p.add_argument("--out", required=True, help="folder of the <id>.h5 results")
-    p.add_argument("--operation", default="gaussian", choices=OPERATIONS)
-    p.add_argument("--sigma", type=float, help="gaussian sigma (mm)")
-    p.add_argument("--size", type=int, help="median window")
-    p.add_argument("--radius", type=float, help="unsharp_mask radius (mm)")
-    p.add_argument("--amount", type=float, help="unsharp_mask amount")
-    where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--scheduler", help="tcp://HOST:PORT of a running scheduler")
-    where.add_argument("--local-workers", type=int, help="start a LocalCluster of N workers")
-    p.add_argument("--no-resume", action="store_true", help="recompute finished scans")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds to reach the scheduler")
-    args = p.parse_args(argv)
-    params = {k: getattr(args, k) for k in ("sigma", "size", "radius", "amount")}
-    params = {k: v for k, v in params.items() if v is not None}
-    inputs: Any = args.inputs[0] if len(args.inputs) == 1 else args.inputs
-    try:
-        res = run_batch(inputs, args.out, operation=args.operation, params=params,
-                        scheduler=args.scheduler, local_workers=args.local_workers,
-                        resume=not args.no_resume, connect_timeout=args.timeout)  # fmt: skip
-    except (ValueError, TypeError, ImportError) as exc:
-        print(f"fastct batch: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"{len(res.written)} written, {len(res.skipped)} skipped, {len(res.failed)} failed "
-          f"in {res.seconds:.1f} s")  # fmt: skip
-    for scan_id, error in sorted(res.failed.items()):
-        print(f"  {scan_id}: {error}", file=sys.stderr)
-    return 1 if res.failed else 0
+    from .cli import main as cli_main
+
+    return cli_main(["batch", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":  # pragma: no cover
