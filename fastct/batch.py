@@ -261,6 +261,7 @@ def _process(
 def _copy_group(src: Any, dst: Any, group: str) -> None:
     """Copy every volume and group attribute under ``group`` of archive ``src`` into
     ``dst`` (same names), one slab of chunks at a time."""
+    from .streaming import copy_volume
     from .volume import Volume
 
     attrs = src.get_attrs(group)
@@ -277,13 +278,7 @@ def _copy_group(src: Any, dst: Any, group: str) -> None:
         out = dst.create_volume(path, shape=member.shape, dtype=member.dtype,
                                 chunks=member.chunks, attrs=extra,
                                 **member.metadata())  # fmt: skip
-        step = (member.chunks or member.shape)[0]
-        for start in range(0, member.shape[0], step):
-            stop = min(start + step, member.shape[0])
-            region = (slice(start, stop), *(slice(0, n) for n in member.shape[1:]))
-            buf = np.empty(tuple(s.stop - s.start for s in region), member.dtype)
-            member.read_region(region, buf)
-            out.write_region(region, buf)
+        copy_volume(member, out)
 
 
 def _run_pair(scan: _Scan, out: Path, params: dict[str, Any]) -> None:

@@ -340,6 +340,19 @@ def read_all(src: np.ndarray | Volume, *, dtype: Any = None) -> np.ndarray:
     return np.ascontiguousarray(src, dtype=dtype)
 
 
+def copy_volume(src: np.ndarray | Volume, dst: np.ndarray | Volume) -> None:
+    """Copy every voxel of ``src`` into ``dst`` (same shape), one row of ``dst``'s chunks
+    (or one memory-budget slab) at a time, so memory stays bounded by one slab."""
+    if tuple(src.shape) != tuple(dst.shape):
+        raise ValueError(f"dst must have shape {tuple(src.shape)}, got {tuple(dst.shape)}")
+    chunks = dst.chunks if isinstance(dst, Volume) else None
+    plane_bytes = math.prod(src.shape[1:]) * np.dtype(src.dtype).itemsize
+    step = chunks[0] if chunks else slab_planes(dst, plane_bytes)
+    for start in range(0, src.shape[0], max(1, step)):
+        region = (slice(start, min(start + step, src.shape[0])),)
+        write_region(dst, region, read_region(src, region))
+
+
 def write_all(dst: np.ndarray | Volume, data: np.ndarray) -> np.ndarray | Volume:
     """Write an in-memory ``data`` of ``dst``'s shape into ``dst``.
 

@@ -18,7 +18,7 @@ import numpy as np
 
 import fastct
 
-from ..streaming import read_region, write_all, write_region
+from ..streaming import copy_volume, write_all
 from ._common import (
     AddCommand,
     UsageError,
@@ -44,16 +44,6 @@ def _endpoint(text: str) -> Any:
     if is_archive_name(text) or (Path(text).is_dir() and (Path(text) / "zarr.json").is_file()):
         return Path(text.rstrip("/") or text)
     return volume_spec(text)
-
-
-def copy_volume(src: Any, dst: Any) -> None:
-    """Copy the voxels of archive volume ``src`` into ``dst`` (same shape), one row of
-    ``dst``'s chunks at a time (through the streaming engine, the only door to
-    storage), so memory stays bounded by one slab."""
-    step = (dst.chunks or src.shape)[0]
-    for start in range(0, src.shape[0], step):
-        region = (slice(start, min(start + step, src.shape[0])),)
-        write_region(dst, region, read_region(src, region))
 
 
 def copy_archive(src: Path, dst: Path, *, chunks: Any = None, overwrite: bool = False) -> int:
