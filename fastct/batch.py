@@ -159,6 +159,8 @@ def _scans(inputs: Any, pairs: bool = False) -> list[_Scan]:
         if scan_id in seen:
             raise ValueError(f"inputs: two scans are named {scan_id!r}; rename one")
         seen.add(scan_id)
+        if not p.exists():  # (a path on the workers only: run the client where it exists)
+            raise ValueError(f"inputs: {str(item)!r} does not exist")
         scans.append(_Scan(scan_id, str(p.resolve())))
     if not scans:
         raise ValueError("inputs: no scan given")
@@ -335,9 +337,13 @@ def _client(scheduler: str | None, local_workers: int | None, connect_timeout: f
             ) from None
     if isinstance(local_workers, bool) or not isinstance(local_workers, int) or local_workers < 1:
         raise ValueError(f"local_workers must be a positive integer, got {local_workers!r}")
+    import logging
+
+    # silence_logs: a scan that fails is reported once in the result (and by the CLI in
+    # one line), not also as the worker's traceback on stderr
     cluster = LocalCluster(
         n_workers=local_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=":0",
+        dashboard_address=":0", silence_logs=logging.CRITICAL,
     )  # fmt: skip
     return Client(cluster), cluster
 

@@ -56,10 +56,15 @@ def test_local_cluster_batch_equals_serial_and_resumes(tmp_path):
         files.append(path)
         arrays[f"scan{i}"] = a
     out = tmp_path / "out"
-    res = batch.run_batch(files + [tmp_path / "missing.npy"], out, params={"sigma": 1.2},
+    # a path missing here is refused before any work; a scan that fails on a worker
+    # (a damaged file) is reported and the others go on
+    with pytest.raises(ValueError, match="missing.npy' does not exist"):
+        batch.run_batch(files + [tmp_path / "missing.npy"], out, local_workers=2)
+    (tmp_path / "damaged.npy").write_bytes(b"\x93NUMPY not really")
+    res = batch.run_batch(files + [tmp_path / "damaged.npy"], out, params={"sigma": 1.2},
                           local_workers=2, retries=0)  # fmt: skip
     assert res.written == sorted(arrays) and res.skipped == []
-    assert list(res.failed) == ["missing"] and "not found" in res.failed["missing"]
+    assert list(res.failed) == ["damaged"] and res.failed["damaged"]
     for scan_id, a in arrays.items():
         with fastct.open(out / f"{scan_id}.h5") as ar:
             got = ar["results/gaussian"].read()
