@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .. import evaluation
+from ..classify import NoduleDetector
 from ..streaming import write_all
 from ..volume import Archive, Volume
 from ._context import TIMEPOINTS, RunContext
@@ -177,12 +178,20 @@ def _supervoxels(ctx: RunContext, tp: str) -> None:
             v["denoised"], spacing=image.spacing, lung_mask=mask, out=v["supervoxels"]
         )
         return
-    labels = np.asarray(
-        ctx.detector.segment(held["denoised"], spacing=image.spacing, lung_mask=mask)
-    )
-    del mask
+    src = held["denoised"]
+    reread = False
+    if isinstance(ctx.detector, NoduleDetector) and src.dtype.kind in "iu" and src.itemsize <= 2:
+        # NoduleDetector segments integer scans as float32 (exact for 16-bit values):
+        # hand it that copy and drop the integer one during SLIC (the stage's memory
+        # peak); the features read it back from the archive afterwards
+        src = held.pop("denoised").astype(np.float32)
+        reread = True
+    labels = np.asarray(ctx.detector.segment(src, spacing=image.spacing, lung_mask=mask))
+    del mask, src
     write_all(v["supervoxels"], labels)
     held["supervoxels"] = labels
+    if reread:
+        held["denoised"] = v["denoised"].read()
 
 
 def _features(ctx: RunContext, tp: str) -> None:
