@@ -179,22 +179,32 @@ def working_factors(spacing: tuple[float, ...], working_mm: float) -> tuple[int,
 
 def _downsample(image: np.ndarray | Volume, factors: tuple[int, ...]) -> np.ndarray:
     """Block mean by ``factors`` (edge blocks average the voxels they hold), float32,
-    reading ``image`` in z slabs."""
+    reading ``image`` in z slabs, scanner padding made air first (:func:`_unpad`)."""
     nz, ny, nx = image.shape
     fz, fy, fx = factors
     wshape = (-(-nz // fz), -(-ny // fy), -(-nx // fx))
     out = np.empty(wshape, dtype=np.float32)
-    # a slab of working rows: fz float32 planes each
-    rows = max(1, _config.get_memory_budget() // max(1, ny * nx * 4 * fz))
+    dtype = np.dtype(image.dtype)
+    # integers of at most 32 bits: one compiled pass on the native values (same bits)
+    native = dtype.kind in "iu" and dtype.itemsize <= 4
+    # a slab of working rows: fz planes each (float32, or the native values)
+    per_row = ny * nx * fz * (dtype.itemsize if native else 4)
+    rows = max(1, _config.get_memory_budget() // max(1, per_row))
 
     def read(part: Slab) -> np.ndarray:
-        return read_planes(image, part.start * fz, min(nz, part.stop * fz), dtype=np.float32)
+        z0, z1 = part.start * fz, min(nz, part.stop * fz)
+        return read_planes(image, z0, z1, dtype=None if native else np.float32)
 
-    nbytes = int(np.prod(image.shape)) * np.dtype(image.dtype).itemsize
+    nbytes = int(np.prod(image.shape)) * dtype.itemsize
     for part, slab in stream(slabs(wshape[0], rows), read, desc="lung mask", nbytes=nbytes):
         w0, w1 = part.start, part.stop
+        if native and not _fov_padded(slab).any():
+            from ._kernels.lungs import block_mean_floor
+
+            block_mean_floor(slab, fz, fy, fx, np.float32(_AIR_HU), out[w0:w1])
+            continue
         z0, z1 = w0 * fz, min(nz, w1 * fz)
-        slab = _unpad(slab)
+        slab = _unpad(slab.astype(np.float32, copy=False))
         if factors == (1, 1, 1):
             out[w0:w1] = slab
             continue
@@ -212,6 +222,13 @@ def _downsample(image: np.ndarray | Volume, factors: tuple[int, ...]) -> np.ndar
     return out
 
 
+def _fov_padded(slab: np.ndarray) -> np.ndarray:
+    """Per plane: do the four corners hold one value that :func:`_unpad` treats as
+    padding by the field of view (after raising values below ``_AIR_HU``)?"""
+    corners = np.maximum(slab[:, [0, 0, -1, -1], [0, -1, 0, -1]].astype(np.float32), _AIR_HU)
+    return np.all(corners == corners[:, :1], axis=1) & (corners[:, 0] > _PAD_MAX_PLAUSIBLE_AIR)
+
+
 def _unpad(slab: np.ndarray) -> np.ndarray:
     """Scanner padding outside the field of view made air (a new array, float32).
 
@@ -223,16 +240,25 @@ def _unpad(slab: np.ndarray) -> np.ndarray:
     to the corners is set to ``_AIR_HU`` too.
     """
     out = np.maximum(slab, np.float32(_AIR_HU))
-    for z in range(out.shape[0]):
+    for z in np.flatnonzero(_fov_padded(out)):
         plane = out[z]
-        corners = plane[[0, 0, -1, -1], [0, -1, 0, -1]]
-        v = corners[0]
-        if not (np.all(corners == v) and v > _PAD_MAX_PLAUSIBLE_AIR):
-            continue
+        v = plane[0, 0]
         lab, _ = ndi.label(plane == v)
         ids = np.unique(lab[[0, 0, -1, -1], [0, -1, 0, -1]])
         plane[np.isin(lab, ids[ids > 0])] = _AIR_HU
     return out
+
+
+def _fill_holes_in_slices(mask: np.ndarray) -> np.ndarray:
+    """``ndi.binary_fill_holes(mask, structure=_SLICE_STRUCTURE)`` by one labelling:
+    the False voxels not 4-connected, within their axial slice, to the slice's border
+    become True (the structure has no z offset, so only the y/x border is outside)."""
+    lab, n = ndi.label(~mask, structure=_SLICE_STRUCTURE)
+    touches = np.zeros(n + 1, dtype=bool)
+    for edge in (lab[:, 0, :], lab[:, -1, :], lab[:, :, 0], lab[:, :, -1]):
+        touches[edge.ravel()] = True
+    touches[0] = False
+    return ~touches[lab]
 
 
 def _largest(mask: np.ndarray) -> np.ndarray:
@@ -254,17 +280,25 @@ def _body(air: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
     contact is cut off with its own enclosed air, while the filled chest is far too
     thick to be changed beyond rounding its outline.
     """
-    filled = ndi.binary_fill_holes(_largest(~air), structure=_SLICE_STRUCTURE)
+    filled = _fill_holes_in_slices(_largest(~air))
     r = _BODY_OPENING_MM
     k = [int(r / s) for s in spacing[1:]]
     if max(k) == 0 or not filled.any():
         return filled
     yy, xx = np.mgrid[-k[0] : k[0] + 1, -k[1] : k[1] + 1]
     disk = ((yy * spacing[1]) ** 2 + (xx * spacing[2]) ** 2 <= r * r)[None]
-    core = _largest(ndi.binary_erosion(filled, structure=disk))
+    # ndi.binary_erosion / binary_dilation with ``disk`` (symmetric), compiled
+    from ._kernels.lungs import dilate_in_plane, erode_in_plane
+
+    offsets = np.argwhere(disk[0]).astype(np.int64) - np.array(k, dtype=np.int64)
+    eroded = np.empty_like(filled)
+    erode_in_plane(filled, offsets, eroded)
+    core = _largest(eroded)
     if not core.any():
         return filled
-    return ndi.binary_dilation(core, structure=disk) & filled
+    dilated = np.empty_like(core)
+    dilate_in_plane(core, offsets, dilated)
+    return dilated & filled
 
 
 def _outside_air(air: np.ndarray) -> np.ndarray:
@@ -739,7 +773,7 @@ def lung_mask(
     del work, air, body
     mask = _keep_lungs(interior, min_lung_fraction)
     del interior
-    mask = ndi.binary_fill_holes(mask, structure=_SLICE_STRUCTURE)
+    mask = _fill_holes_in_slices(mask)
     mask = _closing_mm(mask, wspacing, closing_mm)
-    mask = ndi.binary_fill_holes(mask, structure=_SLICE_STRUCTURE)
+    mask = _fill_holes_in_slices(mask)
     return _upsample_into(mask, factors, shape, out)
