@@ -720,9 +720,9 @@ class NoduleDetector(BaseEstimator):
         lut[ids] = proba
 
         def paint(block: np.ndarray, info: Any = None) -> np.ndarray:
-            b = np.asarray(block, dtype=np.int64)
-            inside = (b >= 0) & (b <= top)
-            return np.where(inside, lut[np.clip(b, 0, top)], np.float32(0)).astype(np.float32)
+            from .._kernels.lut import painted
+
+            return painted(np.asarray(block), lut)
 
         if isinstance(labels, Volume) or isinstance(out, Volume):
             from ..streaming import map_overlap

@@ -26,13 +26,12 @@ def probability_map(labels: np.ndarray | Volume, lut: np.ndarray, out: Any) -> A
     [[0.0, 0.5], [0.25, 0.0]]
     """
     labels = as_input(labels, "labels", integer=True)
+    from .._kernels.lut import painted
+
     lut = np.ascontiguousarray(lut, dtype=np.float32)
-    n = len(lut)
 
     def kernel(block: np.ndarray, info: Any) -> np.ndarray:
-        lab = block[info.core]
-        inside = (lab >= 0) & (lab < n)
-        return np.where(inside, lut[np.clip(lab, 0, n - 1)], np.float32(0.0))
+        return painted(block[info.core], lut)
 
     return map_overlap(
         kernel, labels, depth=0, out=out, out_dtype=np.float32, desc="probability map"
