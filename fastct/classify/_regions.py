@@ -212,25 +212,32 @@ def _blob_columns(
     bounding box of the labelled voxels is filtered.
     """
     from ..features import region_features
-    from ..filters._blob import _hessian_blob, _hessian_blob_in_box
+    from ..filters._blob import BoxBlob, _hessian_blob
     from ..streaming import Scratch
 
     streamed = isinstance(image, Volume) or isinstance(labels, Volume)
     box = None if streamed else _labelled_box(np.asarray(labels))
-    # only labelled voxels enter the table: the response is evaluated there alone
-    where = None if box is None else np.asarray(labels)[box] > 0
+    if box is not None:
+        # every labelled voxel lies in the box: the response is evaluated at them alone
+        # and the regions are summarised on the box (the same voxels in the same order)
+        lab_box = np.ascontiguousarray(np.asarray(labels)[box])
+        blob = BoxBlob(np.asarray(image), box, scales, sp)
+        for s in scales:
+            t = region_features(
+                lab_box, blob.response(s, lab_box > 0), spacing=sp, **org,
+                properties=["mean", "max"], percentiles=(),
+            )  # fmt: skip
+            cols[f"blob_{s:g}mm_mean"] = t["mean"]
+            cols[f"blob_{s:g}mm_max"] = t["max"]
+        return
     scratch = Scratch(labels if isinstance(labels, Volume) else image)
     try:
         for s in scales:
             if streamed:
                 resp = scratch.volume(f"blob_{s:g}", tuple(image.shape), np.float32)
                 _hessian_blob(image, s, sp, mode="nearest", dtype=np.float32, out=resp)
-            elif box is None:
-                resp = np.zeros(image.shape, np.float32)
             else:
-                resp = _hessian_blob_in_box(
-                    np.asarray(image), box, s, sp, dtype=np.float32, where=where
-                )
+                resp = np.zeros(image.shape, np.float32)
             t = region_features(
                 labels, resp, spacing=sp, **org, properties=["mean", "max"], percentiles=()
             )

@@ -124,49 +124,79 @@ def _hessian_blob_in_box(
     would read it) are filtered: the values inside the box are the same bits as
     those of the whole-volume filter. With ``where`` (a bool array of the box's
     shape), float32 only: the measure is evaluated only at those voxels (0 at the
-    others), by one compiled pass instead of the vectorised kernel's temporaries.
+    others), by one compiled pass instead of the vectorised kernel's temporaries
+    (:class:`BoxBlob`).
     """
-    kernel, depth = _plan(scale, spacing, truncate, dtype)
     resp = np.zeros(image.shape, np.dtype(dtype))
+    if where is not None and np.dtype(dtype) == np.float32:
+        resp[box] = BoxBlob(image, box, (scale,), spacing, truncate).response(scale, where)
+        return resp
+    kernel, depth = _plan(scale, spacing, truncate, dtype)
     lo = [max(0, b.start - d) for b, d in zip(box, depth)]
     hi = [min(n, b.stop + d) for b, d, n in zip(box, depth, image.shape)]
     sub = image[tuple(slice(a, b) for a, b in zip(lo, hi))]
     inner = tuple(slice(b.start - a, b.stop - a) for b, a in zip(box, lo))
-    if where is None or np.dtype(dtype) != np.float32:
-        r = map_overlap(kernel, sub, depth=depth, mode="nearest", dtype=np.dtype(dtype))
-        resp[box] = r[inner] if where is None else np.where(where, r[inner], 0)
-        return resp
-    resp[box] = _blob_at(sub, inner, where, scale, spacing, truncate)
+    r = map_overlap(kernel, sub, depth=depth, mode="nearest", dtype=np.dtype(dtype))
+    resp[box] = r[inner] if where is None else np.where(where, r[inner], 0)
     return resp
 
 
-def _blob_at(
-    sub: np.ndarray,
-    inner: tuple[slice, ...],
-    where: np.ndarray,
-    scale: float,
-    spacing: tuple[float, ...],
-    truncate: float,
-) -> np.ndarray:
-    """The float32 block kernel's values at ``where`` (a bool array of ``sub[inner]``'s
-    shape), 0 elsewhere. ``sub`` holds real data ``depth`` voxels around ``inner``
-    where the volume has it and ends at the volume's edges elsewhere."""
-    from .._kernels.blob import blob_neg_det
-    from ._gaussian import gaussian
+class BoxBlob:
+    """The float32 blob measure of :func:`hessian_blob` (``mode='nearest'``) at chosen
+    voxels of one box of an in-memory image, at several scales.
 
-    sigma_vox = tuple(scale / d for d in spacing)
-    # one voxel of 'nearest' extension: the Hessian of a voxel on the volume's edge
-    # reads the smoothed value just outside, as the engine's padded block has it
-    padded = np.pad(np.asarray(sub, np.float32), 1, mode="edge")
-    g = np.ascontiguousarray(gaussian(padded, sigma_vox, mode="nearest", truncate=truncate))
-    dz, dy, dx = spacing
-    c = np.array(
-        [dz * dz, dy * dy, dx * dx, 4 * dz * dy, 4 * dz * dx, 4 * dy * dx], np.float64
-    ).astype(np.float32)
-    off = np.array([s.start + 1 for s in inner], np.int64)
-    where = np.ascontiguousarray(where, np.bool_)
-    neg_det = blob_neg_det(g, off, where, c, np.empty(where.shape, np.float32))
-    return np.cbrt(neg_det) * (scale * scale)  # the block kernel's ``out * norm``
+    The box and the halo of the largest scale are converted to float32 and padded
+    once; each scale filters the part of that copy it reaches. A scale's values in
+    the box depend only on data within its own halo, so they are the same bits as
+    those of the whole-volume filter (tests/test_blob.py).
+    """
+
+    def __init__(
+        self,
+        image: np.ndarray,
+        box: tuple[slice, ...],
+        scales: Sequence[float],
+        spacing: tuple[float, ...],
+        truncate: float = 4.0,
+    ):
+        self.box, self.spacing, self.truncate, self.shape = box, spacing, truncate, image.shape
+        reach = [max(d) for d in zip(*(self._depth(s) for s in scales))]
+        self.lo = [max(0, b.start - d) for b, d in zip(box, reach)]
+        hi = [min(n, b.stop + d) for b, d, n in zip(box, reach, image.shape)]
+        sub = image[tuple(slice(a, b) for a, b in zip(self.lo, hi))]
+        # one voxel of 'nearest' extension: the Hessian of a voxel on the volume's edge
+        # reads the smoothed value just outside, as the engine's padded block has it
+        self.padded = np.pad(np.asarray(sub, np.float32), 1, mode="edge")
+
+    def _depth(self, scale: float) -> tuple[int, ...]:
+        return _plan(scale, self.spacing, self.truncate, np.float32)[1]
+
+    def response(self, scale: float, where: np.ndarray) -> np.ndarray:
+        """The measure at ``where`` (bool, the box's shape), 0 elsewhere, float32."""
+        from .._kernels.blob import blob_neg_det
+        from ._gaussian import gaussian
+
+        depth = self._depth(scale)
+        lo = [max(0, b.start - d) for b, d in zip(self.box, depth)]
+        hi = [min(n, b.stop + d) for b, d, n in zip(self.box, depth, self.shape)]
+        # this scale's halo and one voxel more: the edge padding at the volume's edge,
+        # real data elsewhere (which no value in the box reaches)
+        view = self.padded[tuple(slice(a - o, b - o + 2) for a, b, o in zip(lo, hi, self.lo))]
+        sigma_vox = tuple(scale / d for d in self.spacing)
+        g = np.ascontiguousarray(gaussian(view, sigma_vox, mode="nearest", truncate=self.truncate))
+        dz, dy, dx = self.spacing
+        c = np.array(
+            [dz * dz, dy * dy, dx * dx, 4 * dz * dy, 4 * dz * dx, 4 * dy * dx], np.float64
+        ).astype(np.float32)
+        off = np.array([b.start - a + 1 for b, a in zip(self.box, lo)], np.int64)
+        where = np.ascontiguousarray(where, np.bool_)
+        out = blob_neg_det(g, off, where, c, np.empty(where.shape, np.float32))
+        # the block kernel's ``cbrt(-det) * norm``, taken where the measure is not 0
+        # (a few per cent of the voxels; cbrt(0) * norm is 0)
+        flat = out.reshape(-1)
+        nonzero = np.flatnonzero(flat)
+        flat[nonzero] = np.cbrt(flat[nonzero]) * (scale * scale)
+        return out
 
 
 @docfiller
