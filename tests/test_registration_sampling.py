@@ -154,3 +154,58 @@ def test_real_ct_rigid_within_half_voxel(metric):
                               moving_origin=pair.origin)  # fmt: skip
         errors.append(corner_error_mm(reg.transform.apply, pair))
     assert max(errors) <= 0.5 and np.median(errors) <= 0.1, errors
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_pyramid_level_by_slabs_equals_smoothing_the_whole_image(seed, monkeypatch):
+    """_shrink smooths z slabs of the kept planes (no whole smoothed copy): the level
+    is the same bits as gaussian(image)[kept], for any memory budget."""
+    from fastct import _config
+    from fastct.filters import gaussian
+    from fastct.registration._levels import _shrink
+
+    rng = np.random.default_rng(seed)
+    shape = tuple(int(v) for v in rng.integers(3, 40, 3))
+    img = rng.normal(0, 100, shape).astype(np.float32)
+    sp = tuple(float(v) for v in rng.uniform(0.5, 2.0, 3))
+    factors = tuple(int(v) for v in rng.integers(1, 5, 3))
+    sigma = float(rng.uniform(0.5, 4.0))
+    # a tiny budget: one kept plane per slab, halos at both ends
+    monkeypatch.setattr(_config, "get_memory_budget", lambda: 4 * shape[1] * shape[2] * 3)
+    got, new_sp, _, sl = _shrink(img, sp, (0.0, 0.0, 0.0), factors, sigma)
+    sig = tuple(0.0 if n == 1 else sigma for n in shape)
+    expected = np.ascontiguousarray(gaussian(img, sig, spacing=sp, mode="nearest")[sl])
+    np.testing.assert_array_equal(got.view(np.int32), expected.view(np.int32))
+    monkeypatch.undo()
+    whole, *_ = _shrink(img, sp, (0.0, 0.0, 0.0), factors, sigma)
+    np.testing.assert_array_equal(whole.view(np.int32), expected.view(np.int32))
+
+
+def _center_of_mass_reference(img, sp, org, d3):
+    """The general float64 path of _center_of_mass (a whole float64 copy)."""
+    w = img.astype(np.float64) - float(img.min())
+    total = w.sum()
+    com = []
+    for ax in range(3):
+        other = tuple(i for i in range(3) if i != ax)
+        com.append(float(w.sum(axis=other) @ np.arange(img.shape[ax])) / total)
+    return org + d3 @ (np.asarray(com) * sp)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("integer_valued", [True, False])
+def test_center_of_mass_by_slabs_equals_float64_path(seed, integer_valued):
+    """CT values (integers) take the int64 slab path: the same bits as the float64
+    computation over the whole image; other images take that computation itself."""
+    from fastct.registration._register import _center_of_mass, _integer_profiles
+
+    rng = np.random.default_rng(seed)
+    shape = tuple(int(v) for v in rng.integers(2, 60, 3))
+    img = rng.normal(-400, 600, shape)
+    img = np.rint(img) if integer_valued else img
+    img = img.astype(np.float32)
+    sp, org = np.array([0.75, 0.7, 0.7]), np.array([-10.0, 5.0, 3.0])
+    d3 = np.eye(3)[[0, 2, 1]] if seed % 2 else np.eye(3)
+    assert (_integer_profiles(img) is not None) == integer_valued
+    got = _center_of_mass(img, sp, org, d3)
+    np.testing.assert_array_equal(got, _center_of_mass_reference(img, sp, org, d3))

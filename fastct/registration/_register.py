@@ -89,6 +89,14 @@ def _physical3(index: np.ndarray, sp: np.ndarray, org: np.ndarray, d3: np.ndarra
 def _center_of_mass(img: np.ndarray, sp: np.ndarray, org: np.ndarray, d3: np.ndarray,
                     mask=None) -> np.ndarray:  # fmt: skip
     """Physical intensity centre of mass (intensities minus their minimum)."""
+    if mask is None:
+        exact = _integer_profiles(img)
+        if exact is not None:
+            total, profiles = exact
+            if total <= 0:
+                return _physical3((np.asarray(img.shape) - 1) / 2.0, sp, org, d3)
+            com = [float(p @ np.arange(n)) / total for p, n in zip(profiles, img.shape)]
+            return _physical3(np.asarray(com), sp, org, d3)
     w = img.astype(np.float64) - float(img.min())
     if mask is not None:
         w = w * mask
@@ -101,6 +109,35 @@ def _center_of_mass(img: np.ndarray, sp: np.ndarray, org: np.ndarray, d3: np.nda
         prof = w.sum(axis=other)
         com.append(float(prof @ np.arange(img.shape[ax])) / total)
     return _physical3(np.asarray(com), sp, org, d3)
+
+
+def _integer_profiles(img: np.ndarray) -> tuple[float, list[np.ndarray]] | None:
+    """The sum and the per-axis profiles of ``img - img.min()`` (float64), computed
+    in int64 by z slabs, for an image of integer values (a CT in HU): every float64
+    operation of :func:`_center_of_mass`'s general path on such an image is exact
+    (the bounds below), so these are the same numbers without its float64 copy of the
+    whole image. None when the values or sizes are outside those bounds."""
+    lo = float(img.min())
+    hi = float(img.max())
+    span = hi - lo
+    n_max = max(img.shape)
+    # every sum, and every profile dotted with its indices, below 2**53
+    if not (abs(lo) < 2**31 and abs(hi) < 2**31) or span * img.size * n_max >= 2.0**53:
+        return None
+    base = int(lo)
+    profiles = [np.zeros(n, np.int64) for n in img.shape]
+    rows = max(1, (64 * 1024**2) // max(1, 8 * int(np.prod(img.shape[1:]))))
+    for z0 in range(0, img.shape[0], rows):
+        slab = img[z0 : z0 + rows]
+        if slab.dtype.kind == "f" and not np.array_equal(slab, np.rint(slab)):
+            return None
+        w = slab.astype(np.int64)
+        w -= base
+        profiles[0][z0 : z0 + slab.shape[0]] = w.sum(axis=(1, 2))
+        profiles[1] += w.sum(axis=(0, 2))
+        profiles[2] += w.sum(axis=(0, 1))
+    total = float(profiles[0].sum())
+    return total, [p.astype(np.float64) for p in profiles]
 
 
 def _moving_factors(fac3, fsp3, fdir3, mshape3, msp3, mdir3) -> tuple[int, ...]:
