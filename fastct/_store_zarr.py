@@ -233,9 +233,17 @@ def _volume_array_path(attributes: dict[str, Any]) -> str | None:
     if not isinstance(ome, dict):
         return None
     try:
-        return str(ome["multiscales"][0]["datasets"][0]["path"])
+        path = str(ome["multiscales"][0]["datasets"][0]["path"])
     except (KeyError, IndexError, TypeError):
         return None
+    parts = path.replace("\\", "/").split("/")
+    if path.startswith("/") or ".." in parts or ":" in path or not path.strip("/"):
+        # The metadata names a folder outside the image group: never followed.
+        raise ArchiveDamagedError(
+            f"OME-Zarr dataset path {path!r} leaves its image group; only relative paths "
+            "inside the store are read"
+        )
+    return path
 
 
 def _refresh_ome(attributes: dict[str, Any], name: str, ndim: int) -> None:
@@ -326,7 +334,12 @@ class _ZarrNode:
         try:
             return zarr.open_array(store=LocalStore(where, read_only=read_only), mode="r" if
                                    read_only else "r+", zarr_format=3)  # fmt: skip
-        except (FileNotFoundError, KeyError, ValueError, TypeError) as exc:
+        except Exception as exc:  # zarr reports bad metadata in many types
+            if isinstance(exc, (MemoryError, KeyboardInterrupt)) or (
+                isinstance(exc, OSError) and exc.errno is not None and not
+                isinstance(exc, FileNotFoundError)
+            ):  # fmt: skip
+                raise
             raise ArchiveDamagedError(
                 f"archive {str(self._archive.path)!r} is damaged or unreadable "
                 f"(reading {self.name!r}): {' '.join(str(exc).split())}"

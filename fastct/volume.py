@@ -31,6 +31,7 @@ import numpy as np
 
 from . import _atomic
 from ._validate import check_direction, check_ndim, check_origin, check_spacing
+from .io import _limits
 
 FORMAT_NAME = "fastct-archive"
 FORMAT_VERSION = 1
@@ -147,6 +148,10 @@ class Volume:
                 f"volume {self.name!r} has dtype {dataset.dtype}; fastct volumes hold "
                 "real numbers or booleans"
             )
+        # Declared sizes are claims of the file: refused before anything that size exists.
+        where = f"volume {self.name!r} in {str(archive.path)!r}"
+        _limits.check_voxels(tuple(dataset.shape), where)
+        _limits.check_chunk(dataset.chunks, dataset.dtype.itemsize, where)
         self._check_metadata()
 
     @property
@@ -291,6 +296,9 @@ class Volume:
     def read(self, out: np.ndarray | None = None) -> np.ndarray:
         """Read the whole volume into memory (into ``out`` if given)."""
         if out is None:
+            _limits.check_allocation(
+                self.nbytes, f"reading volume {self.name!r} of {str(self._archive.path)!r}"
+            )
             out = np.empty(self.shape, dtype=self.dtype)
         elif out.shape != self.shape:
             raise ValueError(f"out must have shape {self.shape}, got {out.shape}")
@@ -529,6 +537,12 @@ class Archive:
                     f"{link.filename}:{link.path}; pass allow_external=True to follow it"
                 )
             node = node[part]
+        if isinstance(node, h5py.Dataset) and node.external and not self.allow_external:
+            files = sorted({str(entry[0]) for entry in node.external})
+            raise ValueError(
+                f"{path!r} in {str(self.path)!r} stores its data in other files {files}; "
+                "pass allow_external=True to read them"
+            )
         if isinstance(node, h5py.Dataset) and node.is_virtual and not self.allow_external:
             outside = {s.file_name for s in node.virtual_sources()} - {"."}
             if outside:

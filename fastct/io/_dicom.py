@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _limits
 from ._common import (
     _ORTHO_EXACT,
     _PASS_THROUGH,
@@ -380,6 +381,15 @@ def _fits(dtype: np.dtype, lo: float, hi: float) -> bool:
 def _load_stack(pydicom: Any, slices: list[_Slice], modality: str) -> tuple[np.ndarray, dict]:
     """Pixel values with the rescale applied, in the output dtype policy."""
     rows, cols = int(slices[0].header.Rows), int(slices[0].header.Columns)
+    what = f"DICOM series of {len(slices)} file(s) from {str(slices[0].path)!r}"
+    if rows < 1 or cols < 1:
+        raise ValueError(f"{what}: Rows x Columns must be positive, got {rows} x {cols}")
+    _limits.check_voxels((len(slices), rows, cols), what)
+    # Output plus the decoded slices (at most 8 bytes a voxel together) and one
+    # float64 slice of temporaries, checked before anything that size is allocated.
+    _limits.check_allocation(
+        len(slices) * rows * cols * 8 + rows * cols * 16, f"reading the {what}"
+    )
     rescales = [_rescale(sl) for sl in slices]
     identity = all(r == (1.0, 0.0) for r in rescales)
     integral = all(float(s).is_integer() and float(i).is_integer() for s, i in rescales)
