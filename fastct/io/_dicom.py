@@ -44,20 +44,42 @@ def _claims_dicom(path: Path) -> bool:
     return path.name.lower().endswith(_DICOM_SUFFIXES)
 
 
+#: Header elements longer than this are not read while scanning a folder (pydicom reads
+#: them only if accessed), so a corrupt length field does not allocate its claim.
+_DEFER = 1024**2
+
+
+def _declared_too_much(path: Path) -> Exception:
+    """The error for a MemoryError while parsing ``path``: a small file whose length fields
+    claim more than the memory is damaged; a genuinely huge file keeps the MemoryError."""
+    size = path.stat().st_size
+    limit = _limits.memory_limit()
+    if limit is not None and size * 4 > limit:
+        return MemoryError(f"DICOM file {str(path)!r} ({size} bytes) does not fit in memory")
+    return ValueError(
+        f"DICOM file {str(path)!r} is corrupt: a length field declares more data than the "
+        f"memory holds (the file has {size} bytes)"
+    )
+
+
 def _read_dicom_header(pydicom: Any, path: Path, *, strict: bool) -> _Slice | None:
     """Header of one file; None if it is not DICOM (and ``strict`` is False)."""
     from pydicom.errors import InvalidDicomError
 
     force = False
     try:
-        ds = pydicom.dcmread(str(path), stop_before_pixels=True, force=False)
+        ds = pydicom.dcmread(str(path), stop_before_pixels=True, force=False, defer_size=_DEFER)
+    except MemoryError:
+        raise _declared_too_much(path) from None
     except InvalidDicomError:
         if not (strict or _claims_dicom(path)):
             return None
         # Named like DICOM but without the 'DICM' preamble: old files still parse.
         force = True
         try:
-            ds = pydicom.dcmread(str(path), stop_before_pixels=True, force=True)
+            ds = pydicom.dcmread(str(path), stop_before_pixels=True, force=True, defer_size=_DEFER)
+        except MemoryError:
+            raise _declared_too_much(path) from None
         except _PASS_THROUGH:
             raise
         except Exception as exc:
@@ -332,6 +354,8 @@ def _read_pixels(pydicom: Any, sl: _Slice) -> np.ndarray:
         if "PixelData" not in ds:
             raise ValueError("it has no pixel data")
         pixels = ds.pixel_array
+    except MemoryError:
+        raise _declared_too_much(sl.path) from None
     except _PASS_THROUGH:
         raise
     except Exception as exc:
