@@ -84,6 +84,20 @@ def _hdf5_reads(method: Callable) -> Callable:
     return wrapper
 
 
+def _check_member_name(name: str, archive: Path) -> None:
+    """Refuse a member whose name has a ``.`` or ``..`` component (HDF5 allows them):
+    scan ids taken from member names become file and folder names of outputs, and
+    ``scans/../image`` must never turn into a path outside the output folder."""
+    parts = name.strip("/").split("/")
+    bad = [p for p in parts if p in (".", "..") or "\\" in p or "\x00" in p]
+    if bad:
+        raise ArchiveDamagedError(
+            f"archive {str(archive)!r} has a member {name!r} whose name component "
+            f"{bad[0]!r} could address a path outside an output folder; fastct refuses "
+            "such archives"
+        )
+
+
 def _normalise_name(name: object, param: str = "name") -> str:
     if not isinstance(name, str):
         raise TypeError(
@@ -580,6 +594,7 @@ class Archive:
 
         def visit(name: str, obj: Any) -> None:
             if isinstance(obj, h5py.Dataset) and obj.ndim in (2, 3):
+                _check_member_name(name, self.path)
                 found.append("/" + name)
 
         self._file.visititems(visit)
@@ -686,6 +701,10 @@ class Archive:
                     f"compression_opts must be a gzip level 0-9, got {compression_opts!r}"
                 )
         chunk_shape = _check_chunks(chunks, shape)
+        _limits.check_voxels(shape, "shape")
+        if compression is None:  # the size on disk is known: refuse before writing
+            nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+            _limits.check_disk_space(nbytes, self._tmp or self.path, f"volume {path!r}")
         ds = self._new_dataset(
             path,
             shape=shape,

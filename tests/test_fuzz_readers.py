@@ -19,7 +19,6 @@ counts by format and outcome.
 from __future__ import annotations
 
 import io
-import json
 import os
 import shutil
 import sys

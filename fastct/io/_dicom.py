@@ -50,16 +50,15 @@ _DEFER = 1024**2
 
 
 def _declared_too_much(path: Path) -> Exception:
-    """The error for a MemoryError while parsing ``path``: a small file whose length fields
-    claim more than the memory is damaged; a genuinely huge file keeps the MemoryError."""
-    size = path.stat().st_size
-    limit = _limits.memory_limit()
-    if limit is not None and size * 4 > limit:
-        return MemoryError(f"DICOM file {str(path)!r} ({size} bytes) does not fit in memory")
-    return ValueError(
-        f"DICOM file {str(path)!r} is corrupt: a length field declares more data than the "
-        f"memory holds (the file has {size} bytes)"
-    )
+    return _limits.declared_too_much(path, f"DICOM file {str(path)!r}")
+
+
+def _parse_all(ds: Any) -> Any:
+    """Convert every header element now (pydicom converts lazily, on first access), so a
+    damaged element fails inside the reader's error handling, not later."""
+    for tag in list(ds.keys()):
+        ds[tag]
+    return ds
 
 
 def _read_dicom_header(pydicom: Any, path: Path, *, strict: bool) -> _Slice | None:
@@ -69,6 +68,7 @@ def _read_dicom_header(pydicom: Any, path: Path, *, strict: bool) -> _Slice | No
     force = False
     try:
         ds = pydicom.dcmread(str(path), stop_before_pixels=True, force=False, defer_size=_DEFER)
+        _parse_all(ds)
     except MemoryError:
         raise _declared_too_much(path) from None
     except InvalidDicomError:
@@ -78,6 +78,7 @@ def _read_dicom_header(pydicom: Any, path: Path, *, strict: bool) -> _Slice | No
         force = True
         try:
             ds = pydicom.dcmread(str(path), stop_before_pixels=True, force=True, defer_size=_DEFER)
+            _parse_all(ds)
         except MemoryError:
             raise _declared_too_much(path) from None
         except _PASS_THROUGH:

@@ -151,3 +151,18 @@ def check_disk_space(nbytes: int, path: str | os.PathLike, what: str) -> None:
             f"{what} needs {human_bytes(nbytes)} of disk, more than the {human_bytes(free)} "
             f"free in {str(folder)!r}"
         )
+
+
+def declared_too_much(path: Path, what: str) -> Exception:
+    """The error to raise for a ``MemoryError`` while a reader parses ``path``: a file
+    that is small next to the memory and still exhausts it declares lengths it does not
+    hold (a damaged length field), a ``ValueError``; a genuinely large file keeps the
+    ``MemoryError``."""
+    size = path.stat().st_size
+    limit = memory_limit()
+    if limit is not None and size * 4 > limit:
+        return MemoryError(f"{what} ({size} bytes) does not fit in memory")
+    return ResourceLimitError(
+        f"{what} is corrupt: a length field declares more data than the memory holds "
+        f"(the file has {size} bytes)"
+    )

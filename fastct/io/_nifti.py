@@ -135,6 +135,8 @@ def read_nifti(path: str | os.PathLike, *, volume_index: int | None = None) -> I
         raise ValueError(f"NIfTI file {str(path)!r} is a directory")
     try:
         img = nib.load(str(path), mmap=False)
+    except MemoryError:  # a header extension's size field claiming gigabytes
+        raise _limits.declared_too_much(path, f"NIfTI file {str(path)!r}") from None
     except _PASS_THROUGH:
         raise
     except Exception as exc:
@@ -372,6 +374,8 @@ def write_nifti(
     }
     text = _NIFTI_EXT_TAG + ":" + json.dumps(geometry)
     img.header.extensions.append(nib.nifti1.Nifti1Extension(_NIFTI_EXT_CODE, text.encode("utf-8")))
+    if not out.name.lower().endswith(".gz"):  # gzip: the size is not known up front
+        _limits.check_disk_space(voxels.nbytes + 4096, out, f"writing {str(out)!r}")
     with atomic_path(out, overwrite=bool(overwrite)) as tmp:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)

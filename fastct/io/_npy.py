@@ -124,6 +124,7 @@ def write_npy(path: str | os.PathLike, array: Any, *, overwrite: bool = False) -
     """
     out = _check_output_path(path, (".npy",), "NumPy")
     data = np.ascontiguousarray(as_image(array, "array"))
+    _limits.check_disk_space(data.nbytes + 4096, out, f"writing {str(out)!r}")
     with atomic_path(out, overwrite=bool(overwrite)) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, data, allow_pickle=False)

@@ -57,6 +57,8 @@ def api_read(fmt: str, path: str, volume: str | None) -> str:
             shapes = []
             for name in names:
                 vol = ar[name]
+                if not isinstance(vol, fastct.Volume):  # damage turned it into a group
+                    raise KeyError(f"{name!r} is not a volume in this archive")
                 data = vol.read()
                 _ = (vol.spacing, vol.origin, vol.direction, vol.modality, vol.units)
                 assert data.shape == vol.shape and np.isfinite(np.asarray(vol.spacing)).all()
