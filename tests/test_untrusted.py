@@ -23,9 +23,9 @@ from fastct.volume import ArchiveDamagedError
 VOL = "/scans/a/image"
 
 
-def _cli(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def _cli(*argv: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "fastct", *argv], capture_output=True,
-                          text=True, timeout=300, cwd=cwd)  # fmt: skip
+                          text=True, timeout=300, cwd=cwd, env={**os.environ, **env})  # fmt: skip
 
 
 def _one_error_line(proc: subprocess.CompletedProcess) -> str:
@@ -201,6 +201,10 @@ def test_reading_more_than_the_memory_bound_is_refused_naming_the_size(tmp_path,
     with pytest.raises(ResourceLimitError, match="1.0 MiB"):
         fastct.io.read_npy(tmp_path / "a.npy")
     monkeypatch.delenv("FASTCT_MAX_MEMORY")
+    # the command line: a streamed input, an in-memory result over the bound
+    line = _one_error_line(_cli("gaussian", f"{path}:{VOL}", str(tmp_path / "o.nii"),
+                                "--sigma", "1", "--quiet", FASTCT_MAX_MEMORY="512K"))  # fmt: skip
+    assert "needs 1.0 MiB of memory" in line and not (tmp_path / "o.nii").exists()
     assert fastct.io.read_npy(tmp_path / "a.npy").array.shape == (64, 64, 64)
 
 
