@@ -19,6 +19,7 @@ per-volume atomic publishing instead of a whole-file copy.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import functools
 import os
@@ -96,6 +97,52 @@ def _check_member_name(name: str, archive: Path) -> None:
             f"{bad[0]!r} could address a path outside an output folder; fastct refuses "
             "such archives"
         )
+
+
+#: How much of an HDF5 file's start and end :func:`_looping_global_heap` scans.
+_HEAP_SCAN_BYTES = 64 * 1024**2
+
+
+def _looping_global_heap(path: Path) -> int | None:
+    """Offset of a global heap collection that would send HDF5 into an endless loop, or
+    None.
+
+    Variable-length strings (attributes such as ``modality``) live in global heap
+    collections (``GCOL``). HDF5 (2.0 included) parses a collection by walking its
+    objects, and a free-space object of size 0 (a collection partly zeroed or
+    overwritten) never advances the walk: reading any attribute then hangs inside the C
+    library, where no timeout or Ctrl-C reaches. This walks every collection found in
+    the file's first and last :data:`_HEAP_SCAN_BYTES` (where archives keep their
+    metadata) the way HDF5 does and reports the one that would not terminate; other
+    damage is left to HDF5, which reports it as an error.
+    """
+    import mmap
+    import struct
+
+    size = path.stat().st_size
+    if size < 16:
+        return None
+    with builtins.open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        windows = [(0, min(size, _HEAP_SCAN_BYTES))]
+        if size > _HEAP_SCAN_BYTES:
+            windows.append((max(_HEAP_SCAN_BYTES, size - _HEAP_SCAN_BYTES), size))
+        for lo, hi in windows:
+            at = m.find(b"GCOL", lo, hi)
+            while at != -1:
+                if at + 16 <= size and m[at + 4] == 1:
+                    (length,) = struct.unpack_from("<Q", m, at + 8)
+                    end = min(at + length, size)
+                    p = at + 16
+                    while p < end:
+                        if p + 16 > end:
+                            break  # trailing space too small for an object: free
+                        idx, _refs, _res, objsize = struct.unpack_from("<HHIQ", m, p)
+                        need = 16 + ((objsize + 7) & ~7) if idx > 0 else objsize
+                        if need <= 0:
+                            return at
+                        p += need
+                at = m.find(b"GCOL", at + 4, hi)
+    return None
 
 
 def _normalise_name(name: object, param: str = "name") -> str:
@@ -456,6 +503,16 @@ class Archive:
 
     @staticmethod
     def _open_h5(path: Path, mode: str, shown_as: Path | None = None) -> h5py.File:
+        if mode != "w":
+            try:
+                looping = _looping_global_heap(path)
+            except (OSError, ValueError):
+                looping = None  # unreadable or empty: h5py reports it below
+            if looping is not None:
+                raise ArchiveDamagedError(
+                    f"archive {str(shown_as or path)!r} is damaged: the global heap at byte "
+                    f"{looping} (where variable-length strings are kept) is corrupt"
+                )
         try:
             return h5py.File(path, mode, rdcc_nbytes=_CHUNK_CACHE_BYTES, rdcc_nslots=10007)
         except OSError as exc:

@@ -58,6 +58,10 @@ def _parse_all(ds: Any) -> Any:
     damaged element fails inside the reader's error handling, not later."""
     for tag in list(ds.keys()):
         ds[tag]
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None:
+        for tag in list(meta.keys()):
+            meta[tag]
     return ds
 
 

@@ -134,7 +134,10 @@ def read_nifti(path: str | os.PathLike, *, volume_index: int | None = None) -> I
     if path.is_dir():
         raise ValueError(f"NIfTI file {str(path)!r} is a directory")
     try:
-        img = nib.load(str(path), mmap=False)
+        with warnings.catch_warnings():
+            # nibabel warns about header oddities it repairs; what it cannot repair raises
+            warnings.simplefilter("ignore")
+            img = nib.load(str(path), mmap=False)
     except MemoryError:  # a header extension's size field claiming gigabytes
         raise _limits.declared_too_much(path, f"NIfTI file {str(path)!r}") from None
     except _PASS_THROUGH:

@@ -113,6 +113,9 @@ def make_hdf5(folder: Path) -> None:
         _overwrite(good, out(f"{name}.h5", f"the first {sig.decode()} node overwritten"), at, 48)
     _overwrite(good, out("chunk_data.h5", "a gzip chunk's bytes overwritten"), chunk, chunk_size)
     _overwrite(good, out("tail_zeroed.h5", "the last 2 KiB zeroed"), len(data) - 2048, 2048, 0)
+    gcol = data.find(b"GCOL")  # variable-length strings: a zeroed object hangs HDF5 2.0
+    _overwrite(good, out("global_heap_zeroed.h5", "global heap objects zeroed (HDF5 loops)"),
+               gcol + 16, 600, 0)  # fmt: skip
 
     # Lying or hostile content written through the library itself.
     def huge(f: Any) -> None:
