@@ -208,10 +208,11 @@ def test_fuzz_readers_bounded(tmp_path):
 @pytest.mark.fuzz
 def test_fuzz_readers_long(tmp_path):
     """The CI run: as many mutations as fit in FASTCT_FUZZ_SECONDS (default 200),
-    seeds from 1000 on (the bounded run covers 0..49)."""
+    seeds from FASTCT_FUZZ_FIRST_SEED (default 1000) on (the bounded run covers 0..49)."""
     seconds = float(os.environ.get("FASTCT_FUZZ_SECONDS", "200"))
     start = time.monotonic()
-    counts, failures = run_fuzz(tmp_path, _formats(), None, seconds, first_seed=1000)
+    first = int(os.environ.get("FASTCT_FUZZ_FIRST_SEED", "1000"))
+    counts, failures = run_fuzz(tmp_path, _formats(), None, seconds, first_seed=first)
     report = _report(counts, failures, time.monotonic() - start)
     print(report)
     with open(os.environ.get("FASTCT_FUZZ_REPORT", os.devnull), "a") as f:
