@@ -100,7 +100,9 @@ def _check_member_name(name: str, archive: Path) -> None:
 
 
 #: How much of an HDF5 file's start and end :func:`_looping_global_heap` scans.
-_HEAP_SCAN_BYTES = 64 * 1024**2
+_HEAP_SCAN_BYTES = 32 * 1024**2
+#: Files already scanned, by (device, inode, size, mtime): each version once a process.
+_HEAP_SCANNED: dict[tuple[int, int, int, int], int | None] = {}
 
 
 def _looping_global_heap(path: Path) -> int | None:
@@ -116,10 +118,19 @@ def _looping_global_heap(path: Path) -> int | None:
     metadata) the way HDF5 does and reports the one that would not terminate; other
     damage is left to HDF5, which reports it as an error.
     """
+    st = path.stat()
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _HEAP_SCANNED:
+        if len(_HEAP_SCANNED) > 1024:
+            _HEAP_SCANNED.clear()
+        _HEAP_SCANNED[key] = _scan_global_heaps(path, st.st_size)
+    return _HEAP_SCANNED[key]
+
+
+def _scan_global_heaps(path: Path, size: int) -> int | None:
     import mmap
     import struct
 
-    size = path.stat().st_size
     if size < 16:
         return None
     with builtins.open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
