@@ -4,11 +4,11 @@ HTML report, and sizes that would exhaust memory or disk."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import pickle
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -24,8 +24,25 @@ VOL = "/scans/a/image"
 
 
 def _cli(*argv: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fastct", *argv], capture_output=True,
-                          text=True, timeout=300, cwd=cwd, env={**os.environ, **env})  # fmt: skip
+    """``fastct ARGV`` in this process (faster than a child), stderr captured."""
+    from fastct.cli import main
+
+    err, saved = io.StringIO(), {k: os.environ.get(k) for k in env}
+    here = os.getcwd()
+    os.environ.update(env)
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = main(list(argv))
+    finally:
+        os.chdir(here)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return subprocess.CompletedProcess(argv, code, "", err.getvalue())
 
 
 def _one_error_line(proc: subprocess.CompletedProcess) -> str:
