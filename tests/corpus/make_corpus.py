@@ -420,6 +420,13 @@ def make_dicom(folder: Path) -> None:
     p = folder / "jpeg2000_garbage.dcm"
     _save(ds, p)
     _add(p, "dicom", "JPEG 2000 syntax with a garbage codestream")
+    ds = _dicom_slice(0)
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.100"  # MPEG2: pydicom has no decoder
+    ds.PixelData = encapsulate([b"\x00\x00\x01\xb3" + b"\x00" * 60])
+    ds["PixelData"].VR = "OB"
+    p = folder / "mpeg2_no_decoder.dcm"
+    _save(ds, p)
+    _add(p, "dicom", "MPEG2 transfer syntax, for which no decoder exists")
     p = folder / "truncated.dcm"
     buf = io.BytesIO()
     _dicom_slice(0).save_as(buf, enforce_file_format=True)
