@@ -257,3 +257,24 @@ def test_declared_sizes_are_refused_before_allocation(tmp_path):
         f.create_dataset(VOL, shape=(2**20,) * 3, dtype=np.int16, chunks=(64, 64, 64))
     with fastct.open(path) as ar, pytest.raises(ResourceLimitError, match="1.15e\\+18 voxels"):
         ar[VOL]
+
+
+@pytest.mark.slow
+def test_pipeline_report_escapes_scan_names_and_attributes(tmp_path):
+    """End to end: scan groups and an archive attribute carrying HTML and quotes (HDF5
+    allows them in names) come out escaped in report.html; the run writes only inside
+    its output folder."""
+    evil = "<script>alert('x')</script>\""
+    ph = fastct.datasets.chest_phantom("tiny", seed=3)
+    path = tmp_path / "study.h5"
+    with fastct.open(path, "w") as ar:
+        for scan in ("a", "b"):
+            ar.create_volume(f"scans/{evil}{scan}/image", ph.image, spacing=ph.spacing,
+                             modality="CT", units="HU", attrs={"description": evil})  # fmt: skip
+        ar.set_attrs("/", title=evil)
+    out = tmp_path / "out"
+    fastct.pipeline.run(path, f"/scans/{evil}a", f"/scans/{evil}b", out_dir=out,
+                        run_name="r1")  # fmt: skip
+    html = (out / "report.html").read_text()
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "study.h5"]
