@@ -162,8 +162,11 @@ def child_main() -> int:
     warmup = json.loads(os.environ.get("FASTCT_WORKER_WARMUP", "[]"))
     for case in warmup:  # compile / load kernels before the cap
         run_case(case)
-    cap = _address_space() + int(os.environ.get("FASTCT_WORKER_HEADROOM", HEADROOM))
-    resource.setrlimit(resource.RLIMIT_AS, (cap, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    mapped = _address_space()
+    cap = mapped + int(os.environ.get("FASTCT_WORKER_HEADROOM", HEADROOM)) if mapped else None
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    if cap is not None and (hard == resource.RLIM_INFINITY or cap <= hard):
+        resource.setrlimit(resource.RLIMIT_AS, (cap, hard))  # no /proc: no cap
     home = os.getcwd()
     print(json.dumps({"ready": True, "cap": cap}), flush=True)
     for line in sys.stdin:
