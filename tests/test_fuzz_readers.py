@@ -11,7 +11,7 @@ with the seed that reproduces it::
     FASTCT_FUZZ_SEED=<seed> FASTCT_FUZZ_FORMATS=<format> \\
         .venv/bin/python -m pytest tests/test_fuzz_readers.py -q -p no:cacheprovider
 
-``make test`` runs a fixed number of cases per format (about 7 s); ``make test-fuzz``
+``make test`` runs a fixed number of cases per format (about 5 s); ``make test-fuzz``
 (the ``fuzz`` marker) runs for ``FASTCT_FUZZ_SECONDS`` (default 200) and prints the
 counts by format and outcome.
 """
@@ -194,11 +194,11 @@ def _check(counts: Counter, failures: list[dict]) -> None:
 
 
 def test_fuzz_readers_bounded(tmp_path):
-    """The make-test run: 30 mutations of each format (seeds 0..29, or
+    """The make-test run: 20 mutations of each format (seeds 0..19, or
     FASTCT_FUZZ_SEED alone)."""
     seed = os.environ.get("FASTCT_FUZZ_SEED")
     start = time.monotonic()
-    counts, failures = run_fuzz(tmp_path, _formats(), 1 if seed else 30, None,
+    counts, failures = run_fuzz(tmp_path, _formats(), 1 if seed else 20, None,
                                 int(seed) if seed else 0)  # fmt: skip
     print(_report(counts, failures, time.monotonic() - start))
     _check(counts, failures) if not seed else None
@@ -208,7 +208,7 @@ def test_fuzz_readers_bounded(tmp_path):
 @pytest.mark.fuzz
 def test_fuzz_readers_long(tmp_path):
     """The CI run: as many mutations as fit in FASTCT_FUZZ_SECONDS (default 200),
-    seeds from FASTCT_FUZZ_FIRST_SEED (default 1000) on (the bounded run covers 0..29)."""
+    seeds from FASTCT_FUZZ_FIRST_SEED (default 1000) on (the bounded run covers 0..19)."""
     seconds = float(os.environ.get("FASTCT_FUZZ_SECONDS", "200"))
     start = time.monotonic()
     first = int(os.environ.get("FASTCT_FUZZ_FIRST_SEED", "1000"))
