@@ -54,14 +54,20 @@ def _declared_too_much(path: Path) -> Exception:
 
 
 def _parse_all(ds: Any) -> Any:
-    """Convert every header element now (pydicom converts lazily, on first access), so a
-    damaged element fails inside the reader's error handling, not later."""
-    for tag in list(ds.keys()):
-        ds[tag]
-    meta = getattr(ds, "file_meta", None)
-    if meta is not None:
-        for tag in list(meta.keys()):
-            meta[tag]
+    """Convert every header element now (pydicom converts lazily, on first access), so
+    that a damaged element fails here and not somewhere later; an element that cannot be
+    converted is dropped (as if absent: a required one then gets its clear error), so a
+    scanner's odd private tag does not make an otherwise valid file unreadable."""
+    for block in (ds, getattr(ds, "file_meta", None)):
+        if block is None:
+            continue
+        for tag in list(block.keys()):
+            try:
+                block[tag]
+            except _PASS_THROUGH:
+                raise
+            except Exception:  # noqa: BLE001 - unknown VR, bad length, undecodable value
+                del block[tag]
     return ds
 
 
