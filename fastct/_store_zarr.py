@@ -54,6 +54,7 @@ from .volume import (
     ArchiveDamagedError,
     Group,
     Volume,
+    _check_member_name,
     _human_bytes,
     _normalise_name,
 )
@@ -233,9 +234,17 @@ def _volume_array_path(attributes: dict[str, Any]) -> str | None:
     if not isinstance(ome, dict):
         return None
     try:
-        return str(ome["multiscales"][0]["datasets"][0]["path"])
+        path = str(ome["multiscales"][0]["datasets"][0]["path"])
     except (KeyError, IndexError, TypeError):
         return None
+    parts = path.replace("\\", "/").split("/")
+    if path.startswith("/") or ".." in parts or ":" in path or not path.strip("/"):
+        # The metadata names a folder outside the image group: never followed.
+        raise ArchiveDamagedError(
+            f"OME-Zarr dataset path {path!r} leaves its image group; only relative paths "
+            "inside the store are read"
+        )
+    return path
 
 
 def _refresh_ome(attributes: dict[str, Any], name: str, ndim: int) -> None:
@@ -305,6 +314,32 @@ class _Attrs:
         self._node._archive._set_node_attrs(self._node.name, {key: value})
 
 
+def _check_inside(folder: Path, archive: ZarrArchive, name: str) -> None:
+    """Refuse an array folder, or a chunk file or folder in it, that is a symbolic link
+    leading out of the store (the Zarr analogue of an HDF5 external link)."""
+    roots = {archive.path.resolve(), archive._root.resolve()}
+
+    def inside(p: Path) -> bool:
+        real = p.resolve()
+        return any(real == r or r in real.parents for r in roots)
+
+    offenders = [folder] if not inside(folder) else []
+    if not offenders:
+        for dirpath, dirnames, filenames in os.walk(folder):
+            for entry in (*dirnames, *filenames):
+                p = Path(dirpath) / entry
+                if p.is_symlink() and not inside(p):
+                    offenders.append(p)
+                    break
+            if offenders:
+                break
+    if offenders:
+        raise ValueError(
+            f"{name!r} in {str(archive.path)!r} reads {str(offenders[0].resolve())!r} "
+            "outside the store (a symbolic link); pass allow_external=True to follow it"
+        )
+
+
 class _ZarrNode:
     """One volume of a Zarr archive, shaped like an ``h5py.Dataset`` for :class:`Volume`."""
 
@@ -322,11 +357,18 @@ class _ZarrNode:
         from zarr.storage import LocalStore
 
         where = folder / self._array_path if self._array_path else folder
+        if not self._archive.allow_external:
+            _check_inside(where, self._archive, self.name)
         read_only = not self._archive.writable
         try:
             return zarr.open_array(store=LocalStore(where, read_only=read_only), mode="r" if
                                    read_only else "r+", zarr_format=3)  # fmt: skip
-        except (FileNotFoundError, KeyError, ValueError, TypeError) as exc:
+        except Exception as exc:  # zarr reports bad metadata in many types
+            if isinstance(exc, (MemoryError, KeyboardInterrupt)) or (
+                isinstance(exc, OSError) and exc.errno is not None and not
+                isinstance(exc, FileNotFoundError)
+            ):  # fmt: skip
+                raise
             raise ArchiveDamagedError(
                 f"archive {str(self._archive.path)!r} is damaged or unreadable "
                 f"(reading {self.name!r}): {' '.join(str(exc).split())}"
@@ -704,6 +746,7 @@ class ZarrArchive(Archive):
         def visit(path: str) -> None:
             for child in self._children(path):
                 full = path.rstrip("/") + "/" + child
+                _check_member_name(full, self.path)
                 located = self._locate(full)
                 if located is None:
                     continue

@@ -19,6 +19,7 @@ per-volume atomic publishing instead of a whole-file copy.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import functools
 import os
@@ -31,6 +32,7 @@ import numpy as np
 
 from . import _atomic
 from ._validate import check_direction, check_ndim, check_origin, check_spacing
+from .io import _limits
 
 FORMAT_NAME = "fastct-archive"
 FORMAT_VERSION = 1
@@ -81,6 +83,77 @@ def _hdf5_reads(method: Callable) -> Callable:
             ) from None
 
     return wrapper
+
+
+def _check_member_name(name: str, archive: Path) -> None:
+    """Refuse a member whose name has a ``.`` or ``..`` component (HDF5 allows them):
+    scan ids taken from member names become file and folder names of outputs, and
+    ``scans/../image`` must never turn into a path outside the output folder."""
+    parts = name.strip("/").split("/")
+    bad = [p for p in parts if p in (".", "..") or "\\" in p or "\x00" in p]
+    if bad:
+        raise ArchiveDamagedError(
+            f"archive {str(archive)!r} has a member {name!r} whose name component "
+            f"{bad[0]!r} could address a path outside an output folder; fastct refuses "
+            "such archives"
+        )
+
+
+#: How much of an HDF5 file's start and end :func:`_looping_global_heap` scans.
+_HEAP_SCAN_BYTES = 32 * 1024**2
+#: Files already scanned, by (device, inode, size, mtime): each version once a process.
+_HEAP_SCANNED: dict[tuple[int, int, int, int], int | None] = {}
+
+
+def _looping_global_heap(path: Path) -> int | None:
+    """Offset of a global heap collection that would send HDF5 into an endless loop, or
+    None.
+
+    Variable-length strings (attributes such as ``modality``) live in global heap
+    collections (``GCOL``). HDF5 (2.0 included) parses a collection by walking its
+    objects, and a free-space object of size 0 (a collection partly zeroed or
+    overwritten) never advances the walk: reading any attribute then hangs inside the C
+    library, where no timeout or Ctrl-C reaches. This walks every collection found in
+    the file's first and last :data:`_HEAP_SCAN_BYTES` (where archives keep their
+    metadata) the way HDF5 does and reports the one that would not terminate; other
+    damage is left to HDF5, which reports it as an error.
+    """
+    st = path.stat()
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _HEAP_SCANNED:
+        if len(_HEAP_SCANNED) > 1024:
+            _HEAP_SCANNED.clear()
+        _HEAP_SCANNED[key] = _scan_global_heaps(path, st.st_size)
+    return _HEAP_SCANNED[key]
+
+
+def _scan_global_heaps(path: Path, size: int) -> int | None:
+    import mmap
+    import struct
+
+    if size < 16:
+        return None
+    with builtins.open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        windows = [(0, min(size, _HEAP_SCAN_BYTES))]
+        if size > _HEAP_SCAN_BYTES:
+            windows.append((max(_HEAP_SCAN_BYTES, size - _HEAP_SCAN_BYTES), size))
+        for lo, hi in windows:
+            at = m.find(b"GCOL", lo, hi)
+            while at != -1:
+                if at + 16 <= size and m[at + 4] == 1:
+                    (length,) = struct.unpack_from("<Q", m, at + 8)
+                    end = min(at + length, size)
+                    p = at + 16
+                    while p < end:
+                        if p + 16 > end:
+                            break  # trailing space too small for an object: free
+                        idx, _refs, _res, objsize = struct.unpack_from("<HHIQ", m, p)
+                        need = 16 + ((objsize + 7) & ~7) if idx > 0 else objsize
+                        if need <= 0:
+                            return at
+                        p += need
+                at = m.find(b"GCOL", at + 4, hi)
+    return None
 
 
 def _normalise_name(name: object, param: str = "name") -> str:
@@ -147,6 +220,10 @@ class Volume:
                 f"volume {self.name!r} has dtype {dataset.dtype}; fastct volumes hold "
                 "real numbers or booleans"
             )
+        # Declared sizes are claims of the file: refused before anything that size exists.
+        where = f"volume {self.name!r} in {str(archive.path)!r}"
+        _limits.check_voxels(tuple(dataset.shape), where)
+        _limits.check_chunk(dataset.chunks, dataset.dtype.itemsize, where)
         self._check_metadata()
 
     @property
@@ -291,6 +368,9 @@ class Volume:
     def read(self, out: np.ndarray | None = None) -> np.ndarray:
         """Read the whole volume into memory (into ``out`` if given)."""
         if out is None:
+            _limits.check_allocation(
+                self.nbytes, f"reading volume {self.name!r} of {str(self._archive.path)!r}"
+            )
             out = np.empty(self.shape, dtype=self.dtype)
         elif out.shape != self.shape:
             raise ValueError(f"out must have shape {self.shape}, got {out.shape}")
@@ -434,6 +514,16 @@ class Archive:
 
     @staticmethod
     def _open_h5(path: Path, mode: str, shown_as: Path | None = None) -> h5py.File:
+        if mode != "w":
+            try:
+                looping = _looping_global_heap(path)
+            except (OSError, ValueError):
+                looping = None  # unreadable or empty: h5py reports it below
+            if looping is not None:
+                raise ArchiveDamagedError(
+                    f"archive {str(shown_as or path)!r} is damaged: the global heap at byte "
+                    f"{looping} (where variable-length strings are kept) is corrupt"
+                )
         try:
             return h5py.File(path, mode, rdcc_nbytes=_CHUNK_CACHE_BYTES, rdcc_nslots=10007)
         except OSError as exc:
@@ -529,6 +619,12 @@ class Archive:
                     f"{link.filename}:{link.path}; pass allow_external=True to follow it"
                 )
             node = node[part]
+        if isinstance(node, h5py.Dataset) and node.external and not self.allow_external:
+            files = sorted({str(entry[0]) for entry in node.external})
+            raise ValueError(
+                f"{path!r} in {str(self.path)!r} stores its data in other files {files}; "
+                "pass allow_external=True to read them"
+            )
         if isinstance(node, h5py.Dataset) and node.is_virtual and not self.allow_external:
             outside = {s.file_name for s in node.virtual_sources()} - {"."}
             if outside:
@@ -566,6 +662,7 @@ class Archive:
 
         def visit(name: str, obj: Any) -> None:
             if isinstance(obj, h5py.Dataset) and obj.ndim in (2, 3):
+                _check_member_name(name, self.path)
                 found.append("/" + name)
 
         self._file.visititems(visit)
@@ -672,6 +769,10 @@ class Archive:
                     f"compression_opts must be a gzip level 0-9, got {compression_opts!r}"
                 )
         chunk_shape = _check_chunks(chunks, shape)
+        _limits.check_voxels(shape, "shape")
+        if compression is None:  # the size on disk is known: refuse before writing
+            nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+            _limits.check_disk_space(nbytes, self._tmp or self.path, f"volume {path!r}")
         ds = self._new_dataset(
             path,
             shape=shape,

@@ -34,6 +34,7 @@ import datetime as _dt
 import io
 import json
 import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -184,7 +185,10 @@ def _open(path: str | Path, *, payload: bool) -> tuple[dict[str, Any], bytes | N
                 )
             raw_meta = _read_member(zf, META_NAME, path)
             data = _read_member(zf, MODEL_NAME, path) if payload else None
-    except zipfile.BadZipFile as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError) as exc:
+        if isinstance(exc, ModelFileError):
+            raise
+        # A damaged member: bad CRC, truncated or undecodable deflate stream, unknown method.
         raise ModelFileError(f"model file {str(path)!r} is a damaged zip: {exc}") from None
     try:
         meta = json.loads(raw_meta.decode("utf-8"))

@@ -485,6 +485,9 @@ def open_sink(
         with fastct.open(ref.path, "a") as ar:
             yield new_volume_like(args, ar, ref.name, like, dtype)
         return
+    fastct.io.check_allocation(
+        int(np.prod(like.shape)) * np.dtype(dtype).itemsize, f"the result for {ref}"
+    )
     out = np.empty(like.shape, dtype=dtype)
     yield out
     write_array(ref, args, out, like)

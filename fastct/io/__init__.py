@@ -48,11 +48,15 @@ from typing import Any
 
 from ._common import ImportedVolume, _check_input_path
 from ._dicom import _DICOM_SUFFIXES, read_dicom_series
+from ._limits import ResourceLimitError, check_allocation, check_disk_space
 from ._nifti import read_nifti, write_nifti
 from ._npy import read_npy, write_npy
 
 __all__ = [
     "ImportedVolume",
+    "ResourceLimitError",
+    "check_allocation",
+    "check_disk_space",
     "read_dicom_series",
     "read_nifti",
     "read_npy",

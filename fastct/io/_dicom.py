@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _limits
 from ._common import (
     _ORTHO_EXACT,
     _PASS_THROUGH,
@@ -43,20 +44,53 @@ def _claims_dicom(path: Path) -> bool:
     return path.name.lower().endswith(_DICOM_SUFFIXES)
 
 
+#: Header elements longer than this are not read while scanning a folder (pydicom reads
+#: them only if accessed), so a corrupt length field does not allocate its claim.
+_DEFER = 1024**2
+
+
+def _declared_too_much(path: Path) -> Exception:
+    return _limits.declared_too_much(path, f"DICOM file {str(path)!r}")
+
+
+def _parse_all(ds: Any) -> Any:
+    """Convert every header element now (pydicom converts lazily, on first access), so
+    that a damaged element fails here and not somewhere later; an element that cannot be
+    converted is dropped (as if absent: a required one then gets its clear error), so a
+    scanner's odd private tag does not make an otherwise valid file unreadable."""
+    for block in (ds, getattr(ds, "file_meta", None)):
+        if block is None:
+            continue
+        for tag in list(block.keys()):
+            try:
+                block[tag]
+            except _PASS_THROUGH:
+                raise
+            except Exception:  # noqa: BLE001 - unknown VR, bad length, undecodable value
+                del block[tag]
+    return ds
+
+
 def _read_dicom_header(pydicom: Any, path: Path, *, strict: bool) -> _Slice | None:
     """Header of one file; None if it is not DICOM (and ``strict`` is False)."""
     from pydicom.errors import InvalidDicomError
 
     force = False
     try:
-        ds = pydicom.dcmread(str(path), stop_before_pixels=True, force=False)
+        ds = pydicom.dcmread(str(path), stop_before_pixels=True, force=False, defer_size=_DEFER)
+        _parse_all(ds)
+    except MemoryError:
+        raise _declared_too_much(path) from None
     except InvalidDicomError:
         if not (strict or _claims_dicom(path)):
             return None
         # Named like DICOM but without the 'DICM' preamble: old files still parse.
         force = True
         try:
-            ds = pydicom.dcmread(str(path), stop_before_pixels=True, force=True)
+            ds = pydicom.dcmread(str(path), stop_before_pixels=True, force=True, defer_size=_DEFER)
+            _parse_all(ds)
+        except MemoryError:
+            raise _declared_too_much(path) from None
         except _PASS_THROUGH:
             raise
         except Exception as exc:
@@ -331,6 +365,8 @@ def _read_pixels(pydicom: Any, sl: _Slice) -> np.ndarray:
         if "PixelData" not in ds:
             raise ValueError("it has no pixel data")
         pixels = ds.pixel_array
+    except MemoryError:
+        raise _declared_too_much(sl.path) from None
     except _PASS_THROUGH:
         raise
     except Exception as exc:
@@ -380,6 +416,15 @@ def _fits(dtype: np.dtype, lo: float, hi: float) -> bool:
 def _load_stack(pydicom: Any, slices: list[_Slice], modality: str) -> tuple[np.ndarray, dict]:
     """Pixel values with the rescale applied, in the output dtype policy."""
     rows, cols = int(slices[0].header.Rows), int(slices[0].header.Columns)
+    what = f"DICOM series of {len(slices)} file(s) from {str(slices[0].path)!r}"
+    if rows < 1 or cols < 1:
+        raise ValueError(f"{what}: Rows x Columns must be positive, got {rows} x {cols}")
+    _limits.check_voxels((len(slices), rows, cols), what)
+    # Output plus the decoded slices (at most 8 bytes a voxel together) and one
+    # float64 slice of temporaries, checked before anything that size is allocated.
+    _limits.check_allocation(
+        len(slices) * rows * cols * 8 + rows * cols * 16, f"reading the {what}"
+    )
     rescales = [_rescale(sl) for sl in slices]
     identity = all(r == (1.0, 0.0) for r in rescales)
     integral = all(float(s).is_integer() and float(i).is_integer() for s, i in rescales)

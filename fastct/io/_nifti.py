@@ -4,6 +4,7 @@ kept in a header extension)."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import warnings
 from typing import Any
@@ -12,6 +13,7 @@ import numpy as np
 
 from .._atomic import atomic_path
 from .._validate import as_image, check_direction, check_origin, check_spacing
+from . import _limits
 from ._common import (
     _ORTHO_EXACT,
     _PASS_THROUGH,
@@ -132,7 +134,12 @@ def read_nifti(path: str | os.PathLike, *, volume_index: int | None = None) -> I
     if path.is_dir():
         raise ValueError(f"NIfTI file {str(path)!r} is a directory")
     try:
-        img = nib.load(str(path), mmap=False)
+        with warnings.catch_warnings():
+            # nibabel warns about header oddities it repairs; what it cannot repair raises
+            warnings.simplefilter("ignore")
+            img = nib.load(str(path), mmap=False)
+    except MemoryError:  # a header extension's size field claiming gigabytes
+        raise _limits.declared_too_much(path, f"NIfTI file {str(path)!r}") from None
     except _PASS_THROUGH:
         raise
     except Exception as exc:
@@ -143,6 +150,10 @@ def read_nifti(path: str | os.PathLike, *, volume_index: int | None = None) -> I
         raise ValueError(f"NIfTI file {str(path)!r} is a {type(img).__name__}, not a NIfTI image")
     header = img.header
     shape = tuple(int(s) for s in img.shape)
+    what = f"NIfTI file {str(path)!r}"
+    if any(s < 1 for s in shape):
+        raise ValueError(f"{what} declares an empty or negative dimension {shape}")
+    _limits.check_voxels(shape, what)
 
     # Spatial axes and the (optional) volume axis.
     index: tuple = ()
@@ -199,6 +210,24 @@ def read_nifti(path: str | os.PathLike, *, volume_index: int | None = None) -> I
     spatial = shape[:3] + (1,) * (3 - min(len(shape), 3))  # 1-D/2-D files: unit axes
 
     # Voxels: read only the requested volume, transpose (i, j, k) -> (k, j, i).
+    # The header's claims are checked before nibabel allocates what it declares.
+    stored_dtype = img.get_data_dtype()
+    nbytes = math.prod(spatial) * stored_dtype.itemsize
+    offset = float(header["vox_offset"])
+    if not math.isfinite(offset) or offset < 0:
+        raise ValueError(f"{what} has an invalid vox_offset {offset!r}")
+    if not str(path).lower().endswith(".gz") and isinstance(
+        img, (nib.Nifti1Image, nib.Nifti2Image)
+    ):
+        start = int(offset)
+        if index:  # volumes follow each other (the first file axis varies fastest)
+            start += int(np.ravel_multi_index(index, img.shape[3:], order="F")) * nbytes
+        if start + nbytes > path.stat().st_size:
+            raise ValueError(
+                f"{what} is truncated: its header declares {_limits.human_bytes(nbytes)} of "
+                f"voxel data from byte {int(offset)}, the file has {path.stat().st_size} bytes"
+            )
+    _limits.check_allocation(nbytes * (2 if index else 1), f"reading {what}")
     slope, inter = img.dataobj.slope, img.dataobj.inter
     scaled = not (
         (slope is None or np.isnan(slope) or slope == 1)
@@ -260,11 +289,24 @@ def read_nifti(path: str | os.PathLike, *, volume_index: int | None = None) -> I
 
     lin = _reverse_geometry(lps[:3, :3])  # columns: axes (k, j, i) in the (z, y, x) frame
     spacing = np.linalg.norm(lin, axis=0)
+    try:
+        with np.errstate(all="ignore"):
+            unit_columns = lin / spacing
+        checked = (
+            check_spacing(tuple(float(s) for s in spacing), 3, "spacing"),
+            check_origin(tuple(float(v) for v in lps[:3, 3][::-1]), 3, "origin"),
+            check_direction(unit_columns, 3, "direction"),
+        )
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{what}: its {source} affine gives a non-finite or degenerate geometry (voxel "
+            f"size {np.round(spacing, 6).tolist()} mm, position {lps[:3, 3].tolist()})"
+        ) from None
     return ImportedVolume(
         array=array,
-        spacing=tuple(float(s) for s in spacing),
-        origin=tuple(float(v) for v in lps[:3, 3][::-1]),
-        direction=lin / spacing,
+        spacing=checked[0],
+        origin=checked[1],
+        direction=checked[2],
         metadata=meta,
     )
 
@@ -335,6 +377,8 @@ def write_nifti(
     }
     text = _NIFTI_EXT_TAG + ":" + json.dumps(geometry)
     img.header.extensions.append(nib.nifti1.Nifti1Extension(_NIFTI_EXT_CODE, text.encode("utf-8")))
+    if not out.name.lower().endswith(".gz"):  # gzip: the size is not known up front
+        _limits.check_disk_space(voxels.nbytes + 4096, out, f"writing {str(out)!r}")
     with atomic_path(out, overwrite=bool(overwrite)) as tmp:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .._atomic import atomic_path
 from .._validate import as_image, check_direction, check_origin, check_spacing
+from . import _limits
 from ._common import _PASS_THROUGH, ImportedVolume, _check_input_path, _check_output_path
 
 
@@ -40,6 +43,7 @@ def read_npy(
     path = _check_input_path(path, "NumPy file")
     if path.is_dir():
         raise ValueError(f"NumPy file {str(path)!r} is a directory")
+    _check_npy_header(path, allocate=not mmap)
     try:
         loaded = np.load(str(path), mmap_mode="r" if mmap else None, allow_pickle=False)
     except _PASS_THROUGH:
@@ -68,6 +72,44 @@ def read_npy(
     )
 
 
+def _check_npy_header(path: Path, *, allocate: bool = True) -> None:
+    """Check what a ``.npy`` header declares (dtype, shape, size against the file and
+    the memory) before NumPy allocates it; other files (``.npz``, text) pass through to
+    :func:`numpy.load`, which refuses them."""
+    fmt = np.lib.format
+    what = f"NumPy file {str(path)!r}"
+    with open(path, "rb") as f:
+        if f.read(6) != b"\x93NUMPY":
+            return
+        f.seek(0)
+        try:
+            version = fmt.read_magic(f)
+            if version == (1, 0):
+                shape, _fortran, dtype = fmt.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, _fortran, dtype = fmt.read_array_header_2_0(f)
+            else:
+                raise ValueError(f"format version {version} is not supported")
+        except Exception as exc:  # noqa: BLE001 - a damaged header, whatever NumPy raises
+            raise ValueError(f"{what} cannot be read: invalid header ({exc})") from None
+        header_end = f.tell()
+    if dtype.hasobject:
+        raise ValueError(
+            f"{what} cannot be read: it holds Python objects (dtype {dtype}) and fastct never "
+            "unpickles"
+        )
+    _limits.check_voxels(tuple(shape), what)
+    nbytes = math.prod(shape) * dtype.itemsize
+    size = path.stat().st_size
+    if header_end + nbytes > size:
+        raise ValueError(
+            f"{what} is truncated: its header declares shape {tuple(shape)} {dtype} "
+            f"({_limits.human_bytes(nbytes)}), the file has {size - header_end} bytes of data"
+        )
+    if allocate:
+        _limits.check_allocation(nbytes, f"reading {what}")
+
+
 def write_npy(path: str | os.PathLike, array: Any, *, overwrite: bool = False) -> None:
     """Write a 2-D or 3-D array as ``.npy`` (atomically; no pickles).
 
@@ -82,6 +124,7 @@ def write_npy(path: str | os.PathLike, array: Any, *, overwrite: bool = False) -
     """
     out = _check_output_path(path, (".npy",), "NumPy")
     data = np.ascontiguousarray(as_image(array, "array"))
+    _limits.check_disk_space(data.nbytes + 4096, out, f"writing {str(out)!r}")
     with atomic_path(out, overwrite=bool(overwrite)) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, data, allow_pickle=False)
