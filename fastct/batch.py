@@ -156,6 +156,9 @@ def _scans(inputs: Any, pairs: bool = False) -> list[_Scan]:
             if scan_id.endswith(suffix):
                 scan_id = scan_id[: -len(suffix)]
                 break
+        if scan_id in ("", ".", "..") or "\\" in scan_id:
+            # the id names the scan's output file or folder: never one outside the output
+            raise ValueError(f"inputs: {str(item)!r} gives no usable scan name; rename it")
         if scan_id in seen:
             raise ValueError(f"inputs: two scans are named {scan_id!r}; rename one")
         seen.add(scan_id)

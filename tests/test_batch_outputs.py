@@ -116,6 +116,14 @@ def test_output_argument_errors(tmp_path):
     with pytest.raises(ValueError, match="takes one archive"):
         batch.run_batch([tmp_path / "a.npy"], tmp_path / "o", operation="pipeline",
                         local_workers=1)  # fmt: skip
+    # a file named so that its id would name the output's parent: refused before any work
+    (tmp_path / "o").mkdir()
+    for name in ("..h5", "...h5", ".npy"):
+        np.save(tmp_path / "x.npy", np.zeros((2, 3, 4), np.float32))
+        (tmp_path / "x.npy").rename(tmp_path / name)
+        with pytest.raises(ValueError, match="gives no usable scan name"):
+            batch.run_batch([tmp_path / name], tmp_path / "o", local_workers=1)
+    assert list((tmp_path / "o").iterdir()) == []
 
 
 @pytest.mark.slow  # two tiny phantom pairs through the whole pipeline: about 30 s warm
