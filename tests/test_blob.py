@@ -165,3 +165,16 @@ def test_bad_input(kwargs, exc, match):
     kwargs = {"image": np.zeros((4, 5, 6), np.float32), "scale": 1.0, **kwargs}
     with pytest.raises(exc, match=match):
         hessian_blob(**kwargs)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (1, 4, 1), (3, 5, 7), (6, 2, 9)])
+@pytest.mark.parametrize("dtype", [np.int16, np.float32, np.float64])
+def test_pad_edge_float32_equals_numpy_pad(shape, dtype):
+    from fastct.filters._blob import _pad_edge_float32
+
+    a = np.random.default_rng(0).normal(0, 500, shape).astype(dtype)
+    expected = np.pad(a.astype(np.float32), 1, mode="edge")
+    np.testing.assert_array_equal(_pad_edge_float32(a), expected)
+    np.testing.assert_array_equal(
+        _pad_edge_float32(a[:, ::-1]), np.pad(a[:, ::-1].astype(np.float32), 1, mode="edge")
+    )

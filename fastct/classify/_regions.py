@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _config
 from ..features import FeatureTable
 from ..streaming import read_planes
 from ..volume import Volume
@@ -166,21 +167,34 @@ def region_table(
         cols["bright_nb_fraction"] = np.where(area_sum > 0, bright / area_sum, 0.0)
     # the connected bright structure (> -400 HU inside the labelled field) a region
     # touches: a nodule is a small isolated one, a vessel junction part of a big tree
-    lab_c, img_c = labels, image
-    if not (isinstance(labels, Volume) or isinstance(image, Volume)):
-        # in memory: every labelled voxel, hence every component, lies in the box
-        box = _labelled_box(np.asarray(labels))
+    in_memory = not (isinstance(labels, Volume) or isinstance(image, Volume))
+    # in memory: every labelled voxel, hence every bright component, lies in this box
+    box = _labelled_box(np.asarray(labels)) if in_memory else None
+    # (label values index per-thread rows of maxima: the direct path for compact labels)
+    if box is not None and int(ids[-1]) < max(1 << 20, np.asarray(labels).size // 8):
+        lab_c = np.ascontiguousarray(np.asarray(labels)[box])
+        comp, vol, ext = _bright_components(lab_c, np.asarray(image)[box], sp, paint=False)
+        from .._kernels.lut import max_lookup_by_label
+
+        n_labels = int(ids[-1]) + 1
+        with _config.kernel_threads() as threads:
+            vmax, emax = max_lookup_by_label(lab_c, comp, vol, ext, n_labels, threads)
+        cols["bright_component_log_mm3"] = vmax[ids].astype(np.float64)
+        cols["bright_component_extent_mm"] = emax[ids].astype(np.float64)
+        del comp, lab_c
+    else:
+        lab_c, img_c = labels, image
         if box is not None:
             lab_c, img_c = np.ascontiguousarray(np.asarray(labels)[box]), np.asarray(image)[box]
-    comp_vol, comp_ext = _bright_components(lab_c, img_c, sp)
-    for name, img in (("bright_component_log_mm3", comp_vol),
-                      ("bright_component_extent_mm", comp_ext)):  # fmt: skip
-        t = region_features(lab_c, img, spacing=sp, **org, properties=["max"],
-                            percentiles=())  # fmt: skip
-        cols[name] = t["max"]
-    del comp_vol, comp_ext, lab_c, img_c
+        comp_vol, comp_ext = _bright_components(lab_c, img_c, sp)
+        for name, img in (("bright_component_log_mm3", comp_vol),
+                          ("bright_component_extent_mm", comp_ext)):  # fmt: skip
+            t = region_features(lab_c, img, spacing=sp, **org, properties=["max"],
+                                percentiles=())  # fmt: skip
+            cols[name] = t["max"]
+        del comp_vol, comp_ext, lab_c, img_c
     # multi-scale blob response, summarised per supervoxel
-    _blob_columns(cols, labels, image, sp, org, scales)
+    _blob_columns(cols, labels, image, sp, org, scales, box)
     # neighbourhood maxima (region + adjacent regions) of the blob peaks and bright HU
     pooled = [f"blob_{s:g}mm_max" for s in scales] + list(_POOLED_FEATURES)
     for name in pooled:
@@ -204,6 +218,7 @@ def _blob_columns(
     sp: tuple[float, ...],
     org: dict[str, Any],
     scales: tuple[float, ...],
+    box: tuple[slice, ...] | None = None,
 ) -> None:
     """Add ``blob_<s>mm_mean`` / ``_max``: the Hessian blob response (float32, edges
     extended as 'nearest') at each scale, summarised per supervoxel.
@@ -216,7 +231,8 @@ def _blob_columns(
     from ..streaming import Scratch
 
     streamed = isinstance(image, Volume) or isinstance(labels, Volume)
-    box = None if streamed else _labelled_box(np.asarray(labels))
+    if box is None and not streamed:
+        box = _labelled_box(np.asarray(labels))
     if box is not None:
         # every labelled voxel lies in the box: the response is evaluated at them alone
         # and the regions are summarised on the box (the same voxels in the same order)
@@ -256,7 +272,7 @@ def _labelled_box(labels: np.ndarray) -> tuple[slice, ...] | None:
     return tuple(slice(int(x[0]), int(x[-1]) + 1) for x in nz)
 
 
-def _bright_components(labels: Any, image: Any, spacing: tuple[float, ...]):
+def _bright_components(labels: Any, image: Any, spacing: tuple[float, ...], paint: bool = True):
     """Per voxel: log10(1 + volume mm^3) and largest bounding-box side (mm) of the
     6-connected component of ``image > -400 HU`` within ``labels > 0`` (0 elsewhere).
 
@@ -283,6 +299,8 @@ def _bright_components(labels: Any, image: Any, spacing: tuple[float, ...]):
         )
         for k, sl in enumerate(ndi.find_objects(comp), start=1):
             ext[k] = max((s.stop - s.start) * d for s, d in zip(sl, spacing))
+    if not paint:  # the component image and the per-component values
+        return comp, vol, ext
     return vol[comp], ext[comp]
 
 

@@ -141,6 +141,22 @@ def _hessian_blob_in_box(
     return resp
 
 
+def _pad_edge_float32(a: np.ndarray) -> np.ndarray:
+    """``np.pad(a.astype(np.float32), 1, mode='edge')`` for a 3-D array, written in
+    place (NumPy's generic pad takes several times longer on a clinical box)."""
+    out = np.empty(tuple(n + 2 for n in a.shape), np.float32)
+    out[1:-1, 1:-1, 1:-1] = a
+    for axis in range(3):  # each face copies its neighbour plane, edges and corners included
+        lo = [slice(None)] * 3
+        hi = [slice(None)] * 3
+        lo[axis], hi[axis] = 0, -1
+        src_lo, src_hi = list(lo), list(hi)
+        src_lo[axis], src_hi[axis] = 1, -2
+        out[tuple(lo)] = out[tuple(src_lo)]
+        out[tuple(hi)] = out[tuple(src_hi)]
+    return out
+
+
 class BoxBlob:
     """The float32 blob measure of :func:`hessian_blob` (``mode='nearest'``) at chosen
     voxels of one box of an in-memory image, at several scales.
@@ -166,7 +182,7 @@ class BoxBlob:
         sub = image[tuple(slice(a, b) for a, b in zip(self.lo, hi))]
         # one voxel of 'nearest' extension: the Hessian of a voxel on the volume's edge
         # reads the smoothed value just outside, as the engine's padded block has it
-        self.padded = np.pad(np.asarray(sub, np.float32), 1, mode="edge")
+        self.padded = _pad_edge_float32(sub)
 
     def _depth(self, scale: float) -> tuple[int, ...]:
         return _plan(scale, self.spacing, self.truncate, np.float32)[1]
