@@ -504,6 +504,7 @@ def _streamed_section() -> list[str]:
 # (kmeans_prepare) call theirs inside and report them through segmentation._kmeans._PHASE_TIMES
 PHASES = {
     "assign_slab": "assignment",
+    "assign_2d": "assignment",
     "candidates_from_ranges": "candidate lists",
     "build_candidates": "candidate lists",
     "update_serial": "update",

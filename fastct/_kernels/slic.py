@@ -1141,6 +1141,53 @@ def features_into(F, X, imin, scale, ratio, use_scale):
                 fb[i] = (xb[i] - imin) * ratio
 
 
+@kernel("exact", parallel=True)
+def features_int_into(F, X, mul, signed, imin, scale, ratio, use_scale):
+    """Features of integer input in one parallel pass with scikit-image's float64
+    steps, element by element: ``img_as_float`` (``x * mul``, clamped at -1 for signed
+    types), then ``((v - imin) / scale) * ratio`` (NumPy's in-place steps, fused)."""
+    f = F.reshape(F.size)
+    x = X.reshape(X.size)
+    n = f.shape[0]
+    for b in prange((n + _FEAT_BLOCK - 1) // _FEAT_BLOCK):
+        lo = b * _FEAT_BLOCK
+        hi = min(lo + _FEAT_BLOCK, n)
+        fb = f[lo:hi]
+        xb = x[lo:hi]
+        for i in range(hi - lo):
+            v = np.float64(xb[i]) * mul
+            if signed:
+                v = max(v, -1.0)
+            v = v - imin
+            if use_scale:
+                v = v / scale
+            fb[i] = v * ratio
+
+
+@kernel("exact", parallel=True)
+def padded_f32(F, out, pad):
+    """``F`` (``(H, W)`` float64) rounded to float32 into ``out`` (flat, rows of
+    ``W + pad``; the padding zero). Returns the largest ``|F|``."""
+    H, W = F.shape
+    Wp = W + pad
+    nb = (H + 15) // 16
+    mx = np.zeros(nb)
+    for b in prange(nb):
+        m = 0.0
+        for z in range(b * 16, min(b * 16 + 16, H)):
+            fr = F[z]
+            orow = out[z * Wp : z * Wp + Wp]
+            for i in range(W):
+                v = fr[i]
+                orow[i] = np.float32(v)
+                a = abs(v)
+                m = a if a > m else m
+            for i in range(W, Wp):
+                orow[i] = 0
+        mx[b] = m
+    return mx.max()
+
+
 # --------------------------------------------------------------------------------------
 # connectivity (scikit-image's _enforce_label_connectivity_cython, slab-capable)
 # --------------------------------------------------------------------------------------
@@ -1688,3 +1735,194 @@ def kmeans_prepare(centers, alive, maxdc, ip, two, shape_f, tile, it, windows, t
     if timing.size > 0:
         timing[0] += _cpu_clock() - t0
     return rebuild
+
+
+# --------------------------------------------------------------------------------------
+# 2-D assignment, centre by centre (scikit-image's own loop order)
+# --------------------------------------------------------------------------------------
+# Rows of the image per band: the unit of the parallel loop (any height gives the same
+# labels: every pixel still meets its centres in index order).
+BAND_ROWS = 16
+# Flag bit of a label in the band's label buffer: the float32 distance of the winner
+# came within the error bound of another centre's (see assign_2d); labels < 2**30.
+_NEAR = np.int32(1 << 30)
+# Lanes per block of a window row, and the padding of the rows of assign_2d's buffers.
+_LANES = 8
+PAD_2D = _LANES
+# fpd: float64 parameters of the exact (float64) recomputation
+FPD_W, FPD_INIT, FPD_SPZ, FPD_SPY, FPD_SPX = range(5)
+FPD_SIZE = 5
+
+
+@kernel("exact")
+def _exact_2d(z, x, W, xd, cd, windows, fpd, lst, nl):
+    """scikit-image's float64 sweep for one pixel ``(z, x)`` of a 2-D image over the
+    centres ``lst[:nl]`` (ascending): the nearest whose window contains it, ties to the
+    lowest index (strict ``<``); -1 when no window does."""
+    w = fpd[FPD_W]
+    bd = fpd[FPD_INIT]
+    bk = -1
+    zf = np.float64(z)
+    xf = np.float64(x)
+    f = xd[z * W + x]
+    for q in range(nl):
+        k = lst[q]
+        if z < windows[k, 0] or z >= windows[k, 1] or x < windows[k, 4] or x >= windows[k, 5]:
+            continue
+        dz = fpd[FPD_SPZ] * (cd[k, 0] - zf)
+        dz *= dz
+        dy = fpd[FPD_SPY] * (cd[k, 1] - 0.0)
+        dy *= dy
+        dzy = dz + dy
+        dx = fpd[FPD_SPX] * (cd[k, 2] - xf)
+        dx *= dx
+        d = (dzy + dx) * w
+        t = f - cd[k, 3]
+        d += t * t
+        if d < bd:
+            bd = d
+            bk = k
+    return bk
+
+
+@kernel("exact")
+def _band_2d(b, featg, L2, centers, windows, sp, coords, ip, fp, out, best, bk, dxx, lst, e2, xd,
+             cd, fpd):  # fmt: skip
+    """Rows ``[b * BAND_ROWS, ...)`` of a 2-D grayscale image (``assign_2d``): for
+    every centre in index order, for every row of its window in the band, the distance
+    over the window's columns with a strict ``<``. With ``e2 > 0`` the distances are a
+    float32 filter of scikit-image's float64 ones: a pixel whose winner came within
+    ``e2`` of another centre is recomputed exactly (``_exact_2d``).
+
+    A window row is evaluated in whole blocks of ``_LANES`` (a multiple of the vector
+    width: no scalar remainder loop); the lanes past the window get an infinite x
+    offset, so their distance is infinite and never wins (they lie in the row's own
+    padding or at pixels of the same row, which keep their values)."""
+    H, W = L2.shape
+    Wp = featg.shape[0] // H
+    za = b * BAND_ROWS
+    zb = min(za + BAND_ROWS, H)
+    fresh = ip[IP_FRESH] != 0
+    refine = e2 > 0
+    oy = ip[IP_Z]
+    ox = oy + ip[IP_Y]
+    w = fp[FP_W]
+    init = fp[FP_INIT]
+    spz = sp[0]
+    spy = sp[1]
+    spx = sp[2]
+    bb0 = best[za * Wp : zb * Wp]
+    kb0 = bk[za * Wp : zb * Wp]
+    for i in range(bb0.shape[0]):
+        bb0[i] = init
+        kb0[i] = -1
+    cxs = coords[ox : ox + W]
+    y0f = coords[oy]
+    inf = best.dtype.type(np.inf)
+    nl = 0
+    for k in range(centers.shape[0]):
+        z0 = max(windows[k, 0], za)
+        z1 = min(windows[k, 1], zb)
+        if z0 >= z1:
+            continue
+        x0 = windows[k, 4]
+        x1 = windows[k, 5]
+        if x1 <= x0 or windows[k, 3] <= windows[k, 2]:
+            continue
+        lst[nl] = k
+        nl += 1
+        n = x1 - x0
+        m = (n + _LANES - 1) // _LANES * _LANES
+        ckz = centers[k, 0]
+        cky = centers[k, 1]
+        ckx = centers[k, 2]
+        col = centers[k, 3]
+        cx = cxs[x0:x1]
+        dd = dxx[:m]
+        for i in range(n):
+            dx = spx * (ckx - cx[i])
+            dd[i] = dx * dx
+        for i in range(n, m):
+            dd[i] = inf
+        dy = spy * (cky - y0f)
+        dy *= dy
+        kk = np.int32(k)
+        for z in range(z0, z1):
+            dz = spz * (ckz - coords[z])
+            dz *= dz
+            dzy = dz + dy
+            v = z * Wp + x0
+            bb = best[v : v + m]
+            kb = bk[v : v + m]
+            fb = featg[v : v + m]
+            if refine:
+                for i in range(m):
+                    d = (dzy + dd[i]) * w
+                    t = fb[i] - col
+                    d += t * t
+                    o = bb[i]
+                    c = d < o
+                    near = abs(d - o) <= e2
+                    bb[i] = d if c else o
+                    kb[i] = (kk if c else kb[i]) | (_NEAR if near else np.int32(0))
+            else:
+                for i in range(m):
+                    d = (dzy + dd[i]) * w
+                    t = fb[i] - col
+                    d += t * t
+                    o = bb[i]
+                    c = d < o
+                    bb[i] = d if c else o
+                    kb[i] = kk if c else kb[i]
+    sl = np.int32(ip[IP_START])
+    ml = np.int32(ip[IP_MASKLAB])
+    n_assigned = 0
+    n_kept = 0
+    n_near = 0
+    n_refined = 0
+    for z in range(za, zb):
+        lr = L2[z]
+        kr = bk[z * Wp : z * Wp + W]
+        for i in range(W):
+            kw = kr[i]
+            n_near += np.int32(kw >= _NEAR)
+        if n_near > 0:  # float32 near-ties: scikit-image's float64 sweep for these pixels
+            for i in range(W):
+                if kr[i] >= _NEAR:
+                    kr[i] = _exact_2d(z, i, W, xd, cd, windows, fpd, lst, nl)
+            n_refined += n_near
+            n_near = 0
+        for i in range(W):
+            kw = kr[i]
+            a = kw >= 0
+            lr[i] = kw + sl if a else (ml if fresh else lr[i])
+            n_assigned += np.int32(a)
+            n_kept += np.int32(not a)
+    out[b, 0] = n_refined
+    out[b, 1] = n_assigned > 0
+    out[b, 2] = n_kept > 0 and not fresh
+
+
+@kernel("exact", parallel=True)
+def assign_2d(featg, L2, centers, windows, sp, coords, ip, fp, out, best, bk, e2, xd, cd, fpd):
+    """Assignment of a 2-D grayscale image without mask (``featg``, ``best``, ``bk``:
+    ``H`` rows of ``Wp >= W + PAD_2D`` values, flat; ``L2``: ``(H, W)``), in bands of ``BAND_ROWS`` rows: every pixel
+    takes the nearest centre whose window contains it, ties to the lowest index -
+    scikit-image's centre-by-centre sweep in its order, with its operations (the x
+    offsets squared once per centre and band). ``out[b]`` as ``assign_slab``'s per
+    tile, per band.
+
+    With ``e2 > 0`` (float64 work: integer or float64 input) the sweep runs on float32
+    copies of the features and centres, ``e2`` bounding twice the difference between a
+    float32 distance and scikit-image's float64 one (computed by the caller from the
+    value range and the window sizes): a pixel keeps its float32 winner when every
+    other centre was more than ``e2`` farther, which makes it the float64 winner too;
+    the others (float32 near-ties) are recomputed in float64 from ``xd`` and ``cd``
+    (the float64 features and centres) with ``fpd``'s weights."""
+    H, W = L2.shape
+    nb = (H + BAND_ROWS - 1) // BAND_ROWS
+    for b in prange(nb):
+        dxx = np.empty(W + _LANES, best.dtype)
+        lst = np.empty(centers.shape[0], np.int64)
+        _band_2d(b, featg, L2, centers, windows, sp, coords, ip, fp, out, best, bk, dxx, lst, e2,
+                 xd, cd, fpd)  # fmt: skip
