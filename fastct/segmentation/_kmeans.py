@@ -17,6 +17,9 @@ _PARALLEL_UPDATE = True
 # 2-D grayscale images without mask are assigned centre by centre (see
 # _kernels.slic.assign_2d); tests switch it off to compare with the tiled assignment.
 _CENTRE_MAJOR = True
+# Factor on the float32 filter's error bound (float64 work in assign_2d): tests set 0
+# to show that without the exact recomputation of near-ties the labels can differ.
+_FILTER_MARGIN = 1.0
 # CPU seconds of in-memory k-means phases are added here when it is non-empty (windows
 # and tile ranges, -, update with the new centres; see _kernels.slic.kmeans_update and
 # benchmarks/bench_slic.py's profile).
@@ -261,8 +264,8 @@ def _centre_major_args(Xs, centers, sp, w, win_steps, shape_f, coords) -> tuple:
     R = (2.0 * np.asarray(win_steps, np.float64) + 1.0) * np.asarray(sp, np.float64)
     C = np.asarray(shape_f, np.float64) * np.asarray(sp, np.float64)
     E = float(w) * u * float(np.sum(2.0 * R * C + 12.0 * R * R)) + 8.0 * u * fmax * fmax
-    e2 = np.float32(4.0 * E)
-    if float(e2) < 4.0 * E:
+    e2 = np.float32(4.0 * E * _FILTER_MARGIN)
+    if float(e2) < 4.0 * E * _FILTER_MARGIN:
         e2 = np.nextafter(e2, np.float32(np.inf))
     f32 = np.zeros(K.FP_SIZE, np.float32)
     f32[K.FP_W] = np.float32(w)
