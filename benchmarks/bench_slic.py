@@ -273,9 +273,25 @@ def mean_abs_error(labels: np.ndarray, img: np.ndarray) -> float:
     return float(np.abs(v - mean[lab]).mean())
 
 
-def realct_case(n_seg: int, dtype, rounds: int = 5, fast_per_round: int = 4) -> dict:
+def realct_case(
+    n_seg: int, dtype, rounds: int = 5, fast_per_round: int = 4, cpu: bool = False
+) -> dict:
     """fastct and scikit-image on the same slice, same arguments, in alternating rounds
-    (so both see the same machine load): min over the rounds."""
+    (so both see the same machine load): min over the rounds. ``cpu``: fastct on one
+    thread and both timed in CPU seconds of the process (``time.process_time``), which
+    other processes on a shared machine inflate far less than wall time."""
+    import fastct
+
+    if not cpu:
+        return _realct_rounds(n_seg, dtype, rounds, fast_per_round, time.perf_counter)
+    fastct.set_num_threads(1)
+    try:
+        return _realct_rounds(n_seg, dtype, rounds, fast_per_round, time.process_time)
+    finally:
+        fastct.set_num_threads(None)
+
+
+def _realct_rounds(n_seg, dtype, rounds, fast_per_round, clock) -> dict:
     from skimage.segmentation import slic as sk_slic
 
     from fastct.segmentation import slic
@@ -288,12 +304,12 @@ def realct_case(n_seg: int, dtype, rounds: int = 5, fast_per_round: int = 4) -> 
     load = OtherLoad()
     for _ in range(rounds):
         for _ in range(fast_per_round):
-            t0 = time.perf_counter()
+            t0 = clock()
             ours = slic(img, n_seg, **kw)
-            t_fast.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
+            t_fast.append(clock() - t0)
+        t0 = clock()
         ref = sk_slic(img, n_seg, **kw)
-        t_sk.append(time.perf_counter() - t0)
+        t_sk.append(clock() - t0)
     return {
         "fastct": min(t_fast),
         "skimage": min(t_sk),
@@ -655,10 +671,18 @@ if __name__ == "__main__":
         print(json.dumps(_first_call()))
     elif sys.argv[1:2] == ["profile"]:  # python benchmarks/bench_slic.py profile [ROUNDS]
         _print_profile(int(sys.argv[2]) if len(sys.argv) > 2 else 3)
-    elif sys.argv[1:2] == ["realct"]:  # python benchmarks/bench_slic.py realct [SEGMENTS...]
-        segs = [int(a) for a in sys.argv[2:]] or list(REALCT_SEGMENTS)
-        res = {(n, dt): realct_case(n, np.dtype(dt)) for dt in ("int16", "float32") for n in segs}
-        print(f"{realct_slice()[1]}; {os.cpu_count()} cores")
+    elif sys.argv[1:2] == ["realct"]:  # ... realct [cpu] [SEGMENTS...]
+        cpu = "cpu" in sys.argv[2:]
+        segs = [int(a) for a in sys.argv[2:] if a != "cpu"] or list(REALCT_SEGMENTS)
+        res = {
+            (n, dt): realct_case(n, np.dtype(dt), cpu=cpu)
+            for dt in ("int16", "float32")
+            for n in segs
+        }
+        import fastct
+
+        clock = "one thread, CPU ms" if cpu else f"{fastct.get_num_threads()} threads, wall ms"
+        print(f"{realct_slice()[1]}; {os.cpu_count()} cores; {clock}; load {os.getloadavg()}")
         print("\n".join(realct_table(res)))
     elif sys.argv[1:2] == ["streamed"]:  # ... streamed [ROUNDS] [cpu]
         _print_streamed(int(sys.argv[2]) if len(sys.argv) > 2 else 3, "cpu" in sys.argv[3:])

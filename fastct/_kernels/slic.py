@@ -1749,6 +1749,8 @@ _NEAR = np.int32(1 << 30)
 # Lanes per block of a window row, and the padding of the rows of assign_2d's buffers.
 _LANES = 8
 PAD_2D = _LANES
+# Columns per block of the rows' largest distances (assign_2d's second sweep).
+_UBLOCK = 32
 # fpd: float64 parameters of the exact (float64) recomputation
 FPD_W, FPD_INIT, FPD_SPZ, FPD_SPY, FPD_SPX = range(5)
 FPD_SIZE = 5
@@ -1785,14 +1787,60 @@ def _exact_2d(z, x, W, xd, cd, windows, fpd, lst, nl):
     return bk
 
 
+@kernel("exact", inline=True)
+def _eval_2d(bb, kb, fb, dd, m, dzy, w, col, kk, refine, ties, e2):
+    """One centre against ``m`` lanes (a multiple of ``_LANES``) of a window row:
+    scikit-image's distance, kept when smaller (``ties``: or equal with a lower centre
+    index; ``refine``: float32 near-ties flagged with ``_NEAR``)."""
+    if refine:
+        for i in range(m):
+            d = (dzy + dd[i]) * w
+            t = fb[i] - col
+            d += t * t
+            o = bb[i]
+            c = d < o
+            near = abs(d - o) <= e2
+            bb[i] = d if c else o
+            kb[i] = (kk if c else kb[i]) | (_NEAR if near else np.int32(0))
+    elif ties:
+        for i in range(m):
+            d = (dzy + dd[i]) * w
+            t = fb[i] - col
+            d += t * t
+            o = bb[i]
+            ko = kb[i]
+            c = (d < o) | ((d == o) & (kk < ko))
+            bb[i] = d if c else o
+            kb[i] = kk if c else ko
+    else:
+        for i in range(m):
+            d = (dzy + dd[i]) * w
+            t = fb[i] - col
+            d += t * t
+            o = bb[i]
+            c = d < o
+            bb[i] = d if c else o
+            kb[i] = kk if c else kb[i]
+
+
 @kernel("exact")
-def _band_2d(b, featg, L2, centers, windows, sp, coords, ip, fp, out, best, bk, dxx, lst, e2, xd,
-             cd, fpd):  # fmt: skip
-    """Rows ``[b * BAND_ROWS, ...)`` of a 2-D grayscale image (``assign_2d``): for
-    every centre in index order, for every row of its window in the band, the distance
-    over the window's columns with a strict ``<``. With ``e2 > 0`` the distances are a
-    float32 filter of scikit-image's float64 ones: a pixel whose winner came within
-    ``e2`` of another centre is recomputed exactly (``_exact_2d``).
+def _band_2d(b, featg, L2, centers, windows, sp, coords, ip, fp, out, best, bk, bits, dxx, lst,
+             near_z, umax, one_i, one_f, e2, xd, cd, fpd):  # fmt: skip
+    """Rows ``[b * BAND_ROWS, ...)`` of a 2-D grayscale image (``assign_2d``).
+
+    Two sweeps over the centres whose window reaches the band, each in index order:
+    first the centres within ``near_z`` rows of the band (every pixel meets its nearest
+    centres first), with a strict ``<``; then the others, each window row skipped where
+    its spatial lower bound ``fl((dz^2 + dy^2) w)`` (plus the x offset's, per block of
+    ``_UBLOCK`` columns) exceeds the largest distance ``umax`` of the row's blocks after
+    the first sweep (an upper bound ever after: distances only decrease), and kept with
+    scikit-image's tie rule (smaller, or equal with a lower index): the labels of one
+    sweep over all centres in index order.
+
+    With ``e2 > 0`` the distances are a float32 filter of scikit-image's float64 ones: a
+    pixel whose winner came within ``e2`` of another centre's distance is recomputed
+    exactly (``_exact_2d``); a row is skipped only if its bound exceeds the maximum by
+    ``e2`` too, so a skipped centre could not have been near either.
 
     A window row is evaluated in whole blocks of ``_LANES`` (a multiple of the vector
     width: no scalar remainder loop); the lanes past the window get an infinite x
@@ -1802,7 +1850,6 @@ def _band_2d(b, featg, L2, centers, windows, sp, coords, ip, fp, out, best, bk, 
     Wp = featg.shape[0] // H
     za = b * BAND_ROWS
     zb = min(za + BAND_ROWS, H)
-    fresh = ip[IP_FRESH] != 0
     refine = e2 > 0
     oy = ip[IP_Z]
     ox = oy + ip[IP_Y]
@@ -1821,59 +1868,77 @@ def _band_2d(b, featg, L2, centers, windows, sp, coords, ip, fp, out, best, bk, 
     inf = best.dtype.type(np.inf)
     nl = 0
     for k in range(centers.shape[0]):
-        z0 = max(windows[k, 0], za)
-        z1 = min(windows[k, 1], zb)
-        if z0 >= z1:
+        if windows[k, 0] >= zb or windows[k, 1] <= za:
             continue
-        x0 = windows[k, 4]
-        x1 = windows[k, 5]
-        if x1 <= x0 or windows[k, 3] <= windows[k, 2]:
+        if windows[k, 5] <= windows[k, 4] or windows[k, 3] <= windows[k, 2]:
             continue
         lst[nl] = k
         nl += 1
-        n = x1 - x0
-        m = (n + _LANES - 1) // _LANES * _LANES
-        ckz = centers[k, 0]
-        cky = centers[k, 1]
-        ckx = centers[k, 2]
-        col = centers[k, 3]
-        cx = cxs[x0:x1]
-        dd = dxx[:m]
-        for i in range(n):
-            dx = spx * (ckx - cx[i])
-            dd[i] = dx * dx
-        for i in range(n, m):
-            dd[i] = inf
-        dy = spy * (cky - y0f)
-        dy *= dy
-        kk = np.int32(k)
-        for z in range(z0, z1):
-            dz = spz * (ckz - coords[z])
-            dz *= dz
-            dzy = dz + dy
-            v = z * Wp + x0
-            bb = best[v : v + m]
-            kb = bk[v : v + m]
-            fb = featg[v : v + m]
-            if refine:
-                for i in range(m):
-                    d = (dzy + dd[i]) * w
-                    t = fb[i] - col
-                    d += t * t
-                    o = bb[i]
-                    c = d < o
-                    near = abs(d - o) <= e2
-                    bb[i] = d if c else o
-                    kb[i] = (kk if c else kb[i]) | (_NEAR if near else np.int32(0))
-            else:
-                for i in range(m):
-                    d = (dzy + dd[i]) * w
-                    t = fb[i] - col
-                    d += t * t
-                    o = bb[i]
-                    c = d < o
-                    bb[i] = d if c else o
-                    kb[i] = kk if c else kb[i]
+    nu = (W + _UBLOCK - 1) // _UBLOCK
+    e2d = np.float64(e2)
+    for sweep in range(2):
+        if sweep == 1:  # the blocks' largest distances after the first sweep
+            for z in range(za, zb):
+                for q in range(nu):
+                    lo = z * Wp + q * _UBLOCK
+                    n = min(_UBLOCK, W - q * _UBLOCK)
+                    umax[z - za, q] = _max_bits(bits[lo : lo + n], n, one_i, one_f) + e2d
+        for q in range(nl):
+            k = lst[q]
+            ckz = centers[k, 0]
+            near = ckz >= za - near_z and ckz < zb + near_z
+            if near != (sweep == 0):
+                continue
+            z0 = max(windows[k, 0], za)
+            z1 = min(windows[k, 1], zb)
+            x0 = windows[k, 4]
+            x1 = windows[k, 5]
+            n = x1 - x0
+            cky = centers[k, 1]
+            ckx = centers[k, 2]
+            col = centers[k, 3]
+            cx = cxs[x0:x1]
+            dd = dxx[: n + _LANES]
+            for i in range(n):
+                dx = spx * (ckx - cx[i])
+                dd[i] = dx * dx
+            for i in range(n, n + _LANES):
+                dd[i] = inf
+            dy = spy * (cky - y0f)
+            dy *= dy
+            kk = np.int32(k)
+            q0 = x0 // _UBLOCK
+            q1 = (x1 - 1) // _UBLOCK
+            for z in range(z0, z1):
+                dz = spz * (ckz - coords[z])
+                dz *= dz
+                dzy = dz + dy
+                xa = 0
+                xb = n
+                if sweep == 1:
+                    # the blocks this row can improve (x offset 0 inside the centre's
+                    # column's block, else the block edge nearest to it)
+                    lb0 = np.float64(dzy * w)
+                    ur = umax[z - za]
+                    xa = n
+                    xb = 0
+                    for u in range(q0, q1 + 1):
+                        bx0 = max(u * _UBLOCK, x0) - x0
+                        bx1 = min(u * _UBLOCK + _UBLOCK, x1) - x0
+                        lb = lb0
+                        if cx[bx0] > ckx:
+                            lb = np.float64((dzy + dd[bx0]) * w)
+                        elif cx[bx1 - 1] < ckx:
+                            lb = np.float64((dzy + dd[bx1 - 1]) * w)
+                        if lb <= ur[u]:
+                            xa = min(xa, bx0)
+                            xb = max(xb, bx1)
+                    if xa >= xb:
+                        continue
+                m = (xb - xa + _LANES - 1) // _LANES * _LANES
+                v = z * Wp + x0 + xa
+                _eval_2d(best[v : v + m], bk[v : v + m], featg[v : v + m], dd[xa : xa + m], m,
+                         dzy, w, col, kk, refine, sweep == 1 and not refine, e2)  # fmt: skip
     sl = np.int32(ip[IP_START])
     ml = np.int32(ip[IP_MASKLAB])
     n_assigned = 0
@@ -1895,22 +1960,26 @@ def _band_2d(b, featg, L2, centers, windows, sp, coords, ip, fp, out, best, bk, 
         for i in range(W):
             kw = kr[i]
             a = kw >= 0
-            lr[i] = kw + sl if a else (ml if fresh else lr[i])
+            lr[i] = kw + sl if a else (ml if ip[IP_FRESH] != 0 else lr[i])
             n_assigned += np.int32(a)
             n_kept += np.int32(not a)
     out[b, 0] = n_refined
     out[b, 1] = n_assigned > 0
-    out[b, 2] = n_kept > 0 and not fresh
+    out[b, 2] = n_kept > 0 and not ip[IP_FRESH]
 
 
 @kernel("exact", parallel=True)
-def assign_2d(featg, L2, centers, windows, sp, coords, ip, fp, out, best, bk, e2, xd, cd, fpd):
+def assign_2d(featg, L2, centers, windows, sp, coords, ip, fp, out, best, bk, bits, near_z, e2, xd,
+              cd, fpd):  # fmt: skip
     """Assignment of a 2-D grayscale image without mask (``featg``, ``best``, ``bk``:
-    ``H`` rows of ``Wp >= W + PAD_2D`` values, flat; ``L2``: ``(H, W)``), in bands of ``BAND_ROWS`` rows: every pixel
-    takes the nearest centre whose window contains it, ties to the lowest index -
-    scikit-image's centre-by-centre sweep in its order, with its operations (the x
-    offsets squared once per centre and band). ``out[b]`` as ``assign_slab``'s per
-    tile, per band.
+    ``H`` rows of ``Wp >= W + PAD_2D`` values, flat; ``bits``: ``best`` viewed as the
+    signed integer of its size; ``L2``: ``(H, W)``), in bands of ``BAND_ROWS`` rows:
+    every pixel takes the nearest centre whose window contains it, ties to the lowest
+    index - scikit-image's centre-by-centre sweep, with its operations (the x offsets
+    squared once per centre and band), the centres near the band first and the rows of
+    the others skipped where they cannot come closer (see ``_band_2d``; ``near_z``:
+    half a grid step). ``out[b]`` as ``assign_slab``'s per tile, per band (``out[b, 0]``:
+    pixels recomputed in float64).
 
     With ``e2 > 0`` (float64 work: integer or float64 input) the sweep runs on float32
     copies of the features and centres, ``e2`` bounding twice the difference between a
@@ -1922,7 +1991,10 @@ def assign_2d(featg, L2, centers, windows, sp, coords, ip, fp, out, best, bk, e2
     H, W = L2.shape
     nb = (H + BAND_ROWS - 1) // BAND_ROWS
     for b in prange(nb):
-        dxx = np.empty(W + _LANES, best.dtype)
+        dxx = np.empty(W + 2 * _LANES, best.dtype)
         lst = np.empty(centers.shape[0], np.int64)
-        _band_2d(b, featg, L2, centers, windows, sp, coords, ip, fp, out, best, bk, dxx, lst, e2,
-                 xd, cd, fpd)  # fmt: skip
+        umax = np.empty((BAND_ROWS, (W + _UBLOCK - 1) // _UBLOCK))
+        one_i = np.empty(1, bits.dtype)  # _max_bits's conversion cell
+        one_f = one_i.view(best.dtype)
+        _band_2d(b, featg, L2, centers, windows, sp, coords, ip, fp, out, best, bk, bits, dxx, lst,
+                 near_z, umax, one_i, one_f, e2, xd, cd, fpd)  # fmt: skip

@@ -20,6 +20,8 @@ _CENTRE_MAJOR = True
 # Factor on the float32 filter's error bound (float64 work in assign_2d): tests set 0
 # to show that without the exact recomputation of near-ties the labels can differ.
 _FILTER_MARGIN = 1.0
+# assign_2d's first sweep: the centres within this many grid steps of a band (rows)
+_NEAR_STEPS = 0.5
 # CPU seconds of in-memory k-means phases are added here when it is non-empty (windows
 # and tile ranges, -, update with the new centres; see _kernels.slic.kmeans_update and
 # benchmarks/bench_slic.py's profile).
@@ -118,6 +120,7 @@ def _run_pass(
             res = np.empty((-(-Z // K.BAND_ROWS), 3), np.int64)
             cm = _centre_major_args(Xs, centers, sp, w, win_steps, shape_f, coords)
             best64 = feat64 = None
+            near_z = _NEAR_STEPS * float(win_steps[0])
         with _threads_for(L.size):
             n_threads = numba.get_num_threads()
             for it in range(max_num_iter):
@@ -130,7 +133,7 @@ def _run_pass(
                     featg, c32, sp32, coords32, fp32, best, e2, xd, cd, fpd = cm
                     if c32 is centers:  # float32 work
                         K.assign_2d(featg, L2, centers, windows, sp, coords, p, fp32, res, best,
-                                    bk, e2, xd, cd, fpd)  # fmt: skip
+                                    bk, best.view(np.int32), near_z, e2, xd, cd, fpd)  # fmt: skip
                     elif p[K.IP_UNIFORM]:
                         # every centre has the same colour (scikit-image's first iteration):
                         # float32 near-ties are everywhere (the spatial terms alone decide),
@@ -139,11 +142,12 @@ def _run_pass(
                             best64 = np.empty(best.size)
                             feat64 = _padded(xd.reshape(Z, X), np.float64)
                         K.assign_2d(feat64, L2, centers, windows, sp, coords, p, fp, res, best64,
-                                    bk, 0.0, xd[:1], cd[:1], fpd)  # fmt: skip
+                                    bk, best64.view(np.int64), near_z, 0.0, xd[:1], cd[:1],
+                                    fpd)  # fmt: skip
                     else:
                         c32[...] = centers
                         K.assign_2d(featg, L2, c32, windows, sp32, coords32, p, fp32, res, best,
-                                    bk, e2, xd, cd, fpd)  # fmt: skip
+                                    bk, best.view(np.int32), near_z, e2, xd, cd, fpd)  # fmt: skip
                 else:
                     K.assign_slab(Xs, M, L, centers, windows, maxdc, sp, coords, indptr, indices,
                                   p, fp, res, max_cand, ibits)  # fmt: skip
