@@ -19,6 +19,13 @@ cannot bring under that maximum. Both are true lower bounds, so the result is
 unchanged, and a voxel meets ~5 candidates instead of ~64 (3-D) or ~16 (2-D). The
 candidate-against-row evaluation is branch-free and vectorises.
 
+A 2-D grayscale image without mask in memory is assigned differently
+(``assign_2d``): centre by centre as scikit-image does, in bands of rows, each window
+row a vectorised loop over whole lane blocks, with the centres near the band first and
+the rows of the others skipped by a spatial lower bound. Its float64 work (integer and
+float64 input) runs as a float32 filter with a rigorous error bound; pixels where the
+float32 winner is not certain are recomputed exactly in float64.
+
 The update reproduces scikit-image's running sums (in the features' float type, voxels
 in C order). On a whole volume, z parts at least a window high own the labels whose
 window starts in them, and add their voxels in C order in two parallel sweeps
