@@ -1747,9 +1747,6 @@ def kmeans_prepare(centers, alive, maxdc, ip, two, shape_f, tile, it, windows, t
 # --------------------------------------------------------------------------------------
 # 2-D assignment, centre by centre (scikit-image's own loop order)
 # --------------------------------------------------------------------------------------
-# Rows of the image per band: the unit of the parallel loop (any height gives the same
-# labels: every pixel still meets its centres in index order).
-BAND_ROWS = 16
 # Flag bit of a label in the band's label buffer: the float32 distance of the winner
 # came within the error bound of another centre's (see assign_2d); labels < 2**30.
 _NEAR = np.int32(1 << 30)
@@ -1831,9 +1828,9 @@ def _eval_2d(bb, kb, fb, dd, m, dzy, w, col, kk, refine, ties, e2):
 
 
 @kernel("exact")
-def _band_2d(b, featg, L2, centers, windows, sp, coords, ip, fp, out, best, bk, bits, dxx, lst,
+def _band_2d(b, rows, featg, L2, centers, windows, sp, coords, ip, fp, out, best, bk, bits, dxx, lst,
              near_z, umax, one_i, one_f, e2, xd, cd, fpd):  # fmt: skip
-    """Rows ``[b * BAND_ROWS, ...)`` of a 2-D grayscale image (``assign_2d``).
+    """Rows ``[b * rows, (b + 1) * rows)`` of a 2-D grayscale image (``assign_2d``).
 
     Two sweeps over the centres whose window reaches the band, each in index order:
     first the centres within ``near_z`` rows of the band (every pixel meets its nearest
@@ -1855,8 +1852,8 @@ def _band_2d(b, featg, L2, centers, windows, sp, coords, ip, fp, out, best, bk, 
     padding or at pixels of the same row, which keep their values)."""
     H, W = L2.shape
     Wp = featg.shape[0] // H
-    za = b * BAND_ROWS
-    zb = min(za + BAND_ROWS, H)
+    za = b * rows
+    zb = min(za + rows, H)
     refine = e2 > 0
     oy = ip[IP_Z]
     ox = oy + ip[IP_Y]
@@ -1980,7 +1977,7 @@ def assign_2d(featg, L2, centers, windows, sp, coords, ip, fp, out, best, bk, bi
               cd, fpd):  # fmt: skip
     """Assignment of a 2-D grayscale image without mask (``featg``, ``best``, ``bk``:
     ``H`` rows of ``Wp >= W + PAD_2D`` values, flat; ``bits``: ``best`` viewed as the
-    signed integer of its size; ``L2``: ``(H, W)``), in bands of ``BAND_ROWS`` rows:
+    signed integer of its size; ``L2``: ``(H, W)``), in ``len(out)`` bands of rows:
     every pixel takes the nearest centre whose window contains it, ties to the lowest
     index - scikit-image's centre-by-centre sweep, with its operations (the x offsets
     squared once per centre and band), the centres near the band first and the rows of
@@ -1996,12 +1993,13 @@ def assign_2d(featg, L2, centers, windows, sp, coords, ip, fp, out, best, bk, bi
     the others (float32 near-ties) are recomputed in float64 from ``xd`` and ``cd``
     (the float64 features and centres) with ``fpd``'s weights."""
     H, W = L2.shape
-    nb = (H + BAND_ROWS - 1) // BAND_ROWS
+    nb = out.shape[0]
+    rows = (H + nb - 1) // nb  # (any partition gives the same labels)
     for b in prange(nb):
         dxx = np.empty(W + 2 * _LANES, best.dtype)
         lst = np.empty(centers.shape[0], np.int64)
-        umax = np.empty((BAND_ROWS, (W + _UBLOCK - 1) // _UBLOCK))
+        umax = np.empty((rows, (W + _UBLOCK - 1) // _UBLOCK))
         one_i = np.empty(1, bits.dtype)  # _max_bits's conversion cell
         one_f = one_i.view(best.dtype)
-        _band_2d(b, featg, L2, centers, windows, sp, coords, ip, fp, out, best, bk, bits, dxx, lst,
+        _band_2d(b, rows, featg, L2, centers, windows, sp, coords, ip, fp, out, best, bk, bits, dxx, lst,
                  near_z, umax, one_i, one_f, e2, xd, cd, fpd)  # fmt: skip

@@ -22,6 +22,9 @@ _CENTRE_MAJOR = True
 _FILTER_MARGIN = 1.0
 # assign_2d's first sweep: the centres within this many grid steps of a band (rows)
 _NEAR_STEPS = 0.5
+# assign_2d's bands: rows of the image per band, the unit of its parallel loop (any
+# height gives the same labels: every pixel still meets its centres in index order)
+_BAND_ROWS = 16
 # CPU seconds of in-memory k-means phases are added here when it is non-empty (windows
 # and tile ranges, -, update with the new centres; see _kernels.slic.kmeans_update and
 # benchmarks/bench_slic.py's profile).
@@ -117,7 +120,7 @@ def _run_pass(
         if by_centre:
             L2 = L.reshape(Z, X)
             bk = np.empty(Z * (X + K.PAD_2D), np.int32)
-            res = np.empty((-(-Z // K.BAND_ROWS), 3), np.int64)
+            res = np.empty((-(-Z // _BAND_ROWS), 3), np.int64)  # bands: assign_2d's unit
             cm = _centre_major_args(Xs, centers, sp, w, win_steps, shape_f, coords)
             best64 = feat64 = None
             near_z = _NEAR_STEPS * float(win_steps[0])
