@@ -273,9 +273,25 @@ def mean_abs_error(labels: np.ndarray, img: np.ndarray) -> float:
     return float(np.abs(v - mean[lab]).mean())
 
 
-def realct_case(n_seg: int, dtype, rounds: int = 5, fast_per_round: int = 4) -> dict:
+def realct_case(
+    n_seg: int, dtype, rounds: int = 5, fast_per_round: int = 4, cpu: bool = False
+) -> dict:
     """fastct and scikit-image on the same slice, same arguments, in alternating rounds
-    (so both see the same machine load): min over the rounds."""
+    (so both see the same machine load): min over the rounds. ``cpu``: fastct on one
+    thread and both timed in CPU seconds of the process (``time.process_time``), which
+    other processes on a shared machine inflate far less than wall time."""
+    import fastct
+
+    if not cpu:
+        return _realct_rounds(n_seg, dtype, rounds, fast_per_round, time.perf_counter)
+    fastct.set_num_threads(1)
+    try:
+        return _realct_rounds(n_seg, dtype, rounds, fast_per_round, time.process_time)
+    finally:
+        fastct.set_num_threads(None)
+
+
+def _realct_rounds(n_seg, dtype, rounds, fast_per_round, clock) -> dict:
     from skimage.segmentation import slic as sk_slic
 
     from fastct.segmentation import slic
@@ -288,12 +304,12 @@ def realct_case(n_seg: int, dtype, rounds: int = 5, fast_per_round: int = 4) -> 
     load = OtherLoad()
     for _ in range(rounds):
         for _ in range(fast_per_round):
-            t0 = time.perf_counter()
+            t0 = clock()
             ours = slic(img, n_seg, **kw)
-            t_fast.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
+            t_fast.append(clock() - t0)
+        t0 = clock()
         ref = sk_slic(img, n_seg, **kw)
-        t_sk.append(time.perf_counter() - t0)
+        t_sk.append(clock() - t0)
     return {
         "fastct": min(t_fast),
         "skimage": min(t_sk),
@@ -504,6 +520,7 @@ def _streamed_section() -> list[str]:
 # (kmeans_prepare) call theirs inside and report them through segmentation._kmeans._PHASE_TIMES
 PHASES = {
     "assign_slab": "assignment",
+    "assign_2d": "assignment",
     "candidates_from_ranges": "candidate lists",
     "build_candidates": "candidate lists",
     "update_serial": "update",
@@ -586,6 +603,60 @@ def _print_profile(rounds: int = 3) -> None:
         )
 
 
+def _print_realct_ab(rounds: int) -> None:
+    """The real CT slice on one thread, CPU ms, in one process: the 2-D centre-by-centre
+    assignment and the tiled one (``_kmeans._CENTRE_MAJOR`` off) in alternating rounds,
+    scikit-image in the same rounds; labels checked equal."""
+    from skimage.segmentation import slic as sk_slic
+
+    import fastct
+    from fastct.segmentation import _kmeans, slic
+
+    kw = dict(compactness=COMPACTNESS, max_num_iter=ITERATIONS, enforce_connectivity=True,
+              start_label=1, channel_axis=None)  # fmt: skip
+    fastct.set_num_threads(1)
+    try:
+        print(f"{realct_slice()[1]}; one thread, CPU ms, best of {rounds} rounds x 3")
+        print("| input | segments | centre by centre | tiled | scikit-image | ratios |")
+        print("|---|---|---|---|---|---|")
+        for dt in ("int16", "float32"):
+            img = realct_slice()[0].astype(dt)
+            for n in REALCT_SEGMENTS:
+                ref = sk_slic(img, n, **kw)
+                best = {True: np.inf, False: np.inf}
+                t_sk = np.inf
+                for cm in (True, False):
+                    _kmeans._CENTRE_MAJOR = cm
+                    assert np.array_equal(slic(img, n, **kw), ref)
+                for r in range(rounds):
+                    for cm in (True, False):
+                        _kmeans._CENTRE_MAJOR = cm
+                        for _ in range(3):
+                            t0 = time.process_time()
+                            slic(img, n, **kw)
+                            best[cm] = min(best[cm], time.process_time() - t0)
+                    if r < 3:
+                        t0 = time.process_time()
+                        sk_slic(img, n, **kw)
+                        t_sk = min(t_sk, time.process_time() - t0)
+                print(f"| {dt} | {n} | {best[True] * 1e3:.1f} | {best[False] * 1e3:.1f} | "
+                      f"{t_sk * 1e3:.1f} | {t_sk / best[True]:.2f}x / {t_sk / best[False]:.2f}x |")  # fmt: skip
+    finally:
+        _kmeans._CENTRE_MAJOR = True
+        fastct.set_num_threads(None)
+
+
+def _print_realct_profile(dtype: str, n_seg: int, rounds: int) -> None:
+    """``_profile``'s per-phase CPU ms (one thread) on the real CT slice."""
+    img = realct_slice()[0].astype(dtype)
+    _INPUTS["2d"] = (img, np.zeros(img.shape, np.int32))
+    global N_SEG_2D
+    N_SEG_2D = n_seg
+    prof = _profile("2d", rounds)
+    print(f"{realct_slice()[1]} {dtype}, {n_seg} segments; one thread, CPU ms, best of {rounds}")
+    print(" ".join(f"{k}={v * 1e3:.2f}" for k, v in sorted(prof.items())))
+
+
 def _print_streamed(rounds: int, cpu: bool = False) -> None:
     """3-D in memory and streamed (archive in and out, chunks 64^3) in alternating
     rounds on the benchmark volume: min wall time of each and their ratio (``cpu``: CPU
@@ -654,10 +725,24 @@ if __name__ == "__main__":
         print(json.dumps(_first_call()))
     elif sys.argv[1:2] == ["profile"]:  # python benchmarks/bench_slic.py profile [ROUNDS]
         _print_profile(int(sys.argv[2]) if len(sys.argv) > 2 else 3)
-    elif sys.argv[1:2] == ["realct"]:  # python benchmarks/bench_slic.py realct [SEGMENTS...]
-        segs = [int(a) for a in sys.argv[2:]] or list(REALCT_SEGMENTS)
-        res = {(n, dt): realct_case(n, np.dtype(dt)) for dt in ("int16", "float32") for n in segs}
-        print(f"{realct_slice()[1]}; {os.cpu_count()} cores")
+    elif sys.argv[1:2] == ["realct"]:  # ... realct [cpu] [SEGMENTS...]
+        cpu = "cpu" in sys.argv[2:]
+        segs = [int(a) for a in sys.argv[2:] if a != "cpu"] or list(REALCT_SEGMENTS)
+        res = {
+            (n, dt): realct_case(n, np.dtype(dt), cpu=cpu)
+            for dt in ("int16", "float32")
+            for n in segs
+        }
+        import fastct
+
+        clock = "one thread, CPU ms" if cpu else f"{fastct.get_num_threads()} threads, wall ms"
+        print(f"{realct_slice()[1]}; {os.cpu_count()} cores; {clock}; load {os.getloadavg()}")
         print("\n".join(realct_table(res)))
+    elif sys.argv[1:2] == ["realct-ab"]:  # ... realct-ab [ROUNDS]: 2-D paths, one thread CPU
+        _print_realct_ab(int(sys.argv[2]) if len(sys.argv) > 2 else 6)
+    elif sys.argv[1:2] == ["realct-profile"]:  # ... realct-profile DTYPE SEGMENTS [ROUNDS]
+        _print_realct_profile(
+            sys.argv[2], int(sys.argv[3]), int(sys.argv[4:5] and sys.argv[4] or 5)
+        )
     elif sys.argv[1:2] == ["streamed"]:  # ... streamed [ROUNDS] [cpu]
         _print_streamed(int(sys.argv[2]) if len(sys.argv) > 2 else 3, "cpu" in sys.argv[3:])

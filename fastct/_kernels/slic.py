@@ -19,6 +19,13 @@ cannot bring under that maximum. Both are true lower bounds, so the result is
 unchanged, and a voxel meets ~5 candidates instead of ~64 (3-D) or ~16 (2-D). The
 candidate-against-row evaluation is branch-free and vectorises.
 
+A 2-D grayscale image without mask in memory is assigned differently
+(``assign_2d``): centre by centre as scikit-image does, in bands of rows, each window
+row a vectorised loop over whole lane blocks, with the centres near the band first and
+the rows of the others skipped by a spatial lower bound. Its float64 work (integer and
+float64 input) runs as a float32 filter with a rigorous error bound; pixels where the
+float32 winner is not certain are recomputed exactly in float64.
+
 The update reproduces scikit-image's running sums (in the features' float type, voxels
 in C order). On a whole volume, z parts at least a window high own the labels whose
 window starts in them, and add their voxels in C order in two parallel sweeps
@@ -1141,6 +1148,53 @@ def features_into(F, X, imin, scale, ratio, use_scale):
                 fb[i] = (xb[i] - imin) * ratio
 
 
+@kernel("exact", parallel=True)
+def features_int_into(F, X, mul, signed, imin, scale, ratio, use_scale):
+    """Features of integer input in one parallel pass with scikit-image's float64
+    steps, element by element: ``img_as_float`` (``x * mul``, clamped at -1 for signed
+    types), then ``((v - imin) / scale) * ratio`` (NumPy's in-place steps, fused)."""
+    f = F.reshape(F.size)
+    x = X.reshape(X.size)
+    n = f.shape[0]
+    for b in prange((n + _FEAT_BLOCK - 1) // _FEAT_BLOCK):
+        lo = b * _FEAT_BLOCK
+        hi = min(lo + _FEAT_BLOCK, n)
+        fb = f[lo:hi]
+        xb = x[lo:hi]
+        for i in range(hi - lo):
+            v = np.float64(xb[i]) * mul
+            if signed:
+                v = max(v, -1.0)
+            v = v - imin
+            if use_scale:
+                v = v / scale
+            fb[i] = v * ratio
+
+
+@kernel("exact", parallel=True)
+def padded_f32(F, out, pad):
+    """``F`` (``(H, W)`` float64) rounded to float32 into ``out`` (flat, rows of
+    ``W + pad``; the padding zero). Returns the largest ``|F|``."""
+    H, W = F.shape
+    Wp = W + pad
+    nb = (H + 15) // 16
+    mx = np.zeros(nb)
+    for b in prange(nb):
+        m = 0.0
+        for z in range(b * 16, min(b * 16 + 16, H)):
+            fr = F[z]
+            orow = out[z * Wp : z * Wp + Wp]
+            for i in range(W):
+                v = fr[i]
+                orow[i] = np.float32(v)
+                a = abs(v)
+                m = a if a > m else m
+            for i in range(W, Wp):
+                orow[i] = 0
+        mx[b] = m
+    return mx.max()
+
+
 # --------------------------------------------------------------------------------------
 # connectivity (scikit-image's _enforce_label_connectivity_cython, slab-capable)
 # --------------------------------------------------------------------------------------
@@ -1688,3 +1742,264 @@ def kmeans_prepare(centers, alive, maxdc, ip, two, shape_f, tile, it, windows, t
     if timing.size > 0:
         timing[0] += _cpu_clock() - t0
     return rebuild
+
+
+# --------------------------------------------------------------------------------------
+# 2-D assignment, centre by centre (scikit-image's own loop order)
+# --------------------------------------------------------------------------------------
+# Flag bit of a label in the band's label buffer: the float32 distance of the winner
+# came within the error bound of another centre's (see assign_2d); labels < 2**30.
+_NEAR = np.int32(1 << 30)
+# Lanes per block of a window row, and the padding of the rows of assign_2d's buffers.
+_LANES = 8
+PAD_2D = _LANES
+# Columns per block of the rows' largest distances (assign_2d's second sweep).
+_UBLOCK = 32
+# fpd: float64 parameters of the exact (float64) recomputation
+FPD_W, FPD_INIT, FPD_SPZ, FPD_SPY, FPD_SPX = range(5)
+FPD_SIZE = 5
+
+
+@kernel("exact")
+def _exact_2d(z, x, W, xd, cd, windows, fpd, lst, nl):
+    """scikit-image's float64 sweep for one pixel ``(z, x)`` of a 2-D image over the
+    centres ``lst[:nl]`` (ascending): the nearest whose window contains it, ties to the
+    lowest index (strict ``<``); -1 when no window does."""
+    w = fpd[FPD_W]
+    bd = fpd[FPD_INIT]
+    bk = -1
+    zf = np.float64(z)
+    xf = np.float64(x)
+    f = xd[z * W + x]
+    for q in range(nl):
+        k = lst[q]
+        if z < windows[k, 0] or z >= windows[k, 1] or x < windows[k, 4] or x >= windows[k, 5]:
+            continue
+        dz = fpd[FPD_SPZ] * (cd[k, 0] - zf)
+        dz *= dz
+        dy = fpd[FPD_SPY] * (cd[k, 1] - 0.0)
+        dy *= dy
+        dzy = dz + dy
+        dx = fpd[FPD_SPX] * (cd[k, 2] - xf)
+        dx *= dx
+        d = (dzy + dx) * w
+        t = f - cd[k, 3]
+        d += t * t
+        if d < bd:
+            bd = d
+            bk = k
+    return bk
+
+
+@kernel("exact", inline=True)
+def _eval_2d(bb, kb, fb, dd, m, dzy, w, col, kk, refine, ties, e2):
+    """One centre against ``m`` lanes (a multiple of ``_LANES``) of a window row:
+    scikit-image's distance, kept when smaller (``ties``: or equal with a lower centre
+    index; ``refine``: float32 near-ties flagged with ``_NEAR``)."""
+    if refine:
+        for i in range(m):
+            d = (dzy + dd[i]) * w
+            t = fb[i] - col
+            d += t * t
+            o = bb[i]
+            c = d < o
+            near = abs(d - o) <= e2
+            bb[i] = d if c else o
+            kb[i] = (kk if c else kb[i]) | (_NEAR if near else np.int32(0))
+    elif ties:
+        for i in range(m):
+            d = (dzy + dd[i]) * w
+            t = fb[i] - col
+            d += t * t
+            o = bb[i]
+            ko = kb[i]
+            c = (d < o) | ((d == o) & (kk < ko))
+            bb[i] = d if c else o
+            kb[i] = kk if c else ko
+    else:
+        for i in range(m):
+            d = (dzy + dd[i]) * w
+            t = fb[i] - col
+            d += t * t
+            o = bb[i]
+            c = d < o
+            bb[i] = d if c else o
+            kb[i] = kk if c else kb[i]
+
+
+@kernel("exact")
+def _band_2d(b, rows, featg, L2, centers, windows, sp, coords, ip, fp, out, best, bk, bits, dxx, lst,
+             near_z, umax, one_i, one_f, e2, xd, cd, fpd):  # fmt: skip
+    """Rows ``[b * rows, (b + 1) * rows)`` of a 2-D grayscale image (``assign_2d``).
+
+    Two sweeps over the centres whose window reaches the band, each in index order:
+    first the centres within ``near_z`` rows of the band (every pixel meets its nearest
+    centres first), with a strict ``<``; then the others, each window row skipped where
+    its spatial lower bound ``fl((dz^2 + dy^2) w)`` (plus the x offset's, per block of
+    ``_UBLOCK`` columns) exceeds the largest distance ``umax`` of the row's blocks after
+    the first sweep (an upper bound ever after: distances only decrease), and kept with
+    scikit-image's tie rule (smaller, or equal with a lower index): the labels of one
+    sweep over all centres in index order.
+
+    With ``e2 > 0`` the distances are a float32 filter of scikit-image's float64 ones: a
+    pixel whose winner came within ``e2`` of another centre's distance is recomputed
+    exactly (``_exact_2d``); a row is skipped only if its bound exceeds the maximum by
+    ``e2`` too, so a skipped centre could not have been near either.
+
+    A window row is evaluated in whole blocks of ``_LANES`` (a multiple of the vector
+    width: no scalar remainder loop); the lanes past the window get an infinite x
+    offset, so their distance is infinite and never wins (they lie in the row's own
+    padding or at pixels of the same row, which keep their values)."""
+    H, W = L2.shape
+    Wp = featg.shape[0] // H
+    za = b * rows
+    zb = min(za + rows, H)
+    refine = e2 > 0
+    oy = ip[IP_Z]
+    ox = oy + ip[IP_Y]
+    w = fp[FP_W]
+    init = fp[FP_INIT]
+    spz = sp[0]
+    spy = sp[1]
+    spx = sp[2]
+    bb0 = best[za * Wp : zb * Wp]
+    kb0 = bk[za * Wp : zb * Wp]
+    for i in range(bb0.shape[0]):
+        bb0[i] = init
+        kb0[i] = -1
+    cxs = coords[ox : ox + W]
+    y0f = coords[oy]
+    inf = best.dtype.type(np.inf)
+    nl = 0
+    for k in range(centers.shape[0]):
+        if windows[k, 0] >= zb or windows[k, 1] <= za:
+            continue
+        if windows[k, 5] <= windows[k, 4] or windows[k, 3] <= windows[k, 2]:
+            continue
+        lst[nl] = k
+        nl += 1
+    nu = (W + _UBLOCK - 1) // _UBLOCK
+    e2d = np.float64(e2)
+    for sweep in range(2):
+        if sweep == 1:  # the blocks' largest distances after the first sweep
+            for z in range(za, zb):
+                for q in range(nu):
+                    lo = z * Wp + q * _UBLOCK
+                    n = min(_UBLOCK, W - q * _UBLOCK)
+                    umax[z - za, q] = _max_bits(bits[lo : lo + n], n, one_i, one_f) + e2d
+        for q in range(nl):
+            k = lst[q]
+            ckz = centers[k, 0]
+            near = ckz >= za - near_z and ckz < zb + near_z
+            if near != (sweep == 0):
+                continue
+            z0 = max(windows[k, 0], za)
+            z1 = min(windows[k, 1], zb)
+            x0 = windows[k, 4]
+            x1 = windows[k, 5]
+            n = x1 - x0
+            cky = centers[k, 1]
+            ckx = centers[k, 2]
+            col = centers[k, 3]
+            cx = cxs[x0:x1]
+            dd = dxx[: n + _LANES]
+            for i in range(n):
+                dx = spx * (ckx - cx[i])
+                dd[i] = dx * dx
+            for i in range(n, n + _LANES):
+                dd[i] = inf
+            dy = spy * (cky - y0f)
+            dy *= dy
+            kk = np.int32(k)
+            q0 = x0 // _UBLOCK
+            q1 = (x1 - 1) // _UBLOCK
+            for z in range(z0, z1):
+                dz = spz * (ckz - coords[z])
+                dz *= dz
+                dzy = dz + dy
+                xa = 0
+                xb = n
+                if sweep == 1:
+                    # the blocks this row can improve (x offset 0 inside the centre's
+                    # column's block, else the block edge nearest to it)
+                    lb0 = np.float64(dzy * w)
+                    ur = umax[z - za]
+                    xa = n
+                    xb = 0
+                    for u in range(q0, q1 + 1):
+                        bx0 = max(u * _UBLOCK, x0) - x0
+                        bx1 = min(u * _UBLOCK + _UBLOCK, x1) - x0
+                        lb = lb0
+                        if cx[bx0] > ckx:
+                            lb = np.float64((dzy + dd[bx0]) * w)
+                        elif cx[bx1 - 1] < ckx:
+                            lb = np.float64((dzy + dd[bx1 - 1]) * w)
+                        if lb <= ur[u]:
+                            xa = min(xa, bx0)
+                            xb = max(xb, bx1)
+                    if xa >= xb:
+                        continue
+                m = (xb - xa + _LANES - 1) // _LANES * _LANES
+                v = z * Wp + x0 + xa
+                _eval_2d(best[v : v + m], bk[v : v + m], featg[v : v + m], dd[xa : xa + m], m,
+                         dzy, w, col, kk, refine, sweep == 1 and not refine, e2)  # fmt: skip
+    sl = np.int32(ip[IP_START])
+    ml = np.int32(ip[IP_MASKLAB])
+    n_assigned = 0
+    n_kept = 0
+    n_near = 0
+    n_refined = 0
+    for z in range(za, zb):
+        lr = L2[z]
+        kr = bk[z * Wp : z * Wp + W]
+        for i in range(W):
+            kw = kr[i]
+            n_near += np.int32(kw >= _NEAR)
+        if n_near > 0:  # float32 near-ties: scikit-image's float64 sweep for these pixels
+            for i in range(W):
+                if kr[i] >= _NEAR:
+                    kr[i] = _exact_2d(z, i, W, xd, cd, windows, fpd, lst, nl)
+            n_refined += n_near
+            n_near = 0
+        for i in range(W):
+            kw = kr[i]
+            a = kw >= 0
+            lr[i] = kw + sl if a else (ml if ip[IP_FRESH] != 0 else lr[i])
+            n_assigned += np.int32(a)
+            n_kept += np.int32(not a)
+    out[b, 0] = n_refined
+    out[b, 1] = n_assigned > 0
+    out[b, 2] = n_kept > 0 and not ip[IP_FRESH]
+
+
+@kernel("exact", parallel=True)
+def assign_2d(featg, L2, centers, windows, sp, coords, ip, fp, out, best, bk, bits, near_z, e2, xd,
+              cd, fpd):  # fmt: skip
+    """Assignment of a 2-D grayscale image without mask (``featg``, ``best``, ``bk``:
+    ``H`` rows of ``Wp >= W + PAD_2D`` values, flat; ``bits``: ``best`` viewed as the
+    signed integer of its size; ``L2``: ``(H, W)``), in ``len(out)`` bands of rows:
+    every pixel takes the nearest centre whose window contains it, ties to the lowest
+    index - scikit-image's centre-by-centre sweep, with its operations (the x offsets
+    squared once per centre and band), the centres near the band first and the rows of
+    the others skipped where they cannot come closer (see ``_band_2d``; ``near_z``:
+    half a grid step). ``out[b]`` as ``assign_slab``'s per tile, per band (``out[b, 0]``:
+    pixels recomputed in float64).
+
+    With ``e2 > 0`` (float64 work: integer or float64 input) the sweep runs on float32
+    copies of the features and centres, ``e2`` bounding twice the difference between a
+    float32 distance and scikit-image's float64 one (computed by the caller from the
+    value range and the window sizes): a pixel keeps its float32 winner when every
+    other centre was more than ``e2`` farther, which makes it the float64 winner too;
+    the others (float32 near-ties) are recomputed in float64 from ``xd`` and ``cd``
+    (the float64 features and centres) with ``fpd``'s weights."""
+    H, W = L2.shape
+    nb = out.shape[0]
+    rows = (H + nb - 1) // nb  # (any partition gives the same labels)
+    for b in prange(nb):
+        dxx = np.empty(W + 2 * _LANES, best.dtype)
+        lst = np.empty(centers.shape[0], np.int64)
+        umax = np.empty((rows, (W + _UBLOCK - 1) // _UBLOCK))
+        one_i = np.empty(1, bits.dtype)  # _max_bits's conversion cell
+        one_f = one_i.view(best.dtype)
+        _band_2d(b, rows, featg, L2, centers, windows, sp, coords, ip, fp, out, best, bk, bits, dxx, lst,
+                 near_z, umax, one_i, one_f, e2, xd, cd, fpd)  # fmt: skip

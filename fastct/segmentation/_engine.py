@@ -13,7 +13,7 @@ import numpy as np
 from ..streaming import Scratch, Slab, read_planes, slabs, stream, write_region
 from ..volume import Volume
 from ._inputs import _Source
-from ._rescale import PRE_NONE, _rescale_into
+from ._rescale import PRE_NONE, PRE_SIGNED, _rescale_into
 from ._slabs import _threads_for
 
 _DUMMY_MASK = np.zeros((1, 1, 1), np.uint8)
@@ -95,6 +95,14 @@ class _Engine:
             with _threads_for(F.size):
                 K.features_into(F, X, imin, one if scale is None else scale, ratio,
                                 scale is not None)  # fmt: skip
+        elif pre[0] != PRE_NONE and X.dtype == np.int16 and X.flags.c_contiguous:
+            # int16 (CT) input: the same float64 steps fused in one parallel pass
+            from .._kernels import slic as K
+
+            with _threads_for(F.size):
+                K.features_int_into(F, X, pre[1], pre[0] == PRE_SIGNED, imin,
+                                    1.0 if scale is None else scale, ratio,
+                                    scale is not None)  # fmt: skip
         else:
             _rescale_into(F, X, pre, imin, scale)
             F *= ratio

@@ -14,6 +14,17 @@ from ._slabs import _offsets, _threads_for
 # _kernels.slic.update_parts), else in one serial pass; tests switch it off to check
 # the serial pass.
 _PARALLEL_UPDATE = True
+# 2-D grayscale images without mask are assigned centre by centre (see
+# _kernels.slic.assign_2d); tests switch it off to compare with the tiled assignment.
+_CENTRE_MAJOR = True
+# Factor on the float32 filter's error bound (float64 work in assign_2d): tests set 0
+# to show that without the exact recomputation of near-ties the labels can differ.
+_FILTER_MARGIN = 1.0
+# assign_2d's first sweep: the centres within this many grid steps of a band (rows)
+_NEAR_STEPS = 0.5
+# assign_2d's bands: rows of the image per band, the unit of its parallel loop (any
+# height gives the same labels: every pixel still meets its centres in index order)
+_BAND_ROWS = 16
 # CPU seconds of in-memory k-means phases are added here when it is non-empty (windows
 # and tile ranges, -, update with the new centres; see _kernels.slic.kmeans_update and
 # benchmarks/bench_slic.py's profile).
@@ -103,16 +114,46 @@ def _run_pass(
         tr = np.empty((nK, 6), np.int64)
         tr_lists = np.empty((nK, 6), np.int64)  # the tile ranges of the candidate lists
         timing = _PHASE_TIMES
+        # 2-D grayscale without mask: scikit-image's centre-by-centre sweep, in bands
+        by_centre = (_CENTRE_MAJOR and Y == 1 and nf == 4 and not slic_zero and not ignore_color
+                     and not use_mask)  # fmt: skip
+        if by_centre:
+            L2 = L.reshape(Z, X)
+            bk = np.empty(Z * (X + K.PAD_2D), np.int32)
+            res = np.empty((-(-Z // _BAND_ROWS), 3), np.int64)  # bands: assign_2d's unit
+            cm = _centre_major_args(Xs, centers, sp, w, win_steps, shape_f, coords)
+            best64 = feat64 = None
+            near_z = _NEAR_STEPS * float(win_steps[0])
         with _threads_for(L.size):
             n_threads = numba.get_num_threads()
             for it in range(max_num_iter):
                 if K.kmeans_prepare(centers, alive, maxdc, p, two, shape_f, tile, it, windows, tr,
-                                    tr_lists, timing):  # fmt: skip
+                                    tr_lists, timing) and not by_centre:  # fmt: skip
                     indptr, indices = K.candidates_from_ranges(tr, ntiles)
                     tr_lists[...] = tr
                     max_cand = max(1, int(np.diff(indptr).max()))
-                K.assign_slab(Xs, M, L, centers, windows, maxdc, sp, coords, indptr, indices, p,
-                              fp, res, max_cand, ibits)  # fmt: skip
+                if by_centre:
+                    featg, c32, sp32, coords32, fp32, best, e2, xd, cd, fpd = cm
+                    if c32 is centers:  # float32 work
+                        K.assign_2d(featg, L2, centers, windows, sp, coords, p, fp32, res, best,
+                                    bk, best.view(np.int32), near_z, e2, xd, cd, fpd)  # fmt: skip
+                    elif p[K.IP_UNIFORM]:
+                        # every centre has the same colour (scikit-image's first iteration):
+                        # float32 near-ties are everywhere (the spatial terms alone decide),
+                        # so this iteration runs in float64 directly
+                        if best64 is None:
+                            best64 = np.empty(best.size)
+                            feat64 = _padded(xd.reshape(Z, X), np.float64)
+                        K.assign_2d(feat64, L2, centers, windows, sp, coords, p, fp, res, best64,
+                                    bk, best64.view(np.int64), near_z, 0.0, xd[:1], cd[:1],
+                                    fpd)  # fmt: skip
+                    else:
+                        c32[...] = centers
+                        K.assign_2d(featg, L2, c32, windows, sp32, coords32, p, fp32, res, best,
+                                    bk, best.view(np.int32), near_z, e2, xd, cd, fpd)  # fmt: skip
+                else:
+                    K.assign_slab(Xs, M, L, centers, windows, maxdc, sp, coords, indptr, indices,
+                                  p, fp, res, max_cand, ibits)  # fmt: skip
                 if not K.kmeans_update(Xs, M, L, centers, alive, coords, p, windows, res, count,
                                        sums, it, max_num_iter, final, _PARALLEL_UPDATE, n_threads,
                                        timing):  # fmt: skip
@@ -192,6 +233,67 @@ def _run_pass(
                 with _threads_for(L.size):
                     K.slico_slab(Xs, M, L, centers, p, fp, offsets, ent_label, ent_max)
                 K.reduce_max(ent_label, ent_max, start_label, maxdc)
+
+
+def _centre_major_args(Xs, centers, sp, w, win_steps, shape_f, coords) -> tuple:
+    """Arguments of ``assign_2d``: float32 features, centres (a buffer refreshed every
+    iteration), spacing, coordinates and parameters, a distance buffer, the error bound
+    ``e2`` and the float64 data of the exact recomputation (float64 work only).
+
+    float32 work runs as it is (``e2 = 0``). float64 work (integer and float64 input)
+    is filtered in float32 with ``e2`` = 4 x a bound on ``|d32 - d64|`` for any pixel
+    and centre whose window contains it, ``d32`` the distance computed in float32 from
+    the float32-rounded features, centres, spacing and weight, ``d64`` scikit-image's
+    float64 one. With ``u = 2**-24``, per axis ``R`` the largest offset in a window
+    (``(2 s + 1) * spacing``) and ``C`` the largest coordinate (``n * spacing``), and
+    ``F`` the largest feature: the offset's error is at most ``u (C + 3 R)``, its
+    square's ``u (2 R C + 7 R^2)``; with the two additions and the weight the spatial
+    term is within ``w u sum(2 R C + 12 R^2)``; the colour difference is within
+    ``3 u F``, its square within ``7 u F^2``, and the last addition adds ``u F^2`` more:
+    ``E = w u sum(2 R C + 12 R^2) + 8 u F^2`` (second-order terms and float64's own
+    rounding are far inside the factor 2 of ``e2 = 2 * (2 E)``)."""
+    from .._kernels import slic as K
+
+    Z, _, X = Xs.shape[:3]
+    ft = centers.dtype
+    if ft == np.float32:
+        f32 = np.zeros(K.FP_SIZE, np.float32)
+        f32[K.FP_W] = w
+        f32[K.FP_INIT] = np.inf
+        return (_padded(Xs.reshape(Z, X), np.float32), centers, sp, coords, f32,
+                np.empty(Z * (X + K.PAD_2D), np.float32),
+                np.float32(0), np.zeros(1), np.zeros((1, centers.shape[1])),
+                np.zeros(K.FPD_SIZE))  # fmt: skip
+    xd = Xs.reshape(-1)
+    featg = np.empty(Z * (X + K.PAD_2D), np.float32)
+    fmax = float(K.padded_f32(Xs.reshape(Z, X), featg, K.PAD_2D))
+    u = 2.0**-24
+    R = (2.0 * np.asarray(win_steps, np.float64) + 1.0) * np.asarray(sp, np.float64)
+    C = np.asarray(shape_f, np.float64) * np.asarray(sp, np.float64)
+    E = float(w) * u * float(np.sum(2.0 * R * C + 12.0 * R * R)) + 8.0 * u * fmax * fmax
+    e2 = np.float32(4.0 * E * _FILTER_MARGIN)
+    if float(e2) < 4.0 * E * _FILTER_MARGIN:
+        e2 = np.nextafter(e2, np.float32(np.inf))
+    f32 = np.zeros(K.FP_SIZE, np.float32)
+    f32[K.FP_W] = np.float32(w)
+    f32[K.FP_INIT] = np.inf
+    fpd = np.zeros(K.FPD_SIZE)
+    fpd[K.FPD_W] = w
+    fpd[K.FPD_INIT] = np.finfo(np.float64).max
+    fpd[K.FPD_SPZ : K.FPD_SPX + 1] = sp
+    return (featg, np.empty(centers.shape, np.float32), sp.astype(np.float32),
+            coords.astype(np.float32), f32, np.empty(Z * (X + K.PAD_2D), np.float32), e2, xd,
+            centers,
+            fpd)  # fmt: skip
+
+
+def _padded(F: np.ndarray, dtype) -> np.ndarray:
+    """``F`` (2-D) in ``dtype`` with ``PAD_2D`` zero columns after every row, flat."""
+    from .._kernels import slic as K
+
+    out = np.zeros((F.shape[0], F.shape[1] + K.PAD_2D), dtype)
+    out[:, : F.shape[1]] = F
+    return out.reshape(-1)
 
 
 def _windows(centers, alive, two, shape_f) -> np.ndarray:
