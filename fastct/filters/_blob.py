@@ -141,19 +141,19 @@ def _hessian_blob_in_box(
     return resp
 
 
+def _plane(axis: int, index: int) -> tuple[int | slice, ...]:
+    """The index of plane ``index`` along ``axis`` of a 3-D array."""
+    return tuple(index if a == axis else slice(None) for a in range(3))
+
+
 def _pad_edge_float32(a: np.ndarray) -> np.ndarray:
     """``np.pad(a.astype(np.float32), 1, mode='edge')`` for a 3-D array, written in
     place (NumPy's generic pad takes several times longer on a clinical box)."""
     out = np.empty(tuple(n + 2 for n in a.shape), np.float32)
     out[1:-1, 1:-1, 1:-1] = a
     for axis in range(3):  # each face copies its neighbour plane, edges and corners included
-        lo = [slice(None)] * 3
-        hi = [slice(None)] * 3
-        lo[axis], hi[axis] = 0, -1
-        src_lo, src_hi = list(lo), list(hi)
-        src_lo[axis], src_hi[axis] = 1, -2
-        out[tuple(lo)] = out[tuple(src_lo)]
-        out[tuple(hi)] = out[tuple(src_hi)]
+        out[_plane(axis, 0)] = out[_plane(axis, 1)]
+        out[_plane(axis, -1)] = out[_plane(axis, -2)]
     return out
 
 

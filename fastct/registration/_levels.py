@@ -90,7 +90,7 @@ def _smooth_and_keep(
         z0, z1 = planes[part.start], planes[part.stop - 1] + 1
         lo, hi = max(0, z0 - reach), min(nz, z1 + reach)
         smooth = gaussian(image[lo:hi], sig, spacing=spacing, mode="nearest")
-        rows = smooth[(slice(z0 - lo, z1 - lo, f), *keep[1:])]
+        rows = smooth[(slice(z0 - lo, z1 - lo, f),) + tuple(keep[1:])]
         if out is None:
             out = np.empty((len(planes), *rows.shape[1:]), np.float32)
         out[part.start : part.stop] = rows
