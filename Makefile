@@ -5,13 +5,14 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: help venv install demo test test-slow test-all ci bench lint format docs clean
+.PHONY: help venv install demo test test-slow test-fuzz test-all ci bench lint format docs clean
 
 help:
 	@echo "make demo   - install and run the whole pipeline on the built-in phantom"
 	@echo "make test   - install and run the test suite (slow cases skipped) and the doctests"
 	@echo "make test-slow - the slow cases only (detector training, registration accuracy)"
-	@echo "make ci     - what CI runs (.ci/run): test, lint, docs, test-slow"
+	@echo "make test-fuzz - the long fuzz runs only (property cases, kill points, mutated files)"
+	@echo "make ci     - what CI runs (.ci/run): test, lint, docs, test-slow, test-fuzz"
 	@echo "make bench  - install and run the benchmarks, writing docs/benchmarks/*.md"
 	@echo "make docs   - build the Sphinx documentation into docs/_build/html"
 	@echo "make lint   - ruff check and format check"
@@ -31,10 +32,13 @@ demo: $(VENV)/.stamp-io,report
 	$(VENV)/bin/fastct demo --out demo-out
 
 test: $(VENV)/.stamp-test
-	$(PY) -m pytest -m "not slow" -q tests fastct --doctest-modules
+	$(PY) -m pytest -m "not slow and not fuzz" -q tests fastct --doctest-modules
 
 test-slow: $(VENV)/.stamp-test
 	$(PY) -m pytest -m slow -q --durations=10 tests
+
+test-fuzz: $(VENV)/.stamp-test
+	$(PY) -m pytest -m fuzz -q --durations=10 tests
 
 test-all: $(VENV)/.stamp-test
 	$(PY) -m pytest -q tests fastct --doctest-modules
