@@ -13,6 +13,7 @@ whether its output was written.
 
 from __future__ import annotations
 
+import _signal
 import contextlib
 import errno
 import fcntl
@@ -45,21 +46,23 @@ def _sigint_held() -> Iterator[None]:
 
     The Python-level handler is swapped for one that only notes the signal (a signal
     mask would not do: the kernel may deliver SIGINT to any thread, e.g. a Numba worker);
-    the previous handler then runs once on exit. Only the main thread can do this.
+    the previous handler then runs once on exit. The swap is the first thing done, by
+    the C-level ``_signal.signal`` (no Python code between: nothing for a signal to
+    interrupt). Only the main thread can do this.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.getsignal(signal.SIGINT)
+    pending: list[Any] = []
+    previous = _signal.signal(signal.SIGINT, lambda signum, frame: pending.append(frame))
     if not callable(previous):  # SIG_IGN / SIG_DFL / not set from Python: leave it
+        _signal.signal(signal.SIGINT, previous)
         yield
         return
-    pending: list[Any] = []
-    signal.signal(signal.SIGINT, lambda signum, frame: pending.append(frame))
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        _signal.signal(signal.SIGINT, previous)
         if pending:
             previous(signal.SIGINT, pending[0])
 
@@ -272,8 +275,27 @@ def file_lock(path: Path) -> Iterator[None]:
     try:
         yield
     finally:
-        _HELD.discard(key)
-        with contextlib.suppress(OSError):
-            lock.unlink()
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+        _release(key, lock, fd)
+
+
+def _release(key: str, lock: Path, fd: int) -> None:
+    """Release a :func:`file_lock`, with Ctrl-C held back: a release cut short would
+    leave the lock held in this process (every later writer of the archive refused) and
+    its file behind. A Ctrl-C that lands before the hold is in place is re-raised after
+    the release is done (every step may be repeated)."""
+    interrupted: BaseException | None = None
+    for _ in range(3):
+        try:
+            with _sigint_held():
+                _HELD.discard(key)
+                if os.path.exists(lock) and os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                    os.unlink(lock)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+            break
+        except KeyboardInterrupt as exc:
+            interrupted = exc
+        except OSError:  # already closed / removed by an earlier try
+            break
+    if interrupted is not None:
+        raise interrupted

@@ -126,12 +126,13 @@ def _interrupted_message(published: Sequence[Path]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    parser = build_parser()
     n_published = len(_atomic.published_outputs())
-    # pydicom warns about every oddity it tolerates; the CLI reports real problems as
-    # one error line instead.
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\..*)?$")
     try:
+        # Inside the try: a Ctrl-C while the parser is built is reported like any other.
+        parser = build_parser()
+        # pydicom warns about every oddity it tolerates; the CLI reports real problems as
+        # one error line instead.
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\..*)?$")
         args = parser.parse_args(argv)
         if getattr(args, "func", None) is None:
             parser.print_help()
