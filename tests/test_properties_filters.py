@@ -147,7 +147,7 @@ test_gaussian_exact, test_gaussian_exact_fuzz = property_tests(_gaussian_exact)
 test_gaussian_recursive, test_gaussian_recursive_fuzz = property_tests(_gaussian_recursive)
 test_median, test_median_fuzz = property_tests(_median)
 test_unsharp, test_unsharp_fuzz = property_tests(_unsharp)
-test_blob, test_blob_fuzz = property_tests(_blob, fast=10)
+test_blob, test_blob_fuzz = property_tests(_blob, fast=6)
 
 
 # -- 0-size axes: a ValueError naming the parameter, never a crash ----------------------
@@ -208,7 +208,7 @@ def _streamed(data):
             assert same_bits(_run(name, vol), expected)  # Volume in, array out
 
 
-test_streamed, test_streamed_fuzz = property_tests(_streamed, fuzz=150)
+test_streamed, test_streamed_fuzz = property_tests(_streamed, fast=8, fuzz=150)
 
 
 def _threads(data):

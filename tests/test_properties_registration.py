@@ -197,7 +197,7 @@ def _lung_mask(data):
             assert same_bits(lungs.lung_mask(vol, method=method), one)
 
 
-test_lung_mask, test_lung_mask_fuzz = property_tests(_lung_mask, fast=10, fuzz=100)
+test_lung_mask, test_lung_mask_fuzz = property_tests(_lung_mask, fast=6, fuzz=100)
 
 
 def test_lung_mask_empty_axis_is_refused():

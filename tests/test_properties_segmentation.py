@@ -75,7 +75,7 @@ def _slic_threads(data):
 
 
 test_slic, test_slic_fuzz = property_tests(_slic)
-test_slic_threads, test_slic_threads_fuzz = property_tests(_slic_threads, fast=10)
+test_slic_threads, test_slic_threads_fuzz = property_tests(_slic_threads, fast=6)
 
 
 # -- region_features ----------------------------------------------------------------------
@@ -145,7 +145,7 @@ def _features_streamed(data):
 
 
 test_features, test_features_fuzz = property_tests(_features)
-test_features_streamed, test_features_streamed_fuzz = property_tests(_features_streamed, fast=10)
+test_features_streamed, test_features_streamed_fuzz = property_tests(_features_streamed, fast=6)
 
 
 def _empty(data):
@@ -160,4 +160,4 @@ def _empty(data):
             fastct.region_features(np.zeros(shape, np.int32), np.zeros(shape, np.float32))
 
 
-test_empty_axes, test_empty_axes_fuzz = property_tests(_empty, fast=10, fuzz=100)
+test_empty_axes, test_empty_axes_fuzz = property_tests(_empty, fast=6, fuzz=100)

@@ -44,6 +44,7 @@ from ._common import (
     float_list,
     int_list,
     int_triple,
+    io_error_message,
     positive_int,
     volume_spec,
     with_flag_names,
@@ -156,6 +157,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except (ValueError, TypeError, KeyError, OSError, ImportError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        message = " ".join(str(message).split())  # exactly one line
+        message = " ".join(io_error_message(str(message)).split())  # exactly one line
         print(f"fastct: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except RuntimeError as exc:  # HDF5 reports a failed write (disk full) as RuntimeError
+        if io_error_message(str(exc)) == str(exc):
+            raise
+        print(f"fastct: error: {io_error_message(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
