@@ -301,7 +301,7 @@ def _kill_points(total: int, marks: dict[str, int], fuzz: bool, seed: int) -> li
     starts (before it: argument parsing), ``marks['publish']`` where its first output
     is published. make test: one point, in the work or just after the publish. Fuzz: 10
     while parsing, 20 in the work, and every line from 5 before the publish to the end
-    (at most 200, evenly spaced)."""
+    (at most 80, evenly spaced)."""
     rng = np.random.default_rng(seed)
     work, publish = marks["work"], marks.get("publish", total)
     if not fuzz:  # one point: in the work, or from the publish on (every other command)
@@ -311,8 +311,8 @@ def _kill_points(total: int, marks: dict[str, int], fuzz: bool, seed: int) -> li
     points = set(rng.integers(1, work + 1, size=10).tolist())
     points.update(rng.integers(work, publish + 1, size=20).tolist())
     tail = np.arange(max(1, publish - 5), total + 1)
-    if tail.size > 200:
-        tail = tail[np.linspace(0, tail.size - 1, 200).round().astype(int)]
+    if tail.size > 80:
+        tail = tail[np.linspace(0, tail.size - 1, 80).round().astype(int)]
     points.update(tail.tolist())
     return sorted(int(p) for p in points)
 
