@@ -257,45 +257,47 @@ def file_lock(path: Path) -> Iterator[None]:
         raise RuntimeError(
             f"archive {str(path)!r} is already open for writing in this process; close it first"
         )
-    while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+    # Everything in one try: a Ctrl-C at any point (waiting for another writer included)
+    # closes what was opened, and removes the lock file only if we held it.
+    state: dict[str, Any] = {"fd": None, "held": False, "done": []}
+    try:
+        while True:
+            state["fd"] = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(state["fd"], fcntl.LOCK_EX)
+            state["held"] = True
             try:
-                same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+                same = os.stat(lock).st_ino == os.fstat(state["fd"]).st_ino
             except FileNotFoundError:
                 same = False
-        except BaseException:
+            if same:
+                break
+            fd, state["fd"], state["held"] = state["fd"], None, False
             os.close(fd)
-            raise
-        if same:
-            break
-        os.close(fd)
-    _HELD.add(key)
-    try:
+        _HELD.add(key)
         yield
     finally:
-        _release(key, lock, fd)
+        if state["fd"] is not None:
+            try:
+                _release(key, lock, state)
+            except KeyboardInterrupt:  # landed before the release held SIGINT: finish it
+                _release(key, lock, state)
+                raise
 
 
-def _release(key: str, lock: Path, fd: int) -> None:
-    """Release a :func:`file_lock`, with Ctrl-C held back: a release cut short would
+def _release(key: str, lock: Path, state: dict[str, Any]) -> None:
+    """Release a :func:`file_lock` with Ctrl-C held back: a release cut short would
     leave the lock held in this process (every later writer of the archive refused) and
-    its file behind. A Ctrl-C that lands before the hold is in place is re-raised after
-    the release is done (every step may be repeated)."""
-    interrupted: BaseException | None = None
-    for _ in range(3):
-        try:
-            with _sigint_held():
-                _HELD.discard(key)
-                if os.path.exists(lock) and os.stat(lock).st_ino == os.fstat(fd).st_ino:
-                    os.unlink(lock)
-                fcntl.flock(fd, fcntl.LOCK_UN)
-                os.close(fd)
-            break
-        except KeyboardInterrupt as exc:
-            interrupted = exc
-        except OSError:  # already closed / removed by an earlier try
-            break
-    if interrupted is not None:
-        raise interrupted
+    its file behind. Idempotent (``state['done']``), so a second call after a Ctrl-C that
+    landed before the hold only finishes the job."""
+    with _sigint_held():
+        _HELD.discard(key)
+        if not state["done"]:
+            fd = state["fd"]
+            if state["held"]:
+                with contextlib.suppress(OSError):
+                    if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                        os.unlink(lock)
+                with contextlib.suppress(OSError):
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+            state["done"].append(True)
