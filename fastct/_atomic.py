@@ -13,7 +13,7 @@ whether its output was written.
 
 from __future__ import annotations
 
-import _signal
+import _signal  # type: ignore[import-not-found]  # C-level signal(): no Python lines
 import contextlib
 import errno
 import fcntl
