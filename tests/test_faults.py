@@ -84,13 +84,13 @@ def _content(path: Path) -> str:
 
 def _without_empty_groups(store: Path) -> Path:
     """A copy of a Zarr store without hidden temporaries at its root and without groups
-    that hold nothing but ``zarr.json``."""
+    that hold nothing (or nothing but ``zarr.json``)."""
     copy = Path(tempfile.mkdtemp()) / store.name
     shutil.copytree(store, copy)
     for temp in list(copy.glob(_atomic.TMP_PREFIX + "*")):
         shutil.rmtree(temp) if temp.is_dir() else temp.unlink()
     for folder in sorted(copy.rglob("*"), key=lambda p: -len(p.parts)):
-        if folder.is_dir() and [p.name for p in folder.iterdir()] == ["zarr.json"]:
+        if folder.is_dir() and [p.name for p in folder.iterdir()] in ([], ["zarr.json"]):
             shutil.rmtree(folder)
     return copy
 
