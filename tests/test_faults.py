@@ -39,8 +39,7 @@ import fastct
 from fastct import _atomic
 from fastct.cli import main
 
-FAST_SIGKILL = 1
-FUZZ_SIGKILL = 8
+FUZZ_SECONDS = 60  # per command, SIGINT kill points under the fuzz marker
 
 
 # -- fingerprints ----------------------------------------------------------------------------
@@ -327,7 +326,14 @@ def _sigint_trials(case, inputs, refs, root, fuzz, seed):
     code, err, total = _run_with_sigint(case.args(folder, inputs), None, marks)
     assert code == 0 and "work" in marks and "publish" in marks, (err, marks)
     outcomes = []
-    for n in _kill_points(total, marks, fuzz, seed):
+    points = _kill_points(total, marks, fuzz, seed)
+    # fuzz: the points in a random order, as many as FUZZ_SECONDS allow (a command whose
+    # run executes millions of Python lines, Zarr chunk by chunk, tries fewer)
+    order = np.random.default_rng(seed).permutation(len(points)) if fuzz else range(len(points))
+    t0 = time.perf_counter()
+    for n in (points[i] for i in order):
+        if fuzz and time.perf_counter() - t0 > FUZZ_SECONDS:
+            break
         folder = _fresh(case, inputs, root)
         code, err, _ = _run_with_sigint(case.args(folder, inputs), n)
         states = _check_outcome(case, folder, inputs, before, refs, code, err)
