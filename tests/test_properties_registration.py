@@ -85,29 +85,54 @@ def _resample_case(data):
         "order": data.draw(st.sampled_from([0, 1, 3]), label="order"),
         "cval": data.draw(st.floats(-10, 10), label="cval"),
     }
+    if image.dtype.kind in "iu":  # how x.5 rounds into an integer output: not compared here
+        kw["cval"] = float(round(kw["cval"]))
     return image, t, kw
 
 
+def _clear_of_edges(image, t, kw, order):
+    """Output voxels whose sampling point is not within rounding of the moving image's
+    edges (where fastct, like ITK, counts a point 1e-12 voxel outside as inside and scipy
+    does not) nor, for order 0, at a rounding tie or between the edge and half a voxel
+    beyond it (ITK's nearest-neighbour extent vs scipy's)."""
+    ndim, eps = image.ndim, 1e-6
+    msp, sp = np.asarray(kw["moving_spacing"], float), np.asarray(kw["spacing"], float)
+    mat = (t.linear * sp[None, :]) / msp[:, None]
+    vec = (t.linear @ np.asarray(kw["origin"], float) + t.offset) / msp
+    idx = np.indices(kw["shape"]).reshape(ndim, -1).T @ mat.T + vec
+    n = np.asarray(image.shape, float)
+    outside = (idx < -0.5 - eps) | (idx > n - 0.5 + eps) if order == 0 else (
+        (idx < -eps) | (idx > n - 1 + eps))  # fmt: skip
+    inside = (idx > eps) & (idx < n - 1 - eps)
+    if order == 0:
+        inside &= np.abs(idx - np.floor(idx) - 0.5) > eps
+    clear = np.all(inside, axis=1) | np.any(outside, axis=1)
+    return clear.reshape(kw["shape"])
+
+
 def _resample(data):
-    """resample == scipy.ndimage.affine_transform on the index-space affine."""
+    """resample == scipy.ndimage.affine_transform on the index-space affine, away from
+    the moving image's exact edges (see :func:`_clear_of_edges`)."""
     image, t, kw = _resample_case(data)
     got = fastct.resample(image, t, **kw)
     assert got.shape == kw["shape"]
     ref = resample_reference(image, t, kw["shape"], kw["spacing"], kw["origin"],
                              kw["moving_spacing"], (0.0,) * image.ndim, kw["order"], kw["cval"])  # fmt: skip
-    if kw["order"] == 0:  # nearest: a point exactly between two voxels may round either way
-        assert np.mean(got != ref.astype(got.dtype)) <= 0.2 or got.size < 10
-        return
-    if got.dtype.kind in "iu":
+    clear = _clear_of_edges(image, t, kw, kw["order"])
+    got, ref = got[clear], ref[clear]
+    if got.dtype.kind in "iu":  # rounded and clipped into the integer range
         info = np.iinfo(got.dtype)
         ref = np.clip(np.round(ref), info.min, info.max)
-        assert np.abs(got.astype(np.float64) - ref).max() <= 1
+    if kw["order"] == 0:  # nearest: float rounding next to a tie may pick either voxel
+        assert got.size < 20 or np.mean(got != ref.astype(got.dtype)) <= 0.05
+        return
+    if got.dtype.kind in "iu":
+        assert got.size == 0 or np.abs(got.astype(np.float64) - ref).max() <= 1
         return
     scale = max(float(np.abs(image).max()), abs(kw["cval"]), 1.0)
     rel = 1e-5 if got.dtype == np.float32 else 1e-9
-    assert np.abs(got.astype(np.float64) - ref).max() <= rel * scale * (
-        10 if kw["order"] == 3 else 1
-    )
+    tol = rel * scale * (10 if kw["order"] == 3 else 1)
+    assert got.size == 0 or np.abs(got.astype(np.float64) - ref).max() <= tol
 
 
 def _resample_streamed(data):
