@@ -276,12 +276,13 @@ def file_lock(path: Path) -> Iterator[None]:
         _HELD.add(key)
         yield
     finally:
-        if state["fd"] is not None:
-            try:
+        try:  # first statement: no line before it for a Ctrl-C to land on
+            if state["fd"] is not None:
                 _release(key, lock, state)
-            except KeyboardInterrupt:  # landed before the release held SIGINT: finish it
+        except KeyboardInterrupt:  # landed before the release held SIGINT: finish it
+            if state["fd"] is not None:
                 _release(key, lock, state)
-                raise
+            raise
 
 
 def _release(key: str, lock: Path, state: dict[str, Any]) -> None:
