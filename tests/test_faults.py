@@ -40,7 +40,7 @@ import fastct
 from fastct import _atomic
 from fastct.cli import main
 
-FUZZ_SECONDS = 60  # per command, SIGINT kill points under the fuzz marker
+FUZZ_SECONDS = 45  # per command, SIGINT kill points under the fuzz marker
 
 
 # -- fingerprints ----------------------------------------------------------------------------
@@ -399,7 +399,7 @@ def _fuzz_child(name: str, seed: int) -> None:
 def test_sigint_at_random_lines_fuzz(case, tmp_path):
     seed = 1000 + CASE_IDS.index(case.name)
     done = subprocess.run([sys.executable, __file__, case.name, str(seed)],
-                          capture_output=True, text=True, timeout=FUZZ_SECONDS + 240,
+                          capture_output=True, text=True, timeout=FUZZ_SECONDS + 200,
                           cwd=Path(__file__).parent)  # fmt: skip
     print(done.stdout.strip())
     assert done.returncode == 0, done.stderr[-3000:]
