@@ -11,8 +11,8 @@ help:
 	@echo "make demo   - install and run the whole pipeline on the built-in phantom"
 	@echo "make test   - install and run the test suite (slow cases skipped) and the doctests"
 	@echo "make test-slow - the slow cases only (detector training, registration accuracy)"
-	@echo "make test-fuzz - mutation fuzzing of the readers for FASTCT_FUZZ_SECONDS (default 200)"
-	@echo "make ci     - what CI runs (.ci/run): test, lint, docs, test-slow"
+	@echo "make test-fuzz - the long fuzz runs (property cases, kill points; reader mutations for FASTCT_FUZZ_SECONDS, default 200)"
+	@echo "make ci     - what CI runs (.ci/run): test, lint, docs, test-slow, test-fuzz"
 	@echo "make bench  - install and run the benchmarks, writing docs/benchmarks/*.md"
 	@echo "make docs   - build the Sphinx documentation into docs/_build/html"
 	@echo "make lint   - ruff check and format check"
@@ -37,9 +37,10 @@ test: $(VENV)/.stamp-test
 test-slow: $(VENV)/.stamp-test
 	$(PY) -m pytest -m slow -q --durations=10 tests
 
-# Bounded in time: FASTCT_FUZZ_SECONDS of fuzzing (default 200), counts printed at the end.
+# The long fuzz runs: property cases, kill points, and FASTCT_FUZZ_SECONDS (default 200) of
+# reader mutations; counts printed at the end.
 test-fuzz: $(VENV)/.stamp-test
-	$(PY) -m pytest -m fuzz -q -s -p no:cacheprovider tests/test_fuzz_readers.py
+	$(PY) -m pytest -m fuzz -q -s -p no:cacheprovider --durations=10 tests
 
 test-all: $(VENV)/.stamp-test
 	$(PY) -m pytest -q tests fastct --doctest-modules

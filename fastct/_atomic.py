@@ -13,6 +13,7 @@ whether its output was written.
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # C-level signal(): no Python lines
 import contextlib
 import errno
 import fcntl
@@ -45,21 +46,23 @@ def _sigint_held() -> Iterator[None]:
 
     The Python-level handler is swapped for one that only notes the signal (a signal
     mask would not do: the kernel may deliver SIGINT to any thread, e.g. a Numba worker);
-    the previous handler then runs once on exit. Only the main thread can do this.
+    the previous handler then runs once on exit. The swap is the first thing done, by
+    the C-level ``_signal.signal`` (no Python code between: nothing for a signal to
+    interrupt). Only the main thread can do this.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.getsignal(signal.SIGINT)
+    pending: list[Any] = []
+    previous = _signal.signal(signal.SIGINT, lambda signum, frame: pending.append(frame))
     if not callable(previous):  # SIG_IGN / SIG_DFL / not set from Python: leave it
+        _signal.signal(signal.SIGINT, previous)
         yield
         return
-    pending: list[Any] = []
-    signal.signal(signal.SIGINT, lambda signum, frame: pending.append(frame))
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        _signal.signal(signal.SIGINT, previous)
         if pending:
             previous(signal.SIGINT, pending[0])
 
@@ -254,26 +257,48 @@ def file_lock(path: Path) -> Iterator[None]:
         raise RuntimeError(
             f"archive {str(path)!r} is already open for writing in this process; close it first"
         )
-    while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+    # Everything in one try: a Ctrl-C at any point (waiting for another writer included)
+    # closes what was opened, and removes the lock file only if we held it.
+    state: dict[str, Any] = {"fd": None, "held": False, "done": []}
+    try:
+        while True:
+            state["fd"] = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(state["fd"], fcntl.LOCK_EX)
+            state["held"] = True
             try:
-                same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+                same = os.stat(lock).st_ino == os.fstat(state["fd"]).st_ino
             except FileNotFoundError:
                 same = False
-        except BaseException:
+            if same:
+                break
+            fd, state["fd"], state["held"] = state["fd"], None, False
             os.close(fd)
-            raise
-        if same:
-            break
-        os.close(fd)
-    _HELD.add(key)
-    try:
+        _HELD.add(key)
         yield
     finally:
+        try:  # first statement: no line before it for a Ctrl-C to land on
+            if state["fd"] is not None:
+                _release(key, lock, state)
+        except KeyboardInterrupt:  # landed before the release held SIGINT: finish it
+            if state["fd"] is not None:
+                _release(key, lock, state)
+            raise
+
+
+def _release(key: str, lock: Path, state: dict[str, Any]) -> None:
+    """Release a :func:`file_lock` with Ctrl-C held back: a release cut short would
+    leave the lock held in this process (every later writer of the archive refused) and
+    its file behind. Idempotent (``state['done']``), so a second call after a Ctrl-C that
+    landed before the hold only finishes the job."""
+    with _sigint_held():
         _HELD.discard(key)
-        with contextlib.suppress(OSError):
-            lock.unlink()
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+        if not state["done"]:
+            fd = state["fd"]
+            if state["held"]:
+                with contextlib.suppress(OSError):
+                    if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                        os.unlink(lock)
+                with contextlib.suppress(OSError):
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+            state["done"].append(True)

@@ -44,6 +44,7 @@ from ._common import (
     float_list,
     int_list,
     int_triple,
+    io_error_message,
     positive_int,
     volume_spec,
     with_flag_names,
@@ -126,12 +127,13 @@ def _interrupted_message(published: Sequence[Path]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    parser = build_parser()
     n_published = len(_atomic.published_outputs())
-    # pydicom warns about every oddity it tolerates; the CLI reports real problems as
-    # one error line instead.
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\..*)?$")
     try:
+        # Inside the try: a Ctrl-C while the parser is built is reported like any other.
+        parser = build_parser()
+        # pydicom warns about every oddity it tolerates; the CLI reports real problems as
+        # one error line instead.
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\..*)?$")
         args = parser.parse_args(argv)
         if getattr(args, "func", None) is None:
             parser.print_help()
@@ -155,6 +157,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except (ValueError, TypeError, KeyError, OSError, ImportError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        message = " ".join(str(message).split())  # exactly one line
+        message = " ".join(io_error_message(str(message)).split())  # exactly one line
         print(f"fastct: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except RuntimeError as exc:  # HDF5 reports a failed write (disk full) as RuntimeError
+        if io_error_message(str(exc)) == str(exc):
+            raise
+        print(f"fastct: error: {io_error_message(str(exc))}", file=sys.stderr)
         return EXIT_USAGE

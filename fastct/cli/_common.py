@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import re
 import sys
 import time
@@ -268,6 +269,34 @@ def float_list(text: str) -> tuple[float, ...]:
     return _comma_list(text, float, "numbers like 2.5,0.7,0.7")
 
 
+_HDF5_IO_ERROR = re.compile(
+    r"filename = '(?P<file>[^']*)'.*errno = (?P<errno>\d+), error message = '(?P<msg>[^']*)'",
+    re.S,
+)
+
+
+def io_error_message(text: str) -> str:
+    """HDF5's report of a failed read or write (``... file write failed: time = ...,
+    filename = '...', file descriptor = 17, errno = 28, error message = 'No space left on
+    device', buf = ...``) as one readable line: ``cannot write dst.h5: No space left on
+    device [Errno 28]``, naming the output rather than its temporary file. Other text is
+    returned unchanged.
+
+    Examples
+    --------
+    >>> io_error_message("Unable to flush raw data (file write failed: time = Mon, "
+    ...     "filename = '/d/.fastct-tmp-12-ab12cd34-dst.h5', file descriptor = 17, "
+    ...     "errno = 28, error message = 'No space left on device', buf = 0x1)")
+    'cannot write /d/dst.h5: No space left on device [Errno 28]'
+    """
+    match = _HDF5_IO_ERROR.search(text)
+    if match is None:
+        return text
+    name = re.sub(r"\.fastct-tmp-\d+-[0-9a-f]+-", "", match["file"])
+    verb = "read" if "read failed" in text else "write"
+    return f"cannot {verb} {name}: {match['msg']} [Errno {match['errno']}]"
+
+
 def _say(args: argparse.Namespace, *lines: str) -> None:
     if not args.quiet:
         for line in lines:
@@ -495,6 +524,20 @@ def open_sink(
 
 def write_array(ref: VolumeRef, args: argparse.Namespace, data: np.ndarray, like: Source) -> None:
     """Write an in-memory result to a NIfTI or ``.npy`` file with ``like``'s geometry."""
+    try:
+        _write_array(ref, args, data, like)
+    except OSError as exc:  # a full disk, a file size limit: say which file
+        if str(ref.path) in str(exc):
+            raise
+        reason = exc.strerror or str(exc)
+        if exc.errno is not None:
+            reason += f" [Errno {exc.errno}]"
+        elif " requested and " in reason:  # numpy's short write: the disk or a size limit
+            reason += " (disk full or file size limit)"
+        raise OSError(f"cannot write {ref.text}: {reason}") from exc
+
+
+def _write_array(ref: VolumeRef, args: argparse.Namespace, data: np.ndarray, like: Source) -> None:
     from .. import io
 
     overwrite = bool(getattr(args, "overwrite", False))
@@ -513,6 +556,23 @@ def write_array(ref: VolumeRef, args: argparse.Namespace, data: np.ndarray, like
         raise ValueError(f"cannot write {ref.text!r}")
 
 
+#: errno values of a write that failed for want of room: the error names the output.
+_NO_ROOM = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+@contextlib.contextmanager
+def naming_output(ref: VolumeRef) -> Iterator[None]:
+    """Re-raise a disk-full / file-too-large ``OSError`` that does not say which output
+    it was writing as ``cannot write DST: No space left on device [Errno 28]``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in _NO_ROOM or str(ref.path) in str(exc):
+            raise
+        reason = exc.strerror or str(exc)
+        raise OSError(f"cannot write {ref.text}: {reason} [Errno {exc.errno}]") from exc
+
+
 def _stream_filter(args: argparse.Namespace, name: str, run: Any, out_dtype: Any) -> int:
     """Open SRC read-only and DST (an archive transaction or an in-memory array written
     atomically); run ``run(src_data, dst)``, streamed when both are archive volumes."""
@@ -521,7 +581,7 @@ def _stream_filter(args: argparse.Namespace, name: str, run: Any, out_dtype: Any
     t0 = time.perf_counter()
     with open_source(args.source, **_npy_geometry(args)) as src:
         dtype = out_dtype(src.dtype)
-        with open_sink(args.dest, args, src, dtype) as dst:
+        with naming_output(args.dest), open_sink(args.dest, args, src, dtype) as dst:
             data = src.data if isinstance(dst, fastct.Volume) else src.read()
             run(src, data, dst)
     _say(
