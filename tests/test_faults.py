@@ -40,7 +40,7 @@ import fastct
 from fastct import _atomic
 from fastct.cli import main
 
-FUZZ_SECONDS = 45  # per command, SIGINT kill points under the fuzz marker
+FUZZ_SECONDS = 25  # per command, SIGINT kill points under the fuzz marker
 
 
 # -- fingerprints ----------------------------------------------------------------------------
