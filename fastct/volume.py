@@ -576,6 +576,13 @@ class Archive:
         self._discard()
 
     def _discard(self) -> None:
+        if self._tmp is not None and self._file:
+            # The changes are discarded: empty the temporary file first. When HDF5 could
+            # not write (disk full), the flush at close fails again and leaves the file
+            # half-closed, and HDF5 then crashes the interpreter when its objects are
+            # freed; on an empty file the close's writes find room.
+            with contextlib.suppress(OSError):
+                os.truncate(self._tmp, 0)
         with contextlib.suppress(Exception):
             if self._file:
                 self._file.close()
