@@ -635,3 +635,58 @@ def test_read_only_output_gives_one_line_and_changes_nothing(dest, inputs, capsy
 
 if __name__ == "__main__":
     _fuzz_child(sys.argv[1], int(sys.argv[2]))
+
+
+# -- the pipeline --------------------------------------------------------------------------
+@pytest.mark.slow  # a tiny pair through the whole pipeline ~9 times: about 2 minutes warm
+def test_pipeline_killed_at_random_moments_loses_nothing(tmp_path):
+    """``fastct pipeline`` (results into the scans' archive, the report into ``--out``)
+    killed by SIGKILL or SIGINT at seeded moments: the archive is its old bytes or holds
+    the complete run, ``--out`` is absent or complete, nothing temporary is left behind
+    (after SIGKILL: once the next run has cleaned up), and a rerun succeeds."""
+    pristine = tmp_path / "pair.h5"
+    assert main(["--quiet", "phantom", str(pristine), "--size", "tiny", "--seed", "3"]) == 0
+    work, out = tmp_path / "work.h5", tmp_path / "report"
+
+    def argv(*extra: str) -> list[str]:
+        return ["pipeline", str(work), "--baseline", "/scans/phantom/baseline", "--followup",
+                "/scans/phantom/followup", "--out", str(out), "--quiet", *extra]  # fmt: skip
+
+    # an undisturbed run: its duration and what a complete run leaves
+    shutil.copy2(pristine, work)
+    t0 = time.perf_counter()
+    done = _child(argv())
+    _, err = done.communicate(timeout=600)
+    assert done.returncode == 0, err.decode()
+    duration = time.perf_counter() - t0
+    complete_archive = _content(work)
+    complete_out = sorted(p.name for p in out.iterdir())
+    assert "report.html" in complete_out and "summary.json" in complete_out
+    before = _hash_tree(pristine)
+    rng = np.random.default_rng(19)
+    outcomes = []
+    for trial, sig in enumerate([signal.SIGKILL] * 5 + [signal.SIGINT] * 3):
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.copy2(pristine, work)
+        proc = _child(argv())
+        time.sleep(float(rng.uniform(0.05, 1.0)) * duration)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=600)
+        text = err.decode()
+        assert "Traceback" not in text, text
+        if sig == signal.SIGINT and proc.returncode != 0:
+            lines = text.strip().splitlines()
+            assert proc.returncode == 130 and len(lines) == 1 and "interrupted" in lines[0], text
+        archive_state = "old" if _hash_tree(work) == before else _content(work)
+        assert archive_state in ("old", complete_archive), trial
+        assert not out.exists() or sorted(p.name for p in out.iterdir()) == complete_out
+        if sig == signal.SIGINT:
+            assert _visible_leftovers(tmp_path) == [], _visible_leftovers(tmp_path)
+        outcomes.append((sig.name, archive_state == "old", out.exists()))
+        # the rerun (cleaning up after a SIGKILL) succeeds and leaves nothing behind
+        rerun = _child(argv("--overwrite"))
+        _, err = rerun.communicate(timeout=600)
+        assert rerun.returncode == 0, err.decode()
+        assert _content(work) == complete_archive
+        assert _visible_leftovers(tmp_path) == [], _visible_leftovers(tmp_path)
+    print("pipeline kill trials (signal, archive untouched, report present):", outcomes)
