@@ -588,20 +588,36 @@ class ZarrArchive(Archive):
                 self._discard()
 
     # -- publishing ----------------------------------------------------------------------
-    def _ensure_groups(self, name: str) -> None:
-        """Create the parent groups of ``name`` (each ``zarr.json`` written atomically)."""
+    def _ensure_groups(self, name: str, created: list[Path] | None = None) -> None:
+        """Create the parent groups of ``name`` (each ``zarr.json`` written atomically);
+        the folders made here are appended to ``created``."""
         folder = self._root
         for part in name.strip("/").split("/")[:-1]:
             folder = folder / part
             with contextlib.suppress(FileExistsError):
                 folder.mkdir()
+                if created is not None:
+                    created.append(folder)
             if not (folder / _META_JSON).exists():
                 _write_json_atomic(folder / _META_JSON, _group_doc(), self._root)
 
     def _apply_publish(self, name: str, tmp: Path, overwrite: bool) -> None:
         target = self._root / name.strip("/")
-        self._ensure_groups(name)
-        _fsync_tree(tmp)  # the data is on disk before the name points at it
+        created: list[Path] = []
+        try:
+            self._ensure_groups(name, created)
+            _fsync_tree(tmp)  # the data is on disk before the name points at it
+            self._publish_renamed(name, tmp, target, overwrite)
+        except BaseException:
+            if not target.exists():  # not published: the groups made for it go too
+                for folder in reversed(created):
+                    with contextlib.suppress(OSError):
+                        if {p.name for p in folder.iterdir()} <= {_META_JSON}:
+                            (folder / _META_JSON).unlink(missing_ok=True)
+                            folder.rmdir()
+            raise
+
+    def _publish_renamed(self, name: str, tmp: Path, target: Path, overwrite: bool) -> None:
         with _atomic._sigint_held():
             try:
                 os.rename(tmp, target)

@@ -126,12 +126,6 @@ def test_sigint_while_the_archive_lock_is_released_leaves_it_free(tmp_path, pyth
         ar.create_volume("w", np.ones((2, 3)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fastct/_store_zarr.py (helper 'files'): _apply_publish creates the new "
-    "volume's parent groups before the rename, so a Ctrl-C between the two leaves an "
-    "empty group in the store although 'no output was written'",
-)
 def test_interrupted_zarr_publish_leaves_no_empty_group(tmp_path, monkeypatch, capsys):
     from fastct import _store_zarr
 
