@@ -576,7 +576,7 @@ class Archive:
         self._discard()
 
     def _discard(self) -> None:
-        if self._tmp is not None and self._file:
+        if self._tmp is not None and getattr(self, "_file", None):
             # The changes are discarded: empty the temporary file first. When HDF5 could
             # not write (disk full), the flush at close fails again and leaves the file
             # half-closed, and HDF5 then crashes the interpreter when its objects are
