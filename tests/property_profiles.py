@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import fastct
 
-FAST = 12
+FAST = 6
 FUZZ = 150
 MODES = ["reflect", "mirror", "nearest", "constant", "wrap"]
 _SETTINGS = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
