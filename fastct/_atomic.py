@@ -14,6 +14,7 @@ whether its output was written.
 from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # C-level signal(): no Python lines
+import atexit
 import contextlib
 import errno
 import fcntl
@@ -21,12 +22,14 @@ import os
 import shutil
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 TMP_PREFIX = ".fastct-tmp-"
-_HELD: set[str] = set()  # lock files this process holds
+# Lock files this process holds: realpath -> (lock path, release state). Kept here, not
+# only in the lock's generator, so that a release a Ctrl-C cut short can be finished.
+_HELD: dict[str, tuple[Path, dict[str, Any]]] = {}
 _PUBLISHED: list[Path] = []  # outputs this process moved into place, in order
 
 
@@ -273,16 +276,35 @@ def file_lock(path: Path) -> Iterator[None]:
                 break
             fd, state["fd"], state["held"] = state["fd"], None, False
             os.close(fd)
-        _HELD.add(key)
+        _HELD[key] = (lock, state)
         yield
     finally:
-        try:  # first statement: no line before it for a Ctrl-C to land on
-            if state["fd"] is not None:
-                _release(key, lock, state)
-        except KeyboardInterrupt:  # landed before the release held SIGINT: finish it
-            if state["fd"] is not None:
-                _release(key, lock, state)
-            raise
+        # A Ctrl-C can still land on this line, before the release holds SIGINT back (no
+        # Python line is safe from it): the lock then stays in _HELD, and
+        # release_held_locks() (the CLI's interrupt handler, and interpreter exit)
+        # finishes the release.
+        if state["fd"] is not None:
+            _release(key, lock, state)
+
+
+def held_locks() -> list[str]:
+    """The archive locks this process holds (their lock files' real paths)."""
+    return list(_HELD)
+
+
+@atexit.register
+def release_held_locks(keep: Iterable[str] = ()) -> None:
+    """Release every archive lock this process still holds, except those in ``keep``.
+
+    A Ctrl-C that lands inside an archive's close, before its lock's release holds
+    SIGINT back, leaves the lock held and its file behind; the CLI calls this when a
+    command is interrupted (keeping the locks held before it started), and it runs at
+    interpreter exit.
+    """
+    keep = set(keep)
+    for key, (lock, state) in list(_HELD.items()):
+        if key not in keep:
+            _release(key, lock, state)
 
 
 def _release(key: str, lock: Path, state: dict[str, Any]) -> None:
@@ -291,7 +313,6 @@ def _release(key: str, lock: Path, state: dict[str, Any]) -> None:
     its file behind. Idempotent (``state['done']``), so a second call after a Ctrl-C that
     landed before the hold only finishes the job."""
     with _sigint_held():
-        _HELD.discard(key)
         if not state["done"]:
             fd = state["fd"]
             if state["held"]:
@@ -300,5 +321,7 @@ def _release(key: str, lock: Path, state: dict[str, Any]) -> None:
                         os.unlink(lock)
                 with contextlib.suppress(OSError):
                     fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.close(fd)
             state["done"].append(True)
+        _HELD.pop(key, None)

@@ -401,13 +401,6 @@ SIGINT_FUZZ = [c for c in CASES if not c.name.startswith("convert")]
 
 
 @pytest.mark.fuzz
-@pytest.mark.xfail(
-    strict=False,
-    reason="open bug found by this fuzz in CI (2026-12-07): a SIGINT at some lines of the "
-    "archive lock's handling leaves '.dst.h5.lock' behind (gaussian seed 1000, median seed "
-    "1003) or raises 'RuntimeError: release unlocked lock' (gaussian-zarr seed 1001); "
-    "replay: cd tests && ../.venv/bin/python test_faults.py gaussian 1000",
-)
 @pytest.mark.parametrize("case", SIGINT_FUZZ, ids=[c.name for c in SIGINT_FUZZ])
 def test_sigint_at_random_lines_fuzz(case, tmp_path):
     seed = 1000 + CASE_IDS.index(case.name)

@@ -126,6 +126,66 @@ def test_sigint_while_the_archive_lock_is_released_leaves_it_free(tmp_path, pyth
         ar.create_volume("w", np.ones((2, 3)))
 
 
+def test_interrupt_before_the_lock_release_holds_sigint_is_finished_by_the_cli(
+    tmp_path, npy_input, monkeypatch, capsys
+):
+    """No Python line is safe from a Ctrl-C: one landing in an archive's close before the
+    lock's release holds SIGINT back leaves the lock held; the CLI's interrupt handler
+    finishes the release (no stale .lock file, the next writer is not refused)."""
+    src, image = npy_input
+    dst = tmp_path / "out.h5"
+    real_release = _atomic._release
+    calls = []
+
+    def interrupted_release(*args):
+        calls.append(args)
+        if len(calls) == 1:
+            raise KeyboardInterrupt  # lands before the release
+        real_release(*args)
+
+    monkeypatch.setattr(_atomic, "_release", interrupted_release)
+    assert main(["gaussian", str(src), f"{dst}:/out", "--sigma", "1", "--quiet"]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err == f"fastct: interrupted after writing {dst} (complete); nothing else was written"
+    assert len(calls) == 2 and _atomic.held_locks() == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npy", "out.h5"]
+    with fastct.open(dst, "a") as ar:  # not "already open for writing in this process"
+        assert np.array_equal(ar["out"].read(), fastct.gaussian(image, 1.0))
+
+
+def test_release_held_locks_keeps_the_locks_it_is_told_to(tmp_path):
+    first, second = _atomic.file_lock(tmp_path / "a.h5"), _atomic.file_lock(tmp_path / "b.h5")
+    first.__enter__()
+    kept = _atomic.held_locks()
+    second.__enter__()  # never exited: as if a Ctrl-C cut its release short
+    _atomic.release_held_locks(keep=kept)
+    assert _atomic.held_locks() == kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".a.h5.lock"]
+    first.__exit__(None, None, None)
+    assert _atomic.held_locks() == [] and list(tmp_path.iterdir()) == []
+
+
+def test_an_error_raised_while_a_ctrl_c_unwinds_is_reported_as_the_interrupt(
+    tmp_path, npy_input, monkeypatch, capsys
+):
+    """The standard library can raise on the way out of a Ctrl-C (threading.Condition
+    interrupted between releasing and re-taking its lock: 'release unlocked lock'): the
+    command reports the interrupt, in one line, not a traceback."""
+    src, _ = npy_input
+
+    def interrupted_then_broken(*args, **kwargs):
+        try:
+            raise KeyboardInterrupt
+        finally:
+            raise RuntimeError("release unlocked lock")
+
+    monkeypatch.setattr(_atomic, "fsync_path", interrupted_then_broken)
+    argv = ["gaussian", str(src), str(tmp_path / "out.npy"), "--sigma", "1", "--quiet"]
+    assert main(argv) == 130
+    assert capsys.readouterr().err.strip() == "fastct: interrupted; no output was written"
+    assert [p.name for p in tmp_path.iterdir()] == ["in.npy"]
+
+
 def test_interrupted_zarr_publish_leaves_no_empty_group(tmp_path, monkeypatch, capsys):
     from fastct import _store_zarr
 

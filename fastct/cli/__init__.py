@@ -127,7 +127,7 @@ def _interrupted_message(published: Sequence[Path]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    n_published = len(_atomic.published_outputs())
+    n_published, held_before = len(_atomic.published_outputs()), _atomic.held_locks()
     try:
         # Inside the try: a Ctrl-C while the parser is built is reported like any other.
         parser = build_parser()
@@ -152,16 +152,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             _config.set_progress(previous_progress)
     except KeyboardInterrupt:
-        print(f"fastct: {_interrupted_message(_atomic.published_outputs(n_published))}",
-              file=sys.stderr)  # fmt: skip
-        return EXIT_INTERRUPTED
-    except (ValueError, TypeError, KeyError, OSError, ImportError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        message = " ".join(io_error_message(str(message)).split())  # exactly one line
-        print(f"fastct: error: {message}", file=sys.stderr)
-        return EXIT_USAGE
-    except RuntimeError as exc:  # HDF5 reports a failed write (disk full) as RuntimeError
-        if io_error_message(str(exc)) == str(exc):
-            raise
-        print(f"fastct: error: {io_error_message(str(exc))}", file=sys.stderr)
-        return EXIT_USAGE
+        return _report_interrupt(n_published, held_before)
+    except Exception as exc:
+        if _raised_by_interrupt(exc):
+            return _report_interrupt(n_published, held_before)
+        if isinstance(exc, (ValueError, TypeError, KeyError, OSError, ImportError)):
+            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+            message = " ".join(io_error_message(str(message)).split())  # exactly one line
+            print(f"fastct: error: {message}", file=sys.stderr)
+            return EXIT_USAGE
+        # HDF5 reports a failed write (disk full) as RuntimeError
+        if isinstance(exc, RuntimeError) and io_error_message(str(exc)) != str(exc):
+            print(f"fastct: error: {io_error_message(str(exc))}", file=sys.stderr)
+            return EXIT_USAGE
+        raise
+
+
+def _raised_by_interrupt(exc: BaseException) -> bool:
+    """True when ``exc`` was raised while a Ctrl-C unwound the stack: e.g. the standard
+    library's ``threading.Condition`` interrupted between releasing and re-taking its
+    lock raises 'release unlocked lock' on the way out. The Ctrl-C is the cause."""
+    seen: set[int] = set()
+    context = exc.__context__
+    while context is not None and id(context) not in seen:
+        if isinstance(context, KeyboardInterrupt):
+            return True
+        seen.add(id(context))
+        context = context.__context__
+    return False
+
+
+def _report_interrupt(n_published: int, held_before: list[str]) -> int:
+    # A Ctrl-C inside an archive's close can cut its lock's release short: finish it.
+    _atomic.release_held_locks(keep=held_before)
+    print(f"fastct: {_interrupted_message(_atomic.published_outputs(n_published))}",
+          file=sys.stderr)  # fmt: skip
+    return EXIT_INTERRUPTED
