@@ -32,7 +32,7 @@ demo: $(VENV)/.stamp-io,report
 	$(VENV)/bin/fastct demo --out demo-out
 
 test: $(VENV)/.stamp-test
-	$(PY) -m pytest -m "not slow and not fuzz" -q tests fastct --doctest-modules
+	$(PY) -m pytest -m "not slow and not fuzz" -q --durations=30 tests fastct --doctest-modules
 
 test-slow: $(VENV)/.stamp-test
 	$(PY) -m pytest -m slow -q --durations=10 tests
