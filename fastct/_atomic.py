@@ -22,6 +22,7 @@ import os
 import shutil
 import signal
 import threading
+import weakref
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -245,46 +246,59 @@ def atomic_folder(path: str | os.PathLike, overwrite: bool) -> Iterator[Path]:
         raise
 
 
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock serialising writers of one archive.
+class file_lock:  # noqa: N801 - used like the context-manager function it was
+    """An exclusive advisory lock serialising writers of one archive (a context manager).
 
     The lock file (``.NAME.lock``) is removed on release. A waiter that wakes up
     holding a lock on a file that was meanwhile removed (or replaced) retries, so
     two writers can never both believe they hold the lock.
+
+    A Ctrl-C can land on any Python line, so also on the first line of the release,
+    before it holds SIGINT back: the lock then stays held. Three things finish such a
+    release: :func:`release_held_locks` (the command line's interrupt handler),
+    dropping the lock object (a finalizer: the interrupted ``with`` or ``ExitStack`` no
+    longer refers to it once the exception is handled), and interpreter exit.
     """
-    lock = path.with_name(f".{path.name}.lock")
-    key = os.path.realpath(lock)
-    if key in _HELD:
-        # flock is per open file: a second writer in this process would wait forever.
-        raise RuntimeError(
-            f"archive {str(path)!r} is already open for writing in this process; close it first"
-        )
-    # Everything in one try: a Ctrl-C at any point (waiting for another writer included)
-    # closes what was opened, and removes the lock file only if we held it.
-    state: dict[str, Any] = {"fd": None, "held": False, "done": []}
-    try:
-        while True:
-            state["fd"] = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-            fcntl.flock(state["fd"], fcntl.LOCK_EX)
-            state["held"] = True
-            try:
-                same = os.stat(lock).st_ino == os.fstat(state["fd"]).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
-            fd, state["fd"], state["held"] = state["fd"], None, False
-            os.close(fd)
-        _HELD[key] = (lock, state)
-        yield
-    finally:
-        # A Ctrl-C can still land on this line, before the release holds SIGINT back (no
-        # Python line is safe from it): the lock then stays in _HELD, and
-        # release_held_locks() (the CLI's interrupt handler, and interpreter exit)
-        # finishes the release.
-        if state["fd"] is not None:
+
+    def __init__(self, path: Path):
+        path = Path(path)
+        self._path = path
+        self._lock = path.with_name(f".{path.name}.lock")
+        self._key = os.path.realpath(self._lock)
+        self._state: dict[str, Any] = {"fd": None, "held": False, "done": []}
+
+    def __enter__(self) -> None:
+        key, lock, state = self._key, self._lock, self._state
+        if key in _HELD:
+            # flock is per open file: a second writer in this process would wait forever.
+            raise RuntimeError(
+                f"archive {str(self._path)!r} is already open for writing in this process; "
+                "close it first"
+            )
+        # Registered before the first open: whatever happens from here (a Ctrl-C while
+        # waiting for another writer included), dropping this object closes what was
+        # opened and removes the lock file only if we held it.
+        weakref.finalize(self, _release, key, lock, state)
+        try:
+            while True:
+                state["fd"] = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+                fcntl.flock(state["fd"], fcntl.LOCK_EX)
+                state["held"] = True
+                try:
+                    same = os.stat(lock).st_ino == os.fstat(state["fd"]).st_ino
+                except FileNotFoundError:
+                    same = False
+                if same:
+                    break
+                fd, state["fd"], state["held"] = state["fd"], None, False
+                os.close(fd)
+            _HELD[key] = (lock, state)
+        except BaseException:
             _release(key, lock, state)
+            raise
+
+    def __exit__(self, *exc: Any) -> None:
+        _release(self._key, self._lock, self._state)
 
 
 def held_locks() -> list[str]:
@@ -315,13 +329,15 @@ def _release(key: str, lock: Path, state: dict[str, Any]) -> None:
     with _sigint_held():
         if not state["done"]:
             fd = state["fd"]
-            if state["held"]:
+            if fd is not None:
+                if state["held"]:
+                    with contextlib.suppress(OSError):
+                        if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                            os.unlink(lock)
+                    with contextlib.suppress(OSError):
+                        fcntl.flock(fd, fcntl.LOCK_UN)
                 with contextlib.suppress(OSError):
-                    if os.stat(lock).st_ino == os.fstat(fd).st_ino:
-                        os.unlink(lock)
-                with contextlib.suppress(OSError):
-                    fcntl.flock(fd, fcntl.LOCK_UN)
-            with contextlib.suppress(OSError):
-                os.close(fd)
+                    os.close(fd)
             state["done"].append(True)
-        _HELD.pop(key, None)
+        if _HELD.get(key, (None, None))[1] is state:  # not a later holder's entry
+            del _HELD[key]

@@ -6,6 +6,7 @@ lands before it (nothing written) or after it (the output is there, complete).
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import threading
@@ -163,6 +164,32 @@ def test_release_held_locks_keeps_the_locks_it_is_told_to(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [".a.h5.lock"]
     first.__exit__(None, None, None)
     assert _atomic.held_locks() == [] and list(tmp_path.iterdir()) == []
+
+
+def test_an_api_user_can_write_again_after_a_ctrl_c_cut_a_lock_release_short(tmp_path, monkeypatch):
+    """Outside the CLI: once the interrupted ``with`` block's exception is handled, the
+    lock object is dropped and its finalizer finishes the release."""
+    path = tmp_path / "a.h5"
+    real_release = _atomic._release
+    calls = []
+
+    def interrupted_release(*args):
+        calls.append(args)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        real_release(*args)
+
+    monkeypatch.setattr(_atomic, "_release", interrupted_release)
+    try:
+        with fastct.open(path, "w") as ar:
+            ar.create_volume("v", np.zeros((2, 3)))
+    except KeyboardInterrupt:
+        pass
+    gc.collect()
+    assert len(calls) == 2 and _atomic.held_locks() == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.h5"]
+    with fastct.open(path, "a") as ar:  # not "already open for writing in this process"
+        ar.create_volume("w", np.ones((2, 3)))
 
 
 def test_an_error_raised_while_a_ctrl_c_unwinds_is_reported_as_the_interrupt(
