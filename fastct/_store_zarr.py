@@ -944,7 +944,10 @@ def _fsync_tree(folder: Path) -> None:
         for path in files:
             _atomic.fsync_path(path)
     else:
-        with ThreadPoolExecutor(max_workers=8) as pool:
+        # Ctrl-C held back while the pool runs (fsyncs are bounded work, acted on right
+        # after): an interrupt inside the standard library's thread start-up can leave
+        # its locks taken ('release unlocked lock', or a later hang).
+        with _atomic._sigint_held(), ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(_atomic.fsync_path, files))
     for path in reversed(folders):
         _atomic.fsync_dir(path)

@@ -382,8 +382,11 @@ def _fuzz_child(name: str, seed: int) -> None:
     a fresh process (an interrupt landing inside the standard library's own thread or
     executor locks can leave them taken: a process should not go on after it, and the
     tests do not); prints the outcomes; exit status 0 when every check passed."""
+    import faulthandler
     import warnings
 
+    # a hang shows where every thread waits (before the parent's timeout kills us)
+    faulthandler.dump_traceback_later(FUZZ_SECONDS + 170, exit=True)
     warnings.simplefilter("ignore")  # Python's "Exception ignored" notes (weakref callbacks)
     root = Path(tempfile.mkdtemp())
     case = CASES[CASE_IDS.index(name)]
