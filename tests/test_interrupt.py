@@ -127,6 +127,22 @@ def test_sigint_while_the_archive_lock_is_released_leaves_it_free(tmp_path, pyth
         ar.create_volume("w", np.ones((2, 3)))
 
 
+def _first_release_interrupted(monkeypatch) -> list:
+    """The first lock release raises KeyboardInterrupt before it starts (a Ctrl-C landing
+    before the release holds SIGINT back); returns the list of release calls."""
+    real_release = _atomic._release
+    calls: list = []
+
+    def interrupted_release(*args):
+        calls.append(args)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        real_release(*args)
+
+    monkeypatch.setattr(_atomic, "_release", interrupted_release)
+    return calls
+
+
 def test_interrupt_before_the_lock_release_holds_sigint_is_finished_by_the_cli(
     tmp_path, npy_input, monkeypatch, capsys
 ):
@@ -135,16 +151,7 @@ def test_interrupt_before_the_lock_release_holds_sigint_is_finished_by_the_cli(
     finishes the release (no stale .lock file, the next writer is not refused)."""
     src, image = npy_input
     dst = tmp_path / "out.h5"
-    real_release = _atomic._release
-    calls = []
-
-    def interrupted_release(*args):
-        calls.append(args)
-        if len(calls) == 1:
-            raise KeyboardInterrupt  # lands before the release
-        real_release(*args)
-
-    monkeypatch.setattr(_atomic, "_release", interrupted_release)
+    calls = _first_release_interrupted(monkeypatch)
     assert main(["gaussian", str(src), f"{dst}:/out", "--sigma", "1", "--quiet"]) == 130
     err = capsys.readouterr().err.strip()
     assert err == f"fastct: interrupted after writing {dst} (complete); nothing else was written"
@@ -170,16 +177,7 @@ def test_an_api_user_can_write_again_after_a_ctrl_c_cut_a_lock_release_short(tmp
     """Outside the CLI: once the interrupted ``with`` block's exception is handled, the
     lock object is dropped and its finalizer finishes the release."""
     path = tmp_path / "a.h5"
-    real_release = _atomic._release
-    calls = []
-
-    def interrupted_release(*args):
-        calls.append(args)
-        if len(calls) == 1:
-            raise KeyboardInterrupt
-        real_release(*args)
-
-    monkeypatch.setattr(_atomic, "_release", interrupted_release)
+    calls = _first_release_interrupted(monkeypatch)
     try:
         with fastct.open(path, "w") as ar:
             ar.create_volume("v", np.zeros((2, 3)))
