@@ -29,7 +29,7 @@ from typing import Any
 
 TMP_PREFIX = ".fastct-tmp-"
 # Lock files this process holds: realpath -> (lock path, release state). Kept here, not
-# only in the lock's generator, so that a release a Ctrl-C cut short can be finished.
+# only in the lock object, so that a release a Ctrl-C cut short can be finished.
 _HELD: dict[str, tuple[Path, dict[str, Any]]] = {}
 _PUBLISHED: list[Path] = []  # outputs this process moved into place, in order
 
