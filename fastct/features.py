@@ -763,6 +763,11 @@ _ONE_PASS_MIN_ROWS = 1 << 16
 # Rows to start with (more are added, and the slab read again for the new labels, when
 # larger label values show up).
 _ONE_PASS_FIRST_ROWS = 1 << 16
+# Address space for the rows of the z parts after the first (see _kernels.features.
+# one_pass; pages are touched only for the labels of a part): fewer parts beyond it.
+_ONE_PASS_PART_BYTES = 1 << 30
+# z parts of a slab (None: one per thread); tests set more than the machine's threads
+_ONE_PASS_Z_PARTS: int | None = None
 
 
 def _one_pass(
@@ -810,19 +815,27 @@ def _one_pass(
     width = K.ROW_SLOTS_COV if need_cov else K.ROW_SLOTS
     with _config.kernel_threads():
         nparts = _n_parts()
-        stats = np.zeros((nparts, 2), dtype=np.int64)
+        threads = _ONE_PASS_Z_PARTS or _config.get_num_threads()
+        stats = np.zeros(2, dtype=np.int64)
         # zeroed lazily by the OS: rows of absent label values cost no memory
         acc = _aligned_rows(min(limit, _ONE_PASS_FIRST_ROWS), width)
+        tmp = _aligned_rows(0, width, 0)
         for slab, (lab, img) in stream(
             slabs(nz, planes), read_both, desc="features", nbytes=_nbytes(lsrc, isrc)
         ):
             lo_row = 1
             while True:
+                # z parts, one per thread, each but the first with its own rows (touched
+                # only for its labels; at most _ONE_PASS_PART_BYTES of address space)
+                nzp = max(1, min(threads, lab.shape[0], 1 + _ONE_PASS_PART_BYTES // acc.nbytes))
+                if tmp.shape[0] < nzp - 1 or tmp.shape[1] != acc.shape[0]:
+                    tmp = _aligned_rows(acc.shape[0], width, nzp - 1)
+                    sel = np.zeros(acc.shape[0], np.uint8)
                 K.one_pass(
-                    lab, img, slab.start, nparts, lo_row, need_cov, int_sum, acc,
-                    acc.view(np.float64), stats,
+                    lab, img, slab.start, nzp, nparts, lo_row, need_cov, int_sum, acc,
+                    acc.view(np.float64), tmp, tmp.view(np.float64), sel, stats,
                 )  # fmt: skip
-                lo, hi = int(stats[0, 0]), int(stats[0, 1])
+                lo, hi = int(stats[0]), int(stats[1])
                 if lo < 0:
                     raise ValueError(f"labels must be >= 0 (0 is background), found label {lo}")
                 if hi >= limit:
@@ -849,12 +862,14 @@ def _one_pass(
     )  # fmt: skip
 
 
-def _aligned_rows(rows: int, width: int) -> np.ndarray:
-    """A zeroed ``(rows, width)`` int64 array starting on a 64-byte boundary (so a
-    16-slot row is exactly two cache lines)."""
-    raw = np.zeros(rows * width + 8, dtype=np.int64)
+def _aligned_rows(rows: int, width: int, parts: int | None = None) -> np.ndarray:
+    """A zeroed ``(rows, width)`` int64 array (``(parts, rows, width)`` with ``parts``)
+    starting on a 64-byte boundary (so a 16-slot row is exactly two cache lines)."""
+    n = rows * width * (1 if parts is None else parts)
+    raw = np.zeros(n + 8, dtype=np.int64)
     skip = (-raw.ctypes.data % 64) // 8
-    return raw[skip : skip + rows * width].reshape(rows, width)
+    shape = (rows, width) if parts is None else (parts, rows, width)
+    return raw[skip : skip + n].reshape(shape)
 
 
 def _general_layout(rows: np.ndarray, need_cov: bool) -> tuple[np.ndarray, np.ndarray]:

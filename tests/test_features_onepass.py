@@ -198,3 +198,30 @@ def test_one_pass_bad_labels(rng):
         region_features(neg, image, properties=BASIC)
     with pytest.raises(ValueError, match="labels has no region"):
         region_features(np.zeros_like(labels), image, properties=BASIC)
+
+
+@pytest.mark.parametrize("parts", [2, 3, 5])
+def test_one_pass_z_parts_continue_the_chains_that_span_a_cut(rng, monkeypatch, parts):
+    """The slab is cut along z, one part per thread: labels that span cuts (one over
+    every plane, others in non-adjacent parts only, new rows met in a later part) keep
+    the bits of one pass in raster order, for any number of parts and slabs."""
+    labels, image = make_case((14, 9, 11), rng, n_seeds=40, dtype=np.float32)
+    labels[:, 0, :] = 77  # one label in every plane
+    labels[1, 2:4, 2:5] = 90  # a label in the first and the last parts only
+    labels[-1, 5:7, 3:6] = 90
+    labels[-2, 1, 1] = 300  # a row beyond the first rows, in a later part
+    image[3, 4, 5] = np.nan  # the first NaN in raster order decides min and max
+    image[9, 4, 5] = -np.nan
+    props = BASIC + SHAPE
+    monkeypatch.setattr(F, "_ONE_PASS_Z_PARTS", 1)
+    one = general(labels, image, props, spacing=SPACING_3D)
+    assert_bits_equal(region_features(labels, image, spacing=SPACING_3D, properties=props), one)
+    monkeypatch.setattr(F, "_ONE_PASS_Z_PARTS", parts)
+    monkeypatch.setattr(F, "_ONE_PASS_FIRST_ROWS", 64)
+    for planes in (None, 4, 7):
+        for threads in (1, 2):
+            fastct.set_num_threads(threads)
+            t = region_features(
+                labels, image, spacing=SPACING_3D, properties=props, block_planes=planes
+            )
+            assert_bits_equal(t, one)

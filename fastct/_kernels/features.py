@@ -15,6 +15,8 @@ its own regions' accumulators. So every region's voxels are visited in global ra
 (C) order by exactly one thread, whatever the number of threads, the number of
 classes or the block (slab) decomposition: the float sums are bit-identical in every
 configuration, in memory or streamed. Coordinate moments are exact int64 sums.
+(:func:`one_pass`, the basic columns, cuts a slab along z instead and continues the
+chains of the labels that span a cut afterwards: the same raster order per region.)
 
 Accumulator layout (rows = dense region ids):
 
@@ -321,9 +323,99 @@ def _run_values_int(irow, x, x1, accf, a):  # pragma: no cover - compiled
     accf[a, 14] = max(accf[a, 14], np.float64(hi))
 
 
+@kernel("exact")
+def _one_pass_planes(
+    lab, img, k0, k1, z0, lo_row, need_cov, int_sum, acc, accf, p, mask, sel, seen, nseen, lim
+):  # pragma: no cover - compiled  # fmt: skip
+    """Planes ``[k0, k1)`` of :func:`one_pass`'s slab into ``acc`` / ``accf``: the runs
+    of label ``w`` with ``lo_row <= w < len(acc)``, ``((w >> _OWNER_SHIFT) & mask) ==
+    p`` and, when ``sel`` is not empty, ``sel[w] != 0``, in raster order. A label met
+    for the first time (count 0) is appended to ``seen`` (when not empty; ``nseen[0]``
+    its length); ``lim`` gets the smallest and largest label of the planes."""
+    nb, ny, nx = lab.shape
+    rows = acc.shape[0]
+    select = sel.shape[0] > 0
+    record = seen.shape[0] > 0
+    bounds = np.empty(nx + 1, np.int64)
+    own = np.empty(nx, np.int64)  # this row's runs of accumulated labels (start index)
+    lmin = lim[0]
+    lmax = lim[1]
+    for k in range(k0, k1):
+        zg = np.int64(z0 + k)
+        for y in range(ny):
+            lrow = lab[k, y]
+            irow = img[k, y]
+            nbd = 1
+            bounds[0] = 0
+            for x in range(1, nx):
+                bounds[nbd] = x
+                nbd += lrow[x] != lrow[x - 1]
+            bounds[nbd] = nx
+            nown = 0
+            for i in range(nbd):
+                x = bounds[i]
+                w = np.int64(lrow[x])
+                lmin = min(lmin, w)
+                lmax = max(lmax, w)
+                if w < lo_row or w >= rows or ((w >> _OWNER_SHIFT) & mask) != p or (
+                    select and sel[w] == 0
+                ):
+                    continue
+                own[nown] = i
+                nown += 1
+                a = w
+                x1 = bounds[i + 1]
+                run = x1 - x
+                c = acc[a, 0]
+                if c == 0:
+                    if record:
+                        seen[nseen[0]] = w
+                        nseen[0] += 1
+                    acc[a, 1] = zg
+                    acc[a, 2] = y
+                    acc[a, 3] = x
+                    acc[a, 7] = y
+                    acc[a, 8] = x
+                    acc[a, 9] = y
+                    acc[a, 10] = x1 - 1
+                    accf[a, 13] = np.float64(irow[x])
+                    accf[a, 14] = np.float64(irow[x])
+                else:  # without branches: x < xmin is not predictable
+                    acc[a, 7] = min(acc[a, 7], y)
+                    acc[a, 8] = min(acc[a, 8], x)
+                    acc[a, 9] = max(acc[a, 9], y)
+                    acc[a, 10] = max(acc[a, 10], x1 - 1)
+                acc[a, 11] = zg
+                acc[a, 0] = c + run
+                dz = zg - acc[a, 1]
+                dy = y - acc[a, 2]
+                d0 = x - acc[a, 3]
+                tri = run * (run - 1) // 2
+                sdx = run * d0 + tri
+                acc[a, 4] += run * dz
+                acc[a, 5] += run * dy
+                acc[a, 6] += sdx
+                if need_cov:
+                    sdx2 = run * d0 * d0 + 2 * d0 * tri + (run - 1) * run * (2 * run - 1) // 6
+                    acc[a, 16] += run * dz * dz
+                    acc[a, 17] += run * dy * dy
+                    acc[a, 18] += sdx2
+                    acc[a, 19] += run * dz * dy
+                    acc[a, 20] += dz * sdx
+                    acc[a, 21] += dy * sdx
+            for j in range(nown):
+                x = bounds[own[j]]
+                if int_sum:
+                    _run_values_int(irow, x, bounds[own[j] + 1], accf, np.int64(lrow[x]))
+                else:
+                    _run_values(irow, x, bounds[own[j] + 1], accf, np.int64(lrow[x]))
+    lim[0] = lmin
+    lim[1] = lmax
+
+
 @kernel("exact", parallel=True)
 def one_pass(
-    lab, img, z0, nparts, lo_row, need_cov, int_sum, acc, accf, stats
+    lab, img, z0, nz, nparts, lo_row, need_cov, int_sum, acc, accf, tmp, tmpf, sel, stats
 ):  # pragma: no cover - compiled  # fmt: skip
     """One slab's count, coordinate sums, bbox, sum / min / max per label value.
 
@@ -332,94 +424,74 @@ def one_pass(
     ``ROW_*`` slots): count; reference voxel (the first in raster order, so also the
     bbox minimum along z); sums of (index - reference); bbox y/x minimum and maximum;
     last z; sum, min, max of the values; with ``need_cov`` the second-order coordinate
-    sums zz, yy, xx, zy, zx, yx.
+    sums zz, yy, xx, zy, zx, yx. Rows are found with the runs of a row (maximal
+    stretches of one label along x; the run starts first, without branches): the run
+    bookkeeping first, then the values of the row's runs, with the arithmetic of
+    :func:`accumulate`.
 
-    Thread ``p`` of ``nparts`` reads every row of labels, finds its runs (maximal
-    stretches of one label along x; the run starts first, without branches) and
-    accumulates the runs of its own labels (ownership class ``(label >> _OWNER_SHIFT)
-    & (nparts - 1)``) in raster order, with the arithmetic of :func:`accumulate`: every
-    number is bit-identical to it, for any ``nparts``. The run bookkeeping comes first,
-    then the values of the row's owned runs. Only labels in ``[lo_row, len(acc))`` are
-    accumulated (``lo_row >= 1``); ``stats[p]`` gets the smallest and largest label of
-    the slab, so the caller can grow ``acc`` and run the slab again for the new labels
-    alone (they had no voxel before). ``img`` may be any real dtype whose values float64
-    holds exactly; ``int_sum`` (integers of at most 16 bits only) sums the values of a
-    run in int64 (:func:`_run_values_int`), the same bits faster.
+    Every region's values are summed in raster order in one chain, so every number is
+    bit-identical to the general path at any thread count, and the slab is cut into
+    ``nz`` parts along z (one per thread): part 0 accumulates into ``acc``, part ``t``
+    into the zeroed ``tmp[t - 1]`` (same rows; ``tmpf`` its float64 view). Then, part
+    by part in order, a label that had no voxel before the part takes its row from
+    ``tmp`` as it is (its chain started in this part); a label that had (it spans the
+    cut) is summed again over the part's planes up to its last one, continuing its
+    chain in ``acc`` (``nparts`` threads, by ownership class ``(label >>
+    _OWNER_SHIFT) & (nparts - 1)``; ``sel``: one zeroed byte per row, the labels of
+    that pass). ``tmp`` is zeroed again for the next call. Only labels in ``[lo_row,
+    len(acc))`` are accumulated (``lo_row >= 1``); ``stats`` gets the smallest and
+    largest label of the slab, so the caller can grow ``acc`` (and ``tmp``) and run the
+    slab again for the new labels alone (they had no voxel before). ``img`` may be any
+    real dtype whose values float64 holds exactly; ``int_sum`` (integers of at most 16
+    bits only) sums the values of a run in int64 (:func:`_run_values_int`), the same
+    bits faster.
     """
-    nb, ny, nx = lab.shape
+    nb = lab.shape[0]
     rows = acc.shape[0]
-    mask = nparts - 1
-    for p in numba.prange(nparts):
-        bounds = np.empty(nx + 1, np.int64)
-        own = np.empty(nx, np.int64)  # this row's runs of owned labels (start index)
-        lmin = np.int64(lab[0, 0, 0])
-        lmax = lmin
-        for k in range(nb):
-            zg = np.int64(z0 + k)
-            for y in range(ny):
-                lrow = lab[k, y]
-                irow = img[k, y]
-                nbd = 1
-                bounds[0] = 0
-                for x in range(1, nx):
-                    bounds[nbd] = x
-                    nbd += lrow[x] != lrow[x - 1]
-                bounds[nbd] = nx
-                nown = 0
-                for i in range(nbd):
-                    x = bounds[i]
-                    w = np.int64(lrow[x])
-                    lmin = min(lmin, w)
-                    lmax = max(lmax, w)
-                    if w < lo_row or w >= rows or ((w >> _OWNER_SHIFT) & mask) != p:
-                        continue
-                    own[nown] = i
-                    nown += 1
-                    a = w
-                    x1 = bounds[i + 1]
-                    run = x1 - x
-                    c = acc[a, 0]
-                    if c == 0:
-                        acc[a, 1] = zg
-                        acc[a, 2] = y
-                        acc[a, 3] = x
-                        acc[a, 7] = y
-                        acc[a, 8] = x
-                        acc[a, 9] = y
-                        acc[a, 10] = x1 - 1
-                        accf[a, 13] = np.float64(irow[x])
-                        accf[a, 14] = np.float64(irow[x])
-                    else:  # without branches: x < xmin is not predictable
-                        acc[a, 7] = min(acc[a, 7], y)
-                        acc[a, 8] = min(acc[a, 8], x)
-                        acc[a, 9] = max(acc[a, 9], y)
-                        acc[a, 10] = max(acc[a, 10], x1 - 1)
-                    acc[a, 11] = zg
-                    acc[a, 0] = c + run
-                    dz = zg - acc[a, 1]
-                    dy = y - acc[a, 2]
-                    d0 = x - acc[a, 3]
-                    tri = run * (run - 1) // 2
-                    sdx = run * d0 + tri
-                    acc[a, 4] += run * dz
-                    acc[a, 5] += run * dy
-                    acc[a, 6] += sdx
-                    if need_cov:
-                        sdx2 = run * d0 * d0 + 2 * d0 * tri + (run - 1) * run * (2 * run - 1) // 6
-                        acc[a, 16] += run * dz * dz
-                        acc[a, 17] += run * dy * dy
-                        acc[a, 18] += sdx2
-                        acc[a, 19] += run * dz * dy
-                        acc[a, 20] += dz * sdx
-                        acc[a, 21] += dy * sdx
-                for j in range(nown):
-                    x = bounds[own[j]]
-                    if int_sum:
-                        _run_values_int(irow, x, bounds[own[j] + 1], accf, np.int64(lrow[x]))
-                    else:
-                        _run_values(irow, x, bounds[own[j] + 1], accf, np.int64(lrow[x]))
-        stats[p, 0] = lmin
-        stats[p, 1] = lmax
+    width = acc.shape[1]
+    seen = np.empty((max(nz - 1, 1), rows), np.int64)
+    nseen = np.zeros(nz, np.int64)
+    lims = np.empty((nz, 2), np.int64)
+    no_sel = sel[:0]
+    for t in numba.prange(nz):
+        k0 = t * nb // nz
+        k1 = (t + 1) * nb // nz
+        lims[t, 0] = np.int64(lab[k0, 0, 0])
+        lims[t, 1] = lims[t, 0]
+        if t == 0:
+            _one_pass_planes(lab, img, k0, k1, z0, lo_row, need_cov, int_sum, acc, accf, 0,
+                             0, no_sel, seen[0, :0], nseen[0:1], lims[0])  # fmt: skip
+        else:
+            _one_pass_planes(lab, img, k0, k1, z0, lo_row, need_cov, int_sum, tmp[t - 1],
+                             tmpf[t - 1], 0, 0, no_sel, seen[t - 1], nseen[t : t + 1],
+                             lims[t])  # fmt: skip
+    for t in range(1, nz):
+        part = tmp[t - 1]
+        last = np.int64(-1)
+        for j in range(nseen[t]):
+            a = seen[t - 1, j]
+            if acc[a, 0] == 0:
+                for q in range(width):
+                    acc[a, q] = part[a, q]
+            else:
+                sel[a] = 1
+                last = max(last, part[a, ROW_ZMAX])
+            for q in range(width):
+                part[a, q] = 0
+        if last >= 0:  # the labels that span the cut, continued in raster order
+            k0 = t * nb // nz
+            k1 = last - z0 + 1
+            for p in numba.prange(nparts):
+                lim = np.zeros(2, np.int64)
+                _one_pass_planes(lab, img, k0, k1, z0, lo_row, need_cov, int_sum, acc, accf, p,
+                                 nparts - 1, sel, seen[0, :0], nseen[0:1], lim)  # fmt: skip
+            for j in range(nseen[t]):
+                sel[seen[t - 1, j]] = 0
+    stats[0] = lims[0, 0]
+    stats[1] = lims[0, 1]
+    for t in range(1, nz):
+        stats[0] = min(stats[0], lims[t, 0])
+        stats[1] = max(stats[1], lims[t, 1])
 
 
 @kernel("exact", parallel=True)
