@@ -357,8 +357,11 @@ def _one_pass_planes(
                 w = np.int64(lrow[x])
                 lmin = min(lmin, w)
                 lmax = max(lmax, w)
-                if w < lo_row or w >= rows or ((w >> _OWNER_SHIFT) & mask) != p or (
-                    select and sel[w] == 0
+                if (
+                    w < lo_row
+                    or w >= rows
+                    or ((w >> _OWNER_SHIFT) & mask) != p
+                    or (select and sel[w] == 0)
                 ):
                     continue
                 own[nown] = i
