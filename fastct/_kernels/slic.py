@@ -55,7 +55,11 @@ from .._config import kernel
 IP_ZOFF, IP_TZ0, IP_TZ1, IP_T0, IP_T1, IP_T2, IP_N0, IP_N1, IP_N2 = range(9)
 IP_USE_MASK, IP_FRESH, IP_SLICO, IP_NOCOLOR, IP_START, IP_MASKLAB, IP_Z, IP_Y = range(9, 17)
 IP_UNIFORM, IP_COUNT = 17, 18
-IP_SIZE = 19
+# IP_FILL: the labels buffer holds no labels (a streamed slab not read back): voxels
+# that no window reaches and masked-out ones are written with the unassigned label,
+# as when fresh, and still reported as kept (``out[:, 2]``) unless fresh
+IP_FILL = 19
+IP_SIZE = 20
 # fp: float parameters, in the features' float type
 FP_W, FP_INIT, FP_ZERO, FP_NEG = range(4)
 FP_SIZE = 4
@@ -640,6 +644,7 @@ def _assign_tile(lt, X, M, L, centers, windows, maxdc, sp, coords, indptr, indic
     z_off = ip[IP_ZOFF]
     use_mask = ip[IP_USE_MASK] != 0
     fresh = ip[IP_FRESH] != 0
+    write_unassigned = fresh or ip[IP_FILL] != 0
     slic_zero = ip[IP_SLICO] != 0
     ignore_color = ip[IP_NOCOLOR] != 0
     uniform = ip[IP_UNIFORM] != 0 and not ignore_color
@@ -691,7 +696,7 @@ def _assign_tile(lt, X, M, L, centers, windows, maxdc, sp, coords, indptr, indic
                 if mr[i] == 0:
                     bb[i] = neg
                     n_ok -= 1
-                    if fresh:
+                    if write_unassigned:
                         L[lz, y, x0 + i] = mask_label
         row_ok[r] = n_ok > 0
         if n_ok > 0 and uniform and c1 > c0:
@@ -844,12 +849,13 @@ def _assign_tile(lt, X, M, L, centers, windows, maxdc, sp, coords, indptr, indic
         kb = bk[v0 : v0 + sx_]
         lr = L[lz, y, x0:x1]
         # branch-free: assigned voxels take their label; voxels (not masked out) that no
-        # window reached take the unassigned label when fresh, else keep theirs
+        # window reached take the unassigned label when fresh (or the buffer holds no
+        # labels), else keep theirs
         for i in range(sx_):
             kw = kb[i]
             a = kw >= 0
             u = (kw < 0) & (bb[i] >= fzero)
-            lr[i] = kw + sl if a else (ml if u & fresh else lr[i])
+            lr[i] = kw + sl if a else (ml if u & write_unassigned else lr[i])
             n_assigned += np.int32(a)
             n_kept += np.int32(u)
     out[lt, 1] = n_assigned > 0

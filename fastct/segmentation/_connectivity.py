@@ -114,18 +114,28 @@ def _connectivity_stream(eng: _Engine, nK: int, min_size: int, max_size: int, st
 
     coord = np.empty((max(max_size, 1), 3), np.int64)
     state = np.array([start_label], np.int64)
+    # the window's SLIC labels and result in two buffers of its largest height: each
+    # step moves the slices it keeps to the front and appends the new ones
+    cap = max([hi - max(zs - 1, 0) for zs, _, _, hi in steps] or [1])
+    seg_buf = np.empty((cap, *eng.shape[1:]), np.int32)
+    out_buf = np.empty((cap, *eng.shape[1:]), np.int32)
     lo = 0
-    seg = np.empty((0, *eng.shape[1:]), np.int32)
-    out = np.empty((0, *eng.shape[1:]), np.int32)
+    n = 0  # the window holds slices [lo, lo + n)
     nbytes = math.prod(eng.shape) * 4
     window = stream(steps, read, prefetch=eng.stored, desc="slic connectivity", nbytes=nbytes)
     for (zs, ze, _, _), add in window:
         new_lo = max(zs - 1, 0)
-        if add is None:
-            add = seg[:0]
-        seg = np.concatenate([seg[new_lo - lo :], add])
-        out = np.concatenate([out[new_lo - lo :], np.full(add.shape, mask_label, np.int32)])
+        keep = n - (new_lo - lo)
+        if new_lo > lo and keep > 0:  # (NumPy copies overlapping slices correctly)
+            seg_buf[:keep] = seg_buf[new_lo - lo : n]
+            out_buf[:keep] = out_buf[new_lo - lo : n]
+        n = keep
+        if add is not None:
+            seg_buf[n : n + add.shape[0]] = add
+            out_buf[n : n + add.shape[0]] = mask_label
+            n += add.shape[0]
         lo = new_lo
+        seg, out = seg_buf[:n], out_buf[:n]
         K.enforce_connectivity(seg, out, zs - lo, ze - lo, min_size, max_size, mask_label, state,
                                coord)  # fmt: skip
-        eng.write_labels(zs, ze, np.ascontiguousarray(out[zs - lo : ze - lo]))
+        eng.write_labels(zs, ze, out[zs - lo : ze - lo])

@@ -61,11 +61,12 @@ class _Engine:
     ) -> tuple[np.ndarray, np.ndarray, bool, Any]:
         """Raw values, mask (and whether there is one) and labels of a slab: what the
         k-means steps read (on the I/O thread when streamed). With ``fill`` the labels
-        of a stored volume are not read: a new buffer filled with ``fill``."""
+        of a stored volume are not read: a new buffer, which the assignment fills
+        (``IP_FILL``: ``fill`` where no window reaches)."""
         z0, z1 = slab.start, slab.stop
         M, use_mask = self.mask(z0, z1)
         if fill is not None and not isinstance(self.labels, np.ndarray):
-            L = np.full((z1 - z0, *self.shape[1:]), fill, np.int32)
+            L = np.empty((z1 - z0, *self.shape[1:]), np.int32)
         else:
             L = self.read_labels(z0, z1, fresh)
         return self.values(z0, z1), M, use_mask, L

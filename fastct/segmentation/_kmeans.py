@@ -181,6 +181,7 @@ def _run_pass(
         max_cand = max(1, int(np.diff(indptr).max()))
         need_update = not (final and it == max_num_iter - 1)
         ip[K.IP_FRESH] = fresh
+        ip[K.IP_FILL] = fill is not None
         ip[K.IP_UNIFORM] = K.colours_uniform(centers, alive, maxdc, slic_zero)
         count = np.zeros(nK, np.int64)
         sums = np.zeros((nK, nf), ft)
