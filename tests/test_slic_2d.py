@@ -154,3 +154,33 @@ def test_real_ct_slice(n):
     kw = dict(compactness=0.1, max_num_iter=10, enforce_connectivity=True)
     for im in (img, img.astype(np.float32)):
         np.testing.assert_array_equal(fastct.slic(im, n, **kw), sk_slic(im, n, **kw))
+
+
+@pytest.mark.parametrize("dtype", ["int16", "uint16", "float64"])
+@pytest.mark.parametrize("comp", [0.1, 1.0, 1e-7])
+def test_first_iteration_on_spatial_terms(dtype, comp, rng, monkeypatch):
+    """float64 work whose centres share one colour (the first iteration) is swept in
+    float32 on the spatial terms alone when the margins allow it (not with a tiny
+    compactness, whose colour terms dwarf the spatial ones): the labels of every
+    iteration count equal the float64 sweep's and scikit-image's."""
+    dt = np.dtype(dtype)
+    img = (rng.normal(0, 400, (61, 75)).cumsum(axis=1) % 3000).astype(dt)
+    used = []
+    original = _kmeans._spatial_only
+
+    def spy(*args):
+        out = original(*args)
+        used.append(out is not None)
+        return out
+
+    monkeypatch.setattr(_kmeans, "_spatial_only", spy)
+    for iters in (1, 2, 10):
+        kw = dict(compactness=comp, max_num_iter=iters, enforce_connectivity=False)
+        ref = sk_slic(img, 40, **kw)
+        used.clear()
+        fast = fastct.slic(img, 40, **kw)
+        assert used and used[0] == (comp > 1e-6)
+        monkeypatch.setattr(_kmeans, "_SPATIAL_ONLY", False)
+        np.testing.assert_array_equal(fastct.slic(img, 40, **kw), fast)
+        monkeypatch.setattr(_kmeans, "_SPATIAL_ONLY", True)
+        np.testing.assert_array_equal(fast, ref)

@@ -4,6 +4,8 @@ tiles and the iterations, over the whole volume in memory or slab by slab.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..volume import Volume
@@ -133,10 +135,23 @@ def _run_pass(
                     tr_lists[...] = tr
                     max_cand = max(1, int(np.diff(indptr).max()))
                 if by_centre:
-                    featg, c32, sp32, coords32, fp32, best, e2, xd, cd, fpd = cm
+                    featg, c32, sp32, coords32, fp32, best, e2, xd, cd, fpd = cm[:10]
                     if c32 is centers:  # float32 work
                         K.assign_2d(featg, L2, centers, windows, sp, coords, p, fp32, res, best,
                                     bk, best.view(np.int32), near_z, e2, xd, cd, fpd)  # fmt: skip
+                    elif (
+                        p[K.IP_UNIFORM]
+                        and (zero32 := _spatial_only(cm, centers, sp, w, win_steps)) is not None
+                    ):
+                        # every centre has the same colour and the spatial terms are whole
+                        # multiples of w that the colour term cannot merge (see
+                        # _spatial_only): the float32 sweep of the spatial terms alone
+                        # gives scikit-image's float64 labels
+                        c32[...] = centers
+                        c32[:, 3:] = 0
+                        K.assign_2d(zero32, L2, c32, windows, sp32, coords32, p, fp32, res, best,
+                                    bk, best.view(np.int32), near_z, np.float32(0), xd[:1],
+                                    cd[:1], fpd)  # fmt: skip
                     elif p[K.IP_UNIFORM]:
                         # every centre has the same colour (scikit-image's first iteration):
                         # float32 near-ties are everywhere (the spatial terms alone decide),
@@ -236,10 +251,12 @@ def _run_pass(
                 K.reduce_max(ent_label, ent_max, start_label, maxdc)
 
 
-def _centre_major_args(Xs, centers, sp, w, win_steps, shape_f, coords) -> tuple:
+def _centre_major_args(Xs, centers, sp, w, win_steps, shape_f, coords) -> list:
     """Arguments of ``assign_2d``: float32 features, centres (a buffer refreshed every
     iteration), spacing, coordinates and parameters, a distance buffer, the error bound
-    ``e2`` and the float64 data of the exact recomputation (float64 work only).
+    ``e2`` and the float64 data of the exact recomputation (float64 work only); then
+    a slot for ``_spatial_only``'s zero features and the largest ``|feature|`` (float64
+    work only, else None).
 
     float32 work runs as it is (``e2 = 0``). float64 work (integer and float64 input)
     is filtered in float32 with ``e2`` = 4 x a bound on ``|d32 - d64|`` for any pixel
@@ -261,10 +278,10 @@ def _centre_major_args(Xs, centers, sp, w, win_steps, shape_f, coords) -> tuple:
         f32 = np.zeros(K.FP_SIZE, np.float32)
         f32[K.FP_W] = w
         f32[K.FP_INIT] = np.inf
-        return (_padded(Xs.reshape(Z, X), np.float32), centers, sp, coords, f32,
+        return [_padded(Xs.reshape(Z, X), np.float32), centers, sp, coords, f32,
                 np.empty(Z * (X + K.PAD_2D), np.float32),
                 np.float32(0), np.zeros(1), np.zeros((1, centers.shape[1])),
-                np.zeros(K.FPD_SIZE))  # fmt: skip
+                np.zeros(K.FPD_SIZE), None, None]  # fmt: skip
     xd = Xs.reshape(-1)
     featg = np.empty(Z * (X + K.PAD_2D), np.float32)
     fmax = float(K.padded_f32(Xs.reshape(Z, X), featg, K.PAD_2D))
@@ -282,10 +299,46 @@ def _centre_major_args(Xs, centers, sp, w, win_steps, shape_f, coords) -> tuple:
     fpd[K.FPD_W] = w
     fpd[K.FPD_INIT] = np.finfo(np.float64).max
     fpd[K.FPD_SPZ : K.FPD_SPX + 1] = sp
-    return (featg, np.empty(centers.shape, np.float32), sp.astype(np.float32),
+    return [featg, np.empty(centers.shape, np.float32), sp.astype(np.float32),
             coords.astype(np.float32), f32, np.empty(Z * (X + K.PAD_2D), np.float32), e2, xd,
-            centers,
-            fpd)  # fmt: skip
+            centers, fpd, None, fmax]  # fmt: skip
+
+
+# Tests switch the spatial-only sweep of _spatial_only off to compare with float64.
+_SPATIAL_ONLY = True
+
+
+def _spatial_only(cm: list, centers: np.ndarray, sp: np.ndarray, w, win_steps) -> Any:
+    """Zero float32 features (``assign_2d``'s padded layout) when one iteration of
+    float64 work whose centres all have the same colour ``col`` (scikit-image's first
+    iteration: every colour 0) can be swept in float32 on the spatial terms alone; else
+    None.
+
+    With unit spacing and whole centre coordinates every spatial term is ``fl(n w)`` with
+    ``n`` a whole squared distance below ``N``, the largest over the search windows.
+    scikit-image's distance is ``fl(fl(n w) + c)``, ``c`` the pixel's colour term,
+    common to all centres. Two different ``n`` give spatial terms at least ``w (1 - u)``
+    apart; when ``w`` exceeds 4 ulps of the largest sum ``N w + (|F| + |col|)^2`` the
+    rounded sums differ too and are ordered as ``n``: every pixel's float64 winner is the
+    lowest-index centre of smallest ``n``. The float32 sweep with zero features and
+    colours computes ``fl32(n w32)``, which orders the ``n`` the same way (and keeps
+    equal ``n`` equal) when ``w32`` exceeds 4 ulps of ``N w32``: the same winner."""
+    featg, fmax = cm[0], cm[-1]
+    if not _SPATIAL_ONLY or fmax is None or not np.all(sp == 1.0):
+        return None
+    pos = centers[:, :3]
+    if not np.array_equal(pos, np.round(pos)):
+        return None
+    n_max = float(np.sum((2.0 * np.asarray(win_steps, np.float64) + 1.0) ** 2))
+    col = float(np.max(np.abs(centers[:, 3:]))) if centers.shape[1] > 3 else 0.0
+    total = n_max * float(w) + (float(fmax) + col) ** 2
+    w32 = np.float32(w)
+    if not (float(w) > 4.0 * float(np.spacing(total))
+            and w32 > 4 * np.spacing(np.float32(n_max) * w32)):  # fmt: skip
+        return None
+    if cm[-2] is None:  # zero features, allocated at the first use
+        cm[-2] = np.zeros_like(featg)
+    return cm[-2]
 
 
 def _padded(F: np.ndarray, dtype) -> np.ndarray:
