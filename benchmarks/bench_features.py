@@ -474,13 +474,15 @@ def write_report() -> None:
             "cannot be split or reordered without changing the last bits, so one thread "
             "adds one value per float-add latency at best, and a mispredicted branch ends "
             "every run. Integer images of at most 16 bits are summed per run in int64, "
-            "which is exact (same bits) and faster. With two threads each thread finds "
-            "the runs of the whole slab and keeps its own labels (so the run search is "
-            "done twice). Split evenly, the two-thread CPU seconds would give "
+            "which is exact (same bits) and faster. With two threads the volume is cut "
+            "in two along z, one part per thread, and the labels that span the cut are "
+            "summed again over the second part's planes up to their last voxel, "
+            "continuing their chains (a few planes: the same bits as one thread). The two "
+            "threads' CPU seconds split evenly would give "
             f"{b['cpu_two'] / 2:.3f} s per thread against {b['cpu_one']:.3f} s on one "
-            f"thread ({b['cpu_two'] / 2 / b['cpu_one']:.2f}x; an estimate for an idle "
-            "machine, not a measurement); when other processes keep the cores busy the "
-            "threads wait for each other and for a core, and the measured wall times "
+            f"thread ({b['cpu_two'] / 2 / b['cpu_one']:.2f}x); when other processes keep "
+            "the cores busy the threads wait for each other and for a core, and the "
+            "measured wall times "
             "above are what this machine gave.",
             "",
         ]

@@ -274,7 +274,7 @@ def mean_abs_error(labels: np.ndarray, img: np.ndarray) -> float:
 
 
 def realct_case(
-    n_seg: int, dtype, rounds: int = 5, fast_per_round: int = 4, cpu: bool = False
+    n_seg: int, dtype, rounds: int = 15, fast_per_round: int = 2, cpu: bool = False
 ) -> dict:
     """fastct and scikit-image on the same slice, same arguments, in alternating rounds
     (so both see the same machine load): min over the rounds. ``cpu``: fastct on one
@@ -486,8 +486,8 @@ def _realct_section() -> list[str]:
         f"2-D, a real CT slice ({what}; int16 HU as stored, and the same slice as float32), "
         f"fastct against scikit-image with the same arguments (compactness {COMPACTNESS}, "
         f"max_num_iter={ITERATIONS}, enforce_connectivity=True, start_label=1, spacing=None, "
-        "channel_axis=None, sigma=0); rounds alternate (4 fastct calls, then one "
-        "scikit-image call, 5 rounds), min over the rounds. int16 input is computed in "
+        "channel_axis=None, sigma=0); rounds alternate (2 fastct calls, then one "
+        "scikit-image call, 15 rounds), min over the rounds. int16 input is computed in "
         "float64 by both (scikit-image's img_as_float). Mean abs error: mean |HU - mean "
         "HU of the voxel's segment|.",
         "",
