@@ -1,8 +1,6 @@
 """``python -m fastct``: the ``fastct`` command line."""
 
-import sys
-
-from fastct.cli import main
+from fastct.cli import run
 
 if __name__ == "__main__":  # pragma: no cover - run as a process in tests
-    sys.exit(main())
+    run()

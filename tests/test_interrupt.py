@@ -222,3 +222,33 @@ def test_interrupted_zarr_publish_leaves_no_empty_group(tmp_path, monkeypatch, c
     assert main(argv) == 130
     assert capsys.readouterr().err.strip() == "fastct: interrupted; no output was written"
     assert not (store / "scans" / "new").exists()
+
+
+def test_a_ctrl_c_after_the_command_returned_is_ignored(tmp_path, npy_input):
+    """Found by the pipeline's SIGINT fault test: a Ctrl-C that lands after the command
+    finished, in the interpreter's exit, killed the process by SIGINT without a word
+    (Python restores the default action there). The process entry (``run``) ignores
+    SIGINT from the end of ``main`` on, so the exit status stays the command's; ``main``
+    called in a process of its own (the API, these tests) leaves the handler alone."""
+    import subprocess
+    import sys
+
+    src, _ = npy_input
+    before = signal.getsignal(signal.SIGINT)
+    assert main(["gaussian", str(src), str(tmp_path / "a.npy"), "--sigma", "1", "--quiet"]) == 0
+    assert signal.getsignal(signal.SIGINT) is before
+    child = (
+        "import os, signal, sys\n"
+        "import fastct.cli as cli\n"
+        "try:\n"
+        "    cli.run()\n"
+        "except SystemExit as exit:  # on the way out of the process\n"
+        "    os.kill(os.getpid(), signal.SIGINT)  # lands after main, as in the exit\n"
+        "    sys.exit(7 if exit.code == 0 else 1)\n"
+    )
+    argv = ["gaussian", str(src), str(tmp_path / "b.npy"), "--sigma", "1", "--quiet"]
+    proc = subprocess.run([sys.executable, "-c", child, *argv], capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode == 7, proc.stderr
+    assert proc.stderr == ""
+    assert (tmp_path / "b.npy").exists()

@@ -59,7 +59,7 @@ def test_license_file_is_bsd3_and_declared(project):
 def test_distribution_name_is_not_the_taken_fastct(project):
     # "fastct" on PyPI is another project; the import name stays fastct.
     assert project["name"] == "fastct-engine"
-    assert project["scripts"] == {"fastct": "fastct.cli:main"}
+    assert project["scripts"] == {"fastct": "fastct.cli:run"}
     readme = (ROOT / "README.md").read_text()
     assert "fastct-engine" in readme and "someone else's code" in readme
 

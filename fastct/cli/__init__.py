@@ -15,6 +15,7 @@ dependencies lazily.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -125,6 +126,25 @@ def _interrupted_message(published: Sequence[Path]) -> str:
     return f"interrupted after writing {', '.join(written)} (complete); nothing else was written"
 
 
+# Set by run(): main() is the last thing the process does (see run()).
+_PROCESS_EXIT = False
+
+
+def run() -> None:
+    """The ``fastct`` process (console script, ``python -m fastct``): :func:`main`, then
+    exit with its status.
+
+    Once :func:`main` has returned, every output is complete or the interruption was
+    reported. A Ctrl-C after that would land in the interpreter's exit, where Python
+    has restored the default action: the process would die by SIGINT without a word
+    (found by the pipeline's SIGINT fault test). From the end of :func:`main` on, SIGINT
+    is ignored, so the exit status and the one line already printed stay true.
+    """
+    global _PROCESS_EXIT
+    _PROCESS_EXIT = True
+    sys.exit(main())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     n_published, held_before = len(_atomic.published_outputs()), _atomic.held_locks()
@@ -166,6 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"fastct: error: {io_error_message(str(exc))}", file=sys.stderr)
             return EXIT_USAGE
         raise
+    finally:
+        if _PROCESS_EXIT:  # see run()
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _raised_by_interrupt(exc: BaseException) -> bool:

@@ -1,8 +1,6 @@
 """``python -m fastct.cli`` (also ``python -m fastct``): the ``fastct`` command."""
 
-import sys
-
-from . import main
+from . import run
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()
