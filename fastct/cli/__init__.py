@@ -126,10 +126,6 @@ def _interrupted_message(published: Sequence[Path]) -> str:
     return f"interrupted after writing {', '.join(written)} (complete); nothing else was written"
 
 
-# Set by run(): main() is the last thing the process does (see run()).
-_PROCESS_EXIT = False
-
-
 def run() -> None:
     """The ``fastct`` process (console script, ``python -m fastct``): :func:`main`, then
     exit with its status.
@@ -137,12 +133,21 @@ def run() -> None:
     Once :func:`main` has returned, every output is complete or the interruption was
     reported. A Ctrl-C after that would land in the interpreter's exit, where Python
     has restored the default action: the process would die by SIGINT without a word
-    (found by the pipeline's SIGINT fault test). From the end of :func:`main` on, SIGINT
-    is ignored, so the exit status and the one line already printed stay true.
+    (found by the pipeline's SIGINT fault test). So SIGINT is ignored from the return
+    of :func:`main` on, and a Ctrl-C that escapes :func:`main` (one landing between its
+    return and that switch, or a second one during its own report) ends the process
+    with the command's status, or 130, without a traceback. :func:`main` itself runs
+    no line after its handlers, so callers in Python keep their own handler.
     """
-    global _PROCESS_EXIT
-    _PROCESS_EXIT = True
-    sys.exit(main())
+    code: int | None = None
+    try:
+        code = main()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if code is None:
+            code = EXIT_INTERRUPTED
+    sys.exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -186,9 +191,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"fastct: error: {io_error_message(str(exc))}", file=sys.stderr)
             return EXIT_USAGE
         raise
-    finally:
-        if _PROCESS_EXIT:  # see run()
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _raised_by_interrupt(exc: BaseException) -> bool:
